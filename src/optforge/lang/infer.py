@@ -1,0 +1,129 @@
+"""Type and shape inference by abstract execution.
+
+The program runs once over :class:`~optforge.lang.shapes.Abstract` values
+instead of tensors: the parameter and gradient are ``R x C``, ``lr``,
+``step`` and hyperparameters are uniform ``1 x 1`` scalars, and each state
+slot starts as ``1 x 1`` and takes the shape of the value returned for it,
+re-running until the slot shapes settle (so Adafactor's ``R x 1`` row moment
+is a slot of reduced shape). Checks, each raising a located ProgramError:
+
+* every name is defined before it is read and every op exists with the right arity;
+* operand shapes combine (broadcasting, matmul inner dimensions);
+* the update broadcasts to the parameter's shape;
+* the update depends on the gradient ``g`` (directly or through state).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import ops
+from .errors import (
+    ArityError,
+    GradientIndependenceError,
+    ShapeError,
+    SignatureError,
+    UnknownNameError,
+    UnknownOpError,
+)
+from .ir import Call, Const, Expr, Program, Var
+from .shapes import FULL, SCALAR, Abstract, Shape, ShapeClash, broadcast, show
+
+_INPUT_TYPES = {
+    "w": Abstract(FULL, False, frozenset({"w"})),
+    "g": Abstract(FULL, False, frozenset({"g"})),
+    "h": Abstract(FULL, False, frozenset({"h"})),
+    "lr": Abstract(SCALAR, True, frozenset({"lr"})),
+    "step": Abstract(SCALAR, True, frozenset({"step"})),
+}
+_MAX_ROUNDS = 4
+
+
+@dataclass(frozen=True)
+class Typing:
+    """What inference found: every variable's final abstract value, slot shapes,
+    and the inputs the update depends on across steps."""
+
+    env: dict[str, Abstract]
+    slot_shapes: dict[str, Shape]
+    update: Abstract
+    update_deps: frozenset[str]
+
+
+def evaluate(e: Expr, env: dict[str, Abstract]) -> Abstract:
+    """Abstract value of an expression."""
+    if isinstance(e, Const):
+        return Abstract(SCALAR, True)
+    if isinstance(e, Var):
+        if e.name not in env:
+            raise UnknownNameError(f"name {e.name!r} is not defined", e.line, e.col, e.name)
+        return env[e.name]
+    op = ops.get(e.op)
+    if op is None:
+        raise UnknownOpError(f"unknown op {e.op!r}", e.line, e.col, e.op)
+    if len(e.args) != op.arity:
+        raise ArityError(f"op {e.op!r} takes {op.arity} argument(s), got {len(e.args)}",
+                         e.line, e.col, e.op)
+    args = [evaluate(a, env) for a in e.args]
+    try:
+        shape = op.shape(*(a.shape for a in args))
+    except ShapeClash as clash:
+        raise ShapeError(f"op {e.op!r}: {clash}", e.line, e.col, e.op) from None
+    deps = frozenset().union(*(a.deps for a in args))
+    return Abstract(shape, op.uniform(*(a.uniform for a in args)), deps)
+
+
+def infer(program: Program) -> Typing:
+    """Abstractly execute ``program``; see the module docstring for the checks."""
+    slots = program.slots
+    shapes: dict[str, Shape] = dict.fromkeys(slots, SCALAR)
+    for _ in range(_MAX_ROUNDS):
+        env = {name: _INPUT_TYPES[name] for name in program.inputs}
+        env.update({k: Abstract(SCALAR, True) for k, _ in program.hyper})
+        env.update({s: Abstract(shapes[s], False, frozenset({s})) for s in slots})
+        for stmt in program.body:
+            env[stmt.target] = evaluate(stmt.expr, env)
+        outs = [evaluate(e, env) for e in program.returns]
+        if len(outs) != 1 + len(slots):
+            raise SignatureError(f"return gives {len(outs)} values; expected {1 + len(slots)}")
+        new = {s: out.shape for s, out in zip(slots, outs[1:], strict=True)}
+        if new == shapes:
+            break
+        shapes = new
+    else:
+        raise ShapeError("state slot shapes do not settle: "
+                         + ", ".join(f"{s}: {show(x)}" for s, x in shapes.items()))
+    update = outs[0]
+    try:
+        if broadcast(update.shape, FULL) != FULL:
+            raise ShapeClash
+    except ShapeClash:
+        e = program.returns[0]
+        raise ShapeError(f"the update has shape {show(update.shape)}, not that of the parameter",
+                         e.line, e.col) from None
+    slot_deps = {s: out.deps for s, out in zip(slots, outs[1:], strict=True)}
+    deps = _closure(update.deps, slot_deps)
+    return Typing(env, shapes, update, deps)
+
+
+def _closure(deps: frozenset[str], slot_deps: dict[str, frozenset[str]]) -> frozenset[str]:
+    """Inputs reached through state slots across steps."""
+    seen = set(deps)
+    todo = [d for d in deps if d in slot_deps]
+    while todo:
+        for d in slot_deps[todo.pop()]:
+            if d not in seen:
+                seen.add(d)
+                if d in slot_deps:
+                    todo.append(d)
+    return frozenset(seen)
+
+
+def check(program: Program) -> Typing:
+    """Infer types and reject programs whose update ignores the gradient."""
+    typing = infer(program)
+    if "g" not in typing.update_deps:
+        e = program.returns[0]
+        raise GradientIndependenceError("the update does not depend on the gradient 'g'",
+                                        e.line, e.col, "g")
+    return typing

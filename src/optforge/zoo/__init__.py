@@ -1,0 +1,62 @@
+"""The zoo: the literature's optimizers as program files.
+
+Each optimizer is a program file ``programs/NAME.py`` (parsed as text, never
+imported) and an entry in ``catalog.toml`` with its citation, the reference
+implementation it is verified against, and its tuning search space.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from functools import cache
+from importlib import resources
+
+from ..lang.ir import Program
+
+
+@dataclass(frozen=True)
+class Entry:
+    """Catalog facts of one zoo optimizer."""
+
+    name: str
+    title: str
+    citation: str
+    reference: str
+    space: dict[str, list] = field(default_factory=dict)
+    notes: str = ""
+    settings: list[dict[str, float]] = field(default_factory=list)
+
+
+def _root():
+    return resources.files(__package__)
+
+
+@cache
+def _catalog() -> dict[str, Entry]:
+    data = tomllib.loads((_root() / "catalog.toml").read_text())
+    return {name: Entry(name=name, **fields) for name, fields in data.items()}
+
+
+def names() -> list[str]:
+    """Names of the zoo optimizers, sorted."""
+    return sorted(_catalog())
+
+
+def entry(name: str) -> Entry:
+    """Catalog facts for ``name``; raises KeyError naming the known optimizers."""
+    try:
+        return _catalog()[name]
+    except KeyError:
+        raise KeyError(f"no zoo optimizer {name!r}; known: {', '.join(names())}") from None
+
+
+def source(name: str) -> str:
+    entry(name)
+    return (_root() / "programs" / f"{name}.py").read_text()
+
+
+@cache
+def load(name: str) -> Program:
+    """The program of zoo optimizer ``name`` (lower case, e.g. ``adamw``)."""
+    return Program.parse(source(name))

@@ -1,0 +1,126 @@
+"""Search spaces: the catalog's spaces, the default-space rule, and optimizer resolution."""
+
+import math
+
+import optuna
+import pytest
+
+from optforge import Program, zoo
+from optforge.bench.candidates import resolve, resolve_all
+from optforge.bench.space import DEFAULT_LR, Dim, center, default_dim, default_space, parse_space
+
+USER = """
+def mine(w, g, m, lr, beta=0.9, beta2=0.999, eps=1e-8, wd=0.01, scale=2.0, off=0.0, negc=-1.0):
+    m = interp(m, g, 1 - beta)
+    update = lr * scale * (sign(m) + wd * w + off * interp(m, g, 1 - beta2) + negc * eps * w)
+    return update, m
+"""
+
+
+@pytest.mark.parametrize(
+    ("default", "want"),
+    [
+        (0.0, None),  # switched off: fixed
+        (-1.0, None),  # negative: fixed
+        (1e-8, None),  # epsilon-like: fixed
+        (1e-5, None),
+        (0.9, Dim("log1m", 0.7, 1 - 0.1 / 3)),  # 1 - x in [0.1/3, 0.3]
+        (0.999, Dim("log1m", 0.997, 1 - 0.001 / 3)),
+        (0.5, Dim("log1m", 0.5, 1 - 0.5 / 3)),  # 1 - x capped at 1/2
+        (0.01, Dim("log", 0.001, 0.1)),
+        (2.0, Dim("log", 0.2, 20.0)),
+        (1.0, Dim("log", 0.1, 10.0)),
+    ],
+)
+def test_default_dim_rule(default, want):
+    got = default_dim(default)
+    if want is None:
+        assert got is None
+    else:
+        assert got.kind == want.kind
+        assert (got.low, got.high) == pytest.approx((want.low, want.high), rel=1e-12)
+        assert got.low <= default <= got.high
+
+
+def test_default_space_of_a_user_program():
+    p = Program.parse(USER)
+    space = default_space(p)
+    assert set(space) == {"lr", "beta", "beta2", "wd", "scale"}  # eps, off, negc stay fixed
+    assert space["lr"] == Dim(*DEFAULT_LR)
+    assert space["beta"].kind == "log1m" and space["wd"].kind == "log"
+
+
+def test_suggest_stays_in_bounds_and_log1m_samples_one_minus_x():
+    space = default_space(Program.parse(USER))
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for _ in range(50):
+        trial = study.ask()
+        values = {n: d.suggest(trial, n) for n, d in space.items()}
+        for n, d in space.items():
+            assert d.low <= values[n] <= d.high
+        assert "1-beta" in trial.params and math.isclose(1 - trial.params["1-beta"],
+                                                         values["beta"])
+        study.tell(trial, 0.0)
+
+
+def test_center_uses_defaults_inside_the_space():
+    p = Program.parse(USER)
+    c = center(default_space(p), p)
+    assert c["beta"] == 0.9 and c["wd"] == 0.01 and c["scale"] == 2.0
+    assert c["lr"] == pytest.approx(math.sqrt(1e-5 * 1e-1))
+
+
+@pytest.mark.parametrize(
+    ("raw", "match"),
+    [
+        ({"nope": ["log", 1e-3, 1e-1]}, "not a hyperparameter"),
+        ({"lr": ["cubic", 1e-3, 1e-1]}, "unknown space kind"),
+        ({"lr": ["log", 0.0, 1e-1]}, "low > 0"),
+        ({"lr": ["log", 1e-1, 1e-3]}, "low < high"),
+        ({"beta": ["log1m", 0.5, 1.0]}, "high < 1"),
+        ({"lr": ["log", 1e-3]}, r"\[kind, low, high\]"),
+        ({"lr": "log"}, r"\[kind, low, high\]"),
+    ],
+)
+def test_parse_space_errors(raw, match):
+    with pytest.raises(ValueError, match=match):
+        parse_space(raw, Program.parse(USER))
+
+
+def test_zoo_spaces_parse_and_contain_lr():
+    for name in zoo.names():
+        cand = resolve(name)
+        assert "lr" in cand.space and cand.origin == "zoo"
+        for hp in cand.space:
+            assert hp == "lr" or hp in cand.program.hyperparameters
+
+
+def test_resolve_program_file(tmp_path):
+    path = tmp_path / "my_rule.py"
+    path.write_text(USER)
+    cand = resolve(str(path))
+    assert cand.label == "my_rule" and cand.origin == str(path)
+    assert set(cand.space) == set(default_space(cand.program))
+
+
+def test_resolve_errors(tmp_path):
+    with pytest.raises(KeyError, match="no zoo optimizer"):
+        resolve("adamz")
+    with pytest.raises(ValueError, match="does not exist"):
+        resolve(str(tmp_path / "missing.py"))
+    bad = tmp_path / "bad.py"
+    bad.write_text("def bad(w, g, lr):\n    update = lr * foo(g)\n    return update\n")
+    with pytest.raises(ValueError, match=r"bad\.py: line 2"):
+        resolve(str(bad))
+
+
+def test_resolve_all_adds_the_baseline_and_rejects_duplicate_labels(tmp_path):
+    path = tmp_path / "mine.py"
+    path.write_text(USER)
+    cands = resolve_all([str(path)])
+    assert [c.label for c in cands] == ["adamw", "mine"]
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "mine.py").write_text(USER)
+    with pytest.raises(ValueError, match="labelled 'mine'"):
+        resolve_all([str(path), str(tmp_path / "sub" / "mine.py")])

@@ -162,36 +162,61 @@ def _fe_clip(x, c):
     return out
 
 
-def _safe(f):
-    """Wrap a float function so domain errors give NaN like torch does."""
+def _safe(f, overflow: float = math.nan):
+    """Wrap a float function so domain errors give NaN like torch does
+    (and overflow gives ``overflow``, e.g. inf for exp)."""
 
     def run(*args):
         try:
             return float(f(*args))
-        except (ValueError, ZeroDivisionError, OverflowError):
+        except (ValueError, ZeroDivisionError):
             return math.nan
+        except OverflowError:
+            return overflow
 
     return run
 
 
 def _sdiv(a, b):
+    """IEEE division: ``a / +-0`` is a signed infinity, ``0 / 0`` NaN."""
     if b == 0:
-        return math.copysign(math.inf, a) if a else math.nan
+        if a == 0 or a != a:
+            return math.nan
+        return math.copysign(math.inf, a) * math.copysign(1.0, b)
     return a / b
 
 
+def _odd_integer(b) -> bool:
+    return b == int(b) and int(b) % 2 == 1 if math.isfinite(b) else False
+
+
 def _spow(a, b):
+    """``a ** b`` with torch's signed infinities on overflow and at zero."""
     try:
         r = a**b
-    except ZeroDivisionError:
-        return math.inf
-    except OverflowError:
-        return math.inf
+    except (ZeroDivisionError, OverflowError):
+        return -math.inf if math.copysign(1.0, a) < 0 and _odd_integer(b) else math.inf
     return r if isinstance(r, float | int) else math.nan
 
 
 def _sign(x):
-    return float((x > 0) - (x < 0)) if x == x else math.nan
+    return float((x > 0) - (x < 0))  # NaN -> 0, as torch.sign
+
+
+def _nan_or(f):
+    """A float max/min/clamp that propagates NaN like torch does."""
+
+    def run(*args):
+        return math.nan if any(a != a for a in args) else f(*args)
+
+    return run
+
+
+def _sigmoid(a):
+    if a < 0:
+        e = math.exp(a)
+        return e / (1.0 + e)
+    return 1.0 / (1.0 + math.exp(-a)) if a == a else math.nan
 
 
 # --------------------------------------------------------- element-wise ops
@@ -219,24 +244,27 @@ register("abs", 1, E, torch.abs, S.Abs, "|a|", foreach=_fe_unary("abs"), scalar=
 register("sqrt", 1, E, torch.sqrt, S.sqrt, "sqrt(a)",
          foreach=_fe_unary("sqrt"), scalar=_safe(math.sqrt))
 register("rsqrt", 1, E, torch.rsqrt, lambda a: 1 / S.sqrt(a), "1 / sqrt(a)",
-         foreach=None, scalar=_safe(lambda a: 1 / math.sqrt(a)))
+         foreach=None,
+         scalar=lambda a: math.copysign(math.inf, a) if a == 0 else _safe(
+             lambda x: 1 / math.sqrt(x))(a))
 register("square", 1, E, torch.square, lambda a: a**2, "a^2",
          foreach=_fe_square, scalar=lambda a: a * a)
 register("reciprocal", 1, E, torch.reciprocal, lambda a: 1 / a, "1 / a",
          foreach=_fe_unary("reciprocal"), scalar=lambda a: _sdiv(1.0, a))
 register("exp", 1, E, torch.exp, S.exp, "e^a", foreach=_fe_unary("exp"),
-         scalar=_safe(math.exp), cost=2.0)
+         scalar=_safe(math.exp, math.inf), cost=2.0)
 register("log", 1, E, torch.log, S.log, "natural log", foreach=_fe_unary("log"),
          scalar=_safe(lambda a: math.log(a) if a > 0 else (-math.inf if a == 0 else math.nan)),
          cost=2.0)
 register("log1p", 1, E, torch.log1p, lambda a: S.log(1 + a), "log(1 + a)",
-         foreach=_fe_unary("log1p"), scalar=_safe(math.log1p), cost=2.0)
+         foreach=_fe_unary("log1p"),
+         scalar=_safe(lambda a: -math.inf if a == -1 else math.log1p(a)), cost=2.0)
 register("expm1", 1, E, torch.expm1, lambda a: S.exp(a) - 1, "e^a - 1",
-         foreach=_fe_unary("expm1"), scalar=_safe(math.expm1), cost=2.0)
+         foreach=_fe_unary("expm1"), scalar=_safe(math.expm1, math.inf), cost=2.0)
 register("tanh", 1, E, torch.tanh, S.tanh, "tanh(a)", foreach=_fe_unary("tanh"),
          scalar=math.tanh, cost=2.0)
 register("sigmoid", 1, E, torch.sigmoid, lambda a: 1 / (1 + S.exp(-a)), "1 / (1 + e^-a)",
-         foreach=_fe_unary("sigmoid"), scalar=_safe(lambda a: 1 / (1 + math.exp(-a))), cost=2.0)
+         foreach=_fe_unary("sigmoid"), scalar=_sigmoid, cost=2.0)
 register("softsign", 1, E, torch.nn.functional.softsign, lambda a: a / (1 + S.Abs(a)),
          "a / (1 + |a|)", scalar=lambda a: a / (1 + abs(a)))
 register("relu", 1, E, torch.relu, lambda a: S.Max(a, 0), "max(a, 0)",
@@ -250,12 +278,12 @@ register("atan", 1, E, torch.atan, S.atan, "arctan(a)", foreach=_fe_unary("atan"
 register("erf", 1, E, torch.erf, S.erf, "error function", foreach=_fe_unary("erf"),
          scalar=math.erf, cost=2.0)
 register("maximum", 2, E, torch.maximum, S.Max, "max(a, b)", foreach=_fe_maximum,
-         scalar=max, commutative=True)
+         scalar=_nan_or(max), commutative=True)
 register("minimum", 2, E, torch.minimum, S.Min, "min(a, b)", foreach=_fe_minimum,
-         scalar=min, commutative=True)
+         scalar=_nan_or(min), commutative=True)
 register("clip", 2, E, lambda x, c: torch.clamp(x, -c, c),
          lambda x, c: S.Max(-c, S.Min(x, c)), "clamp(a, -c, c)", foreach=_fe_clip,
-         scalar=lambda x, c: max(-c, min(x, c)))
+         scalar=_nan_or(lambda x, c: min(max(x, -c), c)))  # torch.clamp(x, -c, c)
 register("interp", 3, E, lambda a, b, t: a + t * (b - a), lambda a, b, t: a + t * (b - a),
          "(1 - t) a + t b, the exponential moving average step", foreach=_fe_interp,
          scalar=lambda a, b, t: a + t * (b - a))

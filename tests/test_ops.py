@@ -79,6 +79,7 @@ REF = {
     "where": (lambda c, a, b: np.where(c > 0, a, b), ("real", "real", "real")),
     "gt": (lambda a, b: (a > b).astype(float), ("real", "real")),
     "lt": (lambda a, b: (a < b).astype(float), ("real", "real")),
+    "mod": (np.mod, ("real", "real")),  # remainder with the sign of the divisor, like %
     # per-tensor reductions, one number per replica
     "norm": (lambda x: np.sqrt((x**2).sum(axis=AX, keepdims=True)), ("real",)),
     "rms": (lambda x: np.sqrt((x**2).mean(axis=AX, keepdims=True)), ("real",)),

@@ -29,22 +29,37 @@ def fingerprint(program: Program, steps: int = 3, digits: int = 6) -> str:
         return torch.randn(shape, generator=gen, dtype=torch.float64)
 
     ws = [draw(s) for s in SHAPES]
-    size = {"R": None, "C": None, 1: 1}
-    slots = []
-    for s in plan.slots:
-        dr, dc = plan.slot_shapes[s]
-        slots.append([torch.zeros((1, size[dr] or shp[1], size[dc] or shp[2]), dtype=torch.float64)
-                      for shp in SHAPES])
+    slots = [[torch.zeros(_slot_shape(plan.slot_shapes[s], w), dtype=torch.float64) for w in ws]
+             for s in plan.slots]
     hyper = dict(program.hyper)
     out: list[str] = []
     for step in range(1, steps + 1):
         gs = [w + 0.5 * draw(w.shape) for w in ws]
         hs = [draw(w.shape).abs() + 0.1 for w in ws]
         inputs = {"w": ws, "g": gs, "h": hs, "lr": LR, "step": float(step)}
-        update, *slots = run(plan, {k: inputs[k] for k in plan.input_regs}, slots, hyper, ws[0])
-        if not isinstance(update, list):
-            update = [torch.as_tensor(update, dtype=torch.float64).expand_as(w) for w in ws]
-        ws = [w - u.expand_as(w) for w, u in zip(ws, update, strict=True)]
-        slots = [list(v) if isinstance(v, list) else [v] * len(ws) for v in slots]
-        out += [f"{x:.{digits}g}" for u in update for x in u.flatten().tolist()]
+        update, *new = run(plan, {k: inputs[k] for k in plan.input_regs}, slots, hyper, ws[0])
+        update = _per_param(update, ws, full=True)
+        ws = [w - u for w, u in zip(ws, update, strict=True)]
+        slots = [_per_param(v, ws, full=False) for v in new]
+        # + 0.0 folds -0.0 into 0.0: the sign of a zero is not behaviour worth telling apart
+        out += [f"{x + 0.0:.{digits}g}" for u in update for x in u.flatten().tolist()]
     return hashlib.blake2b(" ".join(out).encode(), digest_size=16).hexdigest()
+
+
+def _slot_shape(shape, w: torch.Tensor) -> tuple[int, int, int]:
+    """Concrete (K, ., .) shape of an abstract slot shape for parameter view ``w``."""
+    size = {"R": w.shape[1], "C": w.shape[2], 1: 1}
+    return (w.shape[0], size[shape[0]], size[shape[1]])
+
+
+def _per_param(value, ws: list[torch.Tensor], full: bool) -> list[torch.Tensor]:
+    """A register value as one fresh tensor per parameter (as ProgramOptimizer stores
+    slots); the update broadcast to each parameter's shape when ``full``."""
+    if isinstance(value, list):
+        tensors = value
+    else:
+        t = torch.as_tensor(value, dtype=torch.float64).reshape(-1, 1, 1)
+        tensors = [t] * len(ws)
+    if full:
+        return [t.expand_as(w).clone() for t, w in zip(tensors, ws, strict=True)]
+    return [t.clone() for t in tensors]

@@ -26,7 +26,7 @@ from .errors import (
     UnknownNameError,
     UnknownOpError,
 )
-from .ir import Call, Const, Expr, Program, Var
+from .ir import Const, Expr, Program, Var
 from .shapes import FULL, SCALAR, Abstract, Shape, ShapeClash, broadcast, show
 
 _INPUT_TYPES = {
@@ -36,7 +36,6 @@ _INPUT_TYPES = {
     "lr": Abstract(SCALAR, True, frozenset({"lr"})),
     "step": Abstract(SCALAR, True, frozenset({"step"})),
 }
-_MAX_ROUNDS = 4
 
 
 @dataclass(frozen=True)
@@ -77,7 +76,9 @@ def infer(program: Program) -> Typing:
     """Abstractly execute ``program``; see the module docstring for the checks."""
     slots = program.slots
     shapes: dict[str, Shape] = dict.fromkeys(slots, SCALAR)
-    for _ in range(_MAX_ROUNDS):
+    # shapes flow from slot to slot, one link per round: a chain of n slots needs n + 1
+    # rounds, and under broadcasting each of the 2n dimensions can grow at most once
+    for _ in range(2 * len(slots) + 2):
         env = {name: _INPUT_TYPES[name] for name in program.inputs}
         env.update({k: Abstract(SCALAR, True) for k, _ in program.hyper})
         env.update({s: Abstract(shapes[s], False, frozenset({s})) for s in slots})

@@ -19,6 +19,7 @@ Expressions are trees of :class:`Var`, :class:`Const` and :class:`Call`
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 
 from . import ops
@@ -122,6 +123,9 @@ class Program:
         if unknown:
             raise KeyError(f"unknown hyperparameters {sorted(unknown)} for {self.name}")
         hyper = tuple((k, float(values.get(k, v))) for k, v in self.hyper)
+        bad = [k for k, v in hyper if not math.isfinite(v)]
+        if bad:
+            raise ValueError(f"hyperparameters {bad} of {self.name} must be finite")
         return Program(self.name, self.params, hyper, self.body, self.returns, self.doc)
 
     def __len__(self) -> int:
@@ -146,25 +150,35 @@ def format_number(value: float) -> str:
 
 
 def expr_source(e: Expr, parent: int = 0, right: bool = False) -> str:
-    """Source text of an expression, with only the parentheses it needs."""
+    """Source text of an expression, with only the parentheses it needs.
+
+    ``parent`` is the precedence the context demands, ``right`` whether ``e`` is
+    the right operand of a binary operator (a negative constant there is
+    parenthesised for readability: ``a - (-0.5)``).
+    """
     if isinstance(e, Var):
         return e.name
     if isinstance(e, Const):
         text = format_number(e.value)
-        return f"({text})" if e.value < 0 and parent > 0 else text
+        # -c is one literal; it binds like unary minus (tighter than * and /, looser than **)
+        return f"({text})" if e.value < 0 and (parent >= _PREC["neg"] or right) else text
     op = ops.REGISTRY[e.op]
     if e.op in _PREC:
         prec = _PREC[e.op]
         if e.op == "neg":
-            inner = expr_source(e.args[0], prec)
-            text = f"-{inner}"
+            arg = e.args[0]
+            if isinstance(arg, Const) and arg.value > 0:
+                # "-0.5" would parse back as the single constant -0.5
+                return f"neg({format_number(arg.value)})"
+            text = f"-{expr_source(arg, prec)}"
         else:
             # pow is right-associative; the others are left-associative
             lp, rp = (prec + 1, prec) if e.op == "pow" else (prec, prec + 1)
             if e.op in ("gt", "lt"):
                 lp, rp = 1, 1
-            text = f"{expr_source(e.args[0], lp)} {op.infix} {expr_source(e.args[1], rp)}"
-        return f"({text})" if prec < parent or (prec == parent and right) else text
+            left = expr_source(e.args[0], lp)
+            text = f"{left} {op.infix} {expr_source(e.args[1], rp, right=True)}"
+        return f"({text})" if prec < parent else text
     return f"{e.op}({', '.join(expr_source(a) for a in e.args)})"
 
 
@@ -172,10 +186,19 @@ def to_source(p: Program) -> str:
     args = list(p.params) + [f"{k}={format_number(v)}" for k, v in p.hyper]
     lines = [f"def {p.name}({', '.join(args)}):"]
     if p.doc:
-        lines.append(f"    {p.doc!r}" if "\n" not in p.doc else f'    """{p.doc}"""')
+        lines.append(f"    {_doc_source(p.doc)}")
     lines += [f"    {s.target} = {expr_source(s.expr)}" for s in p.body]
     lines.append(f"    return {', '.join(expr_source(e) for e in p.returns)}")
     return "\n".join(lines) + "\n"
+
+
+def _doc_source(doc: str) -> str:
+    """A docstring literal: triple-quoted when that reads back verbatim, else repr()."""
+    verbatim = (
+        "\n" in doc and '"""' not in doc and "\\" not in doc and not doc.endswith('"')
+        and all(line.isprintable() for line in doc.split("\n"))
+    )
+    return f'"""{doc}"""' if verbatim else repr(doc)
 
 
 def walk(e: Expr):

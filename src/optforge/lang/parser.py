@@ -88,7 +88,8 @@ class _Builder:
         if stmts and _is_docstring(stmts[0]):
             doc = stmts.pop(0).value.value
         if not stmts or not isinstance(stmts[-1], ast.Return):
-            raise SignatureError("the function must end with 'return update, *slots'", **_where(fn))
+            raise SignatureError("the function must end with 'return update, *slots'",
+                                 **_where(stmts[-1] if stmts else fn))
         assigns = tuple(self.statement(s) for s in stmts[:-1])
         returns = self.returns(stmts[-1])
         slots = [p for p in params if p not in INPUTS]
@@ -106,15 +107,19 @@ class _Builder:
             raise SignatureError("only plain positional and keyword parameters are allowed",
                                  **_where(fn))
         if a.kwonlyargs:
-            raise SignatureError("keyword-only parameters are not allowed", **_where(a.kwonlyargs[0]))
+            raise SignatureError("keyword-only parameters are not allowed",
+                                 **_where(a.kwonlyargs[0]))
         names = [x.arg for x in a.args]
         for x in a.args:
             if x.annotation is not None:
                 raise SignatureError("parameter annotations are not allowed", **_where(x))
             if x.arg in ops.REGISTRY:
                 raise SignatureError(f"parameter {x.arg!r} shadows an op", name=x.arg, **_where(x))
-        if len(set(names)) != len(names):
-            raise SignatureError("duplicate parameter names", **_where(fn))
+        seen: set[str] = set()
+        for x in a.args:
+            if x.arg in seen:
+                raise SignatureError(f"duplicate parameter {x.arg!r}", name=x.arg, **_where(x))
+            seen.add(x.arg)
         n_pos = len(names) - len(a.defaults)
         params = names[:n_pos]
         hyper = []
@@ -193,6 +198,9 @@ class _Builder:
             return Call(_BINOPS[type(node.op)], (self.expr(node.left, d), self.expr(node.right, d)),
                         **where)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub):
+            literal = _number(node.operand)
+            if literal:  # a negative literal is one constant (-0 stays neg(0): its sign matters)
+                return Const(-literal, **where)
             return Call("neg", (self.expr(node.operand, d),), **where)
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.UAdd):
             return self.expr(node.operand, d)

@@ -296,6 +296,9 @@ register("gt", 2, E, lambda a, b: (a > b).to(torch.promote_types(a.dtype, b.dtyp
 register("lt", 2, E, lambda a, b: (a < b).to(torch.promote_types(a.dtype, b.dtype)),
          lambda a, b: S.Heaviside(b - a, 0), "1 where a < b else 0",
          scalar=lambda a, b: float(a < b), infix="<")
+register("mod", 2, E, torch.remainder, lambda a, b: S.Mod(a, b),
+         "a mod b, the remainder with the sign of b (Python's %); periodic schedules on step",
+         scalar=_safe(lambda a, b: a % b))
 
 
 # ------------------------------------------------------- per-tensor reductions
@@ -359,13 +362,14 @@ def orthogonalize(x: Tensor, steps: int = 5) -> Tensor:
     """Newton-Schulz quintic iteration towards the nearest semi-orthogonal matrix.
 
     Muon's coefficients ``(a, b, c) = (3.4445, -4.7750, 2.0315)``:
-    ``X <- a X + (b A + c A^2) X`` with ``A = X X^T``, after ``X <- X / ||X||_F``;
+    ``X <- a X + (b A + c A^2) X`` with ``A = X X^T``, after ``X <- X / max(||X||_F, 1e-7)``
+    (the normalisation of torch.optim.Muon and pytorch_optimizer's Muon);
     works on the wide orientation (transposes tall matrices).
     """
     a, b, c = 3.4445, -4.7750, 2.0315
     tall = x.shape[-2] > x.shape[-1]
     y = x.mT if tall else x
-    y = y / (torch.linalg.vector_norm(y, dim=REDUCE, keepdim=True) + 1e-7)
+    y = y / torch.linalg.vector_norm(y, dim=REDUCE, keepdim=True).clamp_min(1e-7)
     for _ in range(steps):
         gram = y @ y.mT
         y = a * y + (b * gram + c * gram @ gram) @ y

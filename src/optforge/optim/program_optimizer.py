@@ -39,6 +39,8 @@ class ProgramOptimizer(torch.optim.Optimizer):
             size K (K independent models trained in one batched pass):
             reductions are then taken per replica.
         hessian_every: refresh period of the Hessian-diagonal estimate ``h``.
+        hessian_distribution: ``"rademacher"`` or ``"gaussian"``, the law of the
+            Hutchinson probe ``z`` (see :meth:`_refresh_hessian`).
         **hyperparameters: values for the program's hyperparameters
             (defaults are those in the program's signature).
     """
@@ -51,6 +53,7 @@ class ProgramOptimizer(torch.optim.Optimizer):
         *,
         replicas: int | None = None,
         hessian_every: int = 1,
+        hessian_distribution: str = "rademacher",
         **hyperparameters,
     ):
         if isinstance(program, str):
@@ -65,12 +68,16 @@ class ProgramOptimizer(torch.optim.Optimizer):
             raise ValueError(f"replicas must be a positive int, got {replicas!r}")
         if not isinstance(hessian_every, int) or hessian_every < 1:
             raise ValueError(f"hessian_every must be a positive int, got {hessian_every!r}")
+        if hessian_distribution not in ("rademacher", "gaussian"):
+            raise ValueError("hessian_distribution must be 'rademacher' or 'gaussian', got "
+                             f"{hessian_distribution!r}")
         defaults = {"lr": lr, **program.hyperparameters, **hyperparameters}
         for name, value in defaults.items():
             _check_value(name, value, replicas)
         self.program = program
         self.replicas = replicas
         self.hessian_every = hessian_every
+        self.hessian_distribution = hessian_distribution
         self._plan = Plan(program)
         self._reads_h = program.reads_hessian
         super().__init__(params, defaults)
@@ -174,7 +181,16 @@ class ProgramOptimizer(torch.optim.Optimizer):
         return value
 
     def _refresh_hessian(self) -> None:
-        """``h = z * (H z)`` for every parameter with a gradient (Hutchinson, one sample)."""
+        """``h = z * (H z)`` for every parameter with a gradient (Hutchinson, one sample).
+
+        The estimate is refreshed before steps 1, 1 + k, 1 + 2k, ... (``k =
+        hessian_every``; the stored step count is a multiple of k) and held in
+        between. ``z`` is drawn from the global torch generator, one draw per
+        parameter in param-group order, Rademacher ``randint_like(p, 0, 2) * 2 - 1``
+        or Gaussian ``randn_like(p)``: the schedule, law and order of
+        pytorch_optimizer's ``compute_hutchinson_hessian`` (SophiaH, AdaHessian), so
+        with the same seed both see the same ``z``. No spatial averaging.
+        """
         params = [
             p for group in self.param_groups for p in group["params"] if p.grad is not None
         ]
@@ -191,7 +207,10 @@ class ProgramOptimizer(torch.optim.Optimizer):
                 f"program {self.program.name!r} reads the Hessian estimate 'h': call "
                 "loss.backward(create_graph=True) before step()"
             )
-        zs = [torch.randint_like(p, 0, 2) * 2.0 - 1.0 for p in params]
+        if self.hessian_distribution == "gaussian":
+            zs = [torch.randn_like(p) for p in params]
+        else:
+            zs = [torch.randint_like(p, 0, 2) * 2.0 - 1.0 for p in params]
         with torch.enable_grad():
             hzs = torch.autograd.grad([p.grad for p in params], params, grad_outputs=zs)
         for p, z, hz in zip(params, zs, hzs, strict=True):

@@ -1,0 +1,74 @@
+"""A Rich live display of a running search (off when output is not a terminal).
+
+Usage::
+
+    with LiveDisplay() as display:
+        result = Search(config, on_progress=display.update).run()
+"""
+
+from __future__ import annotations
+
+import math
+
+from rich.console import Console
+from rich.live import Live
+from rich.progress_bar import ProgressBar
+from rich.table import Table
+
+from .evolution import Progress
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None or not math.isfinite(seconds):
+        return "-"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+def render(p: Progress) -> Table:
+    """The display's table for one progress snapshot."""
+    c = p.counters
+    table = Table.grid(padding=(0, 2))
+    table.add_column(style="bold")
+    table.add_column()
+    done = min(c.evaluated, p.budget)
+    bar = Table.grid(padding=(0, 1))
+    bar.add_row(ProgressBar(total=p.budget, completed=done, width=30), f"{c.evaluated}/{p.budget}")
+    table.add_row("phase", p.phase)
+    table.add_row("evaluations", bar)
+    table.add_row("best fitness", f"{p.best:+.4f}" if math.isfinite(p.best) else "-")
+    table.add_row("cache skip rate", f"{c.skip_rate:.0%} ({c.structural} structural, "
+                                     f"{c.behavioural} behavioural of {c.generated} generated, "
+                                     f"{c.invalid} invalid)")
+    table.add_row("hurdles / diverged", f"{c.hurdle_stopped} / {c.diverged}")
+    table.add_row("promotions", str(c.promotions))
+    table.add_row("elapsed / ETA", f"{_duration(p.elapsed)} / {_duration(p.eta)}")
+    return table
+
+
+class LiveDisplay:
+    """Shows :class:`Progress` snapshots live; does nothing unless ``enabled``
+    (default: whether the console is a terminal)."""
+
+    def __init__(self, console: Console | None = None, enabled: bool | None = None):
+        self.console = console or Console(stderr=True)
+        self.enabled = self.console.is_terminal if enabled is None else enabled
+        self.last: Progress | None = None
+        self._live: Live | None = None
+
+    def __enter__(self) -> LiveDisplay:
+        if self.enabled:
+            self._live = Live(console=self.console, refresh_per_second=4, transient=False)
+            self._live.start()
+        return self
+
+    def update(self, progress: Progress) -> None:
+        self.last = progress
+        if self._live is not None:
+            self._live.update(render(progress))
+
+    def __exit__(self, *exc) -> None:
+        if self._live is not None:
+            self._live.stop()
+            self._live = None

@@ -1,0 +1,360 @@
+"""Fitness: how good a candidate optimizer is, relative to tuned AdamW.
+
+A *stage* is a set of tasks at one task tier (``tiny``, ``small``, ...) with
+a step budget; the funnel's tiers and the held-out set are stages.
+
+On a stage, :class:`TrainerFitness` trains the candidate on every task with a
+small learning-rate grid ``lr_1 .. lr_K`` as K replicas of one batched run
+(same initialisation and data for every replica, fixed by ``task_seed``), and
+keeps the best final validation loss ``L_t = min_k L_{t,k}``. The baseline
+(``adamw`` from the zoo by default) is trained the same way once per run on a
+finer grid, ``B_t = min_k B_{t,k}``. The per-task score and the fitness are::
+
+    s_t = ln(B_t / L_t)            (> 0: better than tuned AdamW; 0.1 ~ 10% lower loss)
+    fitness = mean_t s_t           (or min_t s_t with aggregate = "min")
+
+Training is :func:`optforge.train.train` with its defaults (cosine schedule
+with 5% warmup), the same for candidate and baseline. Higher is better. A
+replica *diverges* as the trainer defines it (a non-finite loss, or one beyond
+``divergence`` times its first loss); if every replica of a task diverges, the
+candidate gets :data:`WORST` (``-inf``) and ``diverged``. A program that fails
+to run gets WORST too, with the message.
+
+Hurdles: at each checkpoint fraction ``c`` the candidate's score
+``s_t(c) = ln(B_t(c) / L_t(c))`` is taken against the baseline's curve (at
+its best final learning rate) at the same step. If it trails the hurdle
+passed in (:mod:`optforge.search.hurdles`) training stops and the evaluation
+is *incomplete*: its fitness aggregates the finished tasks' final scores with
+``s_t(c)`` standing in for the stopped task and every task not yet trained.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import torch
+
+from ..lang.ir import Program
+from . import hurdles as hurdles_mod
+
+WORST = -math.inf
+LOSS_FLOOR = 1e-30
+"""Losses are floored here before taking logs (a loss of exactly 0 stays finite)."""
+
+
+# ------------------------------------------------------------------- stages
+
+
+@dataclass(frozen=True)
+class Stage:
+    """Tasks at one tier with an optional step budget (default: each task's own)."""
+
+    name: str
+    size: str
+    tasks: tuple[str, ...]
+    steps: int | None = None
+
+    @classmethod
+    def parse(cls, name: str, spec: str) -> Stage:
+        """``"SIZE:TASK[,TASK...][@STEPS]"``, e.g. ``"tiny:quadratic,mlp@200"``."""
+        text = spec.strip()
+        steps = None
+        if "@" in text:
+            text, _, s = text.rpartition("@")
+            if not s.strip().isdigit() or int(s) < 1:
+                raise ValueError(f"stage {spec!r}: steps after '@' must be a positive integer")
+            steps = int(s)
+        size, sep, tasks = text.partition(":")
+        names = tuple(t.strip() for t in tasks.split(",") if t.strip())
+        if not sep or not size.strip() or not names:
+            raise ValueError(f"stage {spec!r} is not of the form SIZE:TASK[,TASK...][@STEPS]")
+        if len(set(names)) != len(names):
+            raise ValueError(f"stage {spec!r} names a task twice")
+        return cls(name, size.strip(), names, steps)
+
+    def __str__(self) -> str:
+        return f"{self.size}:{','.join(self.tasks)}" + (f"@{self.steps}" if self.steps else "")
+
+
+# ---------------------------------------------------------------- evaluation
+
+
+@dataclass(frozen=True)
+class Evaluation:
+    """The outcome of scoring one program on one stage."""
+
+    fitness: float
+    complete: bool = True
+    diverged: bool = False
+    scores: dict[str, float] = field(default_factory=dict)
+    losses: dict[str, float] = field(default_factory=dict)
+    best_lr: dict[str, float] = field(default_factory=dict)
+    checkpoints: dict[str, float] = field(default_factory=dict)
+    stopped: str | None = None
+    cost: float = 0.0
+    seconds: float = 0.0
+    error: str | None = None
+
+    @property
+    def failed(self) -> bool:
+        return self.diverged or self.error is not None
+
+
+class Fitness(Protocol):
+    """Scores programs on named stages; higher is better, :data:`WORST` at worst."""
+
+    def evaluate(self, program: Program, stage: str,
+                 thresholds: Mapping[str, float] | None = None) -> Evaluation:
+        """Score ``program`` on ``stage``, stopping early at hurdles in ``thresholds``."""
+
+
+def score(baseline: float, loss: float) -> float:
+    """``ln(baseline / loss)``; ``-inf`` for a non-finite loss."""
+    if not math.isfinite(loss):
+        return WORST
+    return math.log(max(baseline, LOSS_FLOOR) / max(loss, LOSS_FLOOR))
+
+
+def aggregate(scores: Sequence[float], how: str = "mean") -> float:
+    if not scores:
+        raise ValueError("no task scores to aggregate")
+    if any(s == WORST for s in scores):
+        return WORST
+    if how == "mean":
+        return math.fsum(scores) / len(scores)
+    if how == "min":
+        return min(scores)
+    raise ValueError(f"unknown aggregate {how!r}; use 'mean' or 'min'")
+
+
+class FunctionFitness:
+    """Fitness from a plain function ``f(program, stage) -> float`` (tests, analytic searches)."""
+
+    def __init__(self, fn: Callable[[Program, str], float]):
+        self.fn = fn
+        self.calls = 0
+
+    def evaluate(self, program: Program, stage: str,
+                 thresholds: Mapping[str, float] | None = None) -> Evaluation:
+        self.calls += 1
+        value = float(self.fn(program, stage))
+        if math.isnan(value):
+            value = WORST
+        return Evaluation(value, diverged=value == WORST)
+
+
+# ---------------------------------------------------------------- training
+
+
+class _Stop(Exception):
+    """Raised from inside a training run to end it at a hurdle."""
+
+
+class _Watched:
+    """A task instance whose validation calls ``watch(step, losses)`` (True: stop)."""
+
+    def __init__(self, inst, watch: Callable[[int, torch.Tensor], bool]):
+        self._inst, self._watch = inst, watch
+        self.params, self.replicas = inst.params, inst.replicas
+        self.step = 0  # training steps taken: the trainer draws one loss per step
+
+    def loss(self, step: int) -> torch.Tensor:
+        self.step += 1
+        return self._inst.loss(step)
+
+    def evaluate(self) -> dict[str, torch.Tensor]:
+        out = self._inst.evaluate()
+        if self._watch(self.step, out["loss"]):
+            raise _Stop
+        return out
+
+    def __getattr__(self, name: str):
+        return getattr(self._inst, name)
+
+
+class _WatchedTask:
+    """A task whose instances are :class:`_Watched` (the trainer only sees a Task)."""
+
+    def __init__(self, task, watch: Callable[[int, torch.Tensor], bool]):
+        self._task, self._watch = task, watch
+        self.instance: _Watched | None = None
+
+    def instantiate(self, *args, **kwargs) -> _Watched:
+        self.instance = _Watched(self._task.instantiate(*args, **kwargs), self._watch)
+        return self.instance
+
+    def __getattr__(self, name: str):
+        return getattr(self._task, name)
+
+
+def _best(losses) -> tuple[int, float]:
+    """Index and value of the smallest finite loss (``(-1, inf)`` if none)."""
+    finite = [(float(x), i) for i, x in enumerate(losses) if math.isfinite(float(x))]
+    if not finite:
+        return -1, math.inf
+    x, i = min(finite)
+    return i, x
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """Tuned baseline on one task: best learning rate, its final and checkpoint losses."""
+
+    lr: float
+    final: float
+    at: dict[float, float]
+
+
+class TrainerFitness:
+    """Fitness by training with :func:`optforge.train.train` (see the module docstring).
+
+    Args:
+        stages: the stages by name.
+        lr_grid: the candidate's learning rates (K replicas of one run).
+        baseline: the baseline program, tuned over ``baseline_lr_grid``.
+        checkpoints: hurdle fractions of each task's steps.
+        aggregate: ``"mean"`` or ``"min"`` over tasks.
+        divergence: the trainer's ``explode`` factor (loss growth that counts
+            as divergence).
+        task_seed: seed of every task's initialisation and data.
+        train_options: further keyword arguments of ``train`` (``schedule``,
+            ``warmup``, ``clip``, ...), the same for candidates and baseline.
+    """
+
+    def __init__(self, stages: Mapping[str, Stage], lr_grid: Sequence[float], baseline: Program,
+                 baseline_lr_grid: Sequence[float], checkpoints: Sequence[float] = (),
+                 aggregate: str = "mean", divergence: float = 1e3, task_seed: int = 0,
+                 device: str = "cpu", dtype: torch.dtype = torch.float32,
+                 train_options: Mapping | None = None):
+        for name, grid in (("lr_grid", lr_grid), ("baseline_lr_grid", baseline_lr_grid)):
+            if not grid or any(not (x > 0 and math.isfinite(x)) for x in grid):
+                raise ValueError(f"{name} must be positive learning rates, got {list(grid)}")
+        if not divergence > 1:
+            raise ValueError(f"divergence must be > 1, got {divergence}")
+        if aggregate not in ("mean", "min"):
+            raise ValueError(f"unknown aggregate {aggregate!r}; use 'mean' or 'min'")
+        self.stages = dict(stages)
+        self.lr_grid = tuple(float(x) for x in lr_grid)
+        self.baseline_program = baseline
+        self.baseline_lr_grid = tuple(float(x) for x in baseline_lr_grid)
+        self.checkpoints = hurdles_mod.fractions(checkpoints)
+        self.aggregate = aggregate
+        self.divergence = divergence
+        self.task_seed = task_seed
+        self.device, self.dtype = device, dtype
+        self.train_options = dict(train_options or {})
+        self.baselines: dict[tuple[str, str, int], Baseline] = {}
+
+    # ---- helpers
+    def _stage(self, name: str) -> Stage:
+        try:
+            return self.stages[name]
+        except KeyError:
+            raise KeyError(f"no stage {name!r}; stages: {list(self.stages)}") from None
+
+    def _steps(self, stage: Stage, task: str) -> int:
+        from .. import tasks
+
+        return stage.steps or tasks.get(task).spec(stage.size).steps
+
+    @staticmethod
+    def eval_every(steps: int) -> int:
+        return max(1, steps // 20)
+
+    def points(self, steps: int) -> dict[int, float]:
+        """Hurdle checkpoint step -> fraction: validation steps strictly inside the run."""
+        every = self.eval_every(steps)
+        out: dict[int, float] = {}
+        for f in self.checkpoints:
+            s = every * max(1, round(f * steps / every))
+            if s < steps:
+                out.setdefault(s, f)
+        return out
+
+    def _train(self, task, stage: Stage, program: Program, lrs: Sequence[float], steps: int):
+        from ..train import train
+
+        return train(task, program, stage.size, seeds=[self.task_seed] * len(lrs),
+                     hparams={"lr": list(lrs)}, steps=steps, eval_every=self.eval_every(steps),
+                     device=self.device, dtype=self.dtype, explode=self.divergence,
+                     **self.train_options)
+
+    def baseline(self, stage: str, task: str) -> Baseline:
+        """The tuned baseline on ``task`` at ``stage``'s tier (computed once, then cached)."""
+        st = self._stage(stage)
+        n = self._steps(st, task)
+        cache_key = (task, st.size, n)
+        if cache_key not in self.baselines:
+            result = self._train(task, st, self.baseline_program, self.baseline_lr_grid, n)
+            i, final = _best(result.final_loss)
+            if i < 0:
+                raise RuntimeError(f"the baseline {self.baseline_program.name!r} diverged at every "
+                                   f"learning rate on {task!r} ({st.size}): {result.error or ''}")
+            row = {int(s): j for j, s in enumerate(result.eval_steps)}
+            at = {f: float(result.eval_loss[row[s], i]) for s, f in self.points(n).items()
+                  if s in row}
+            self.baselines[cache_key] = Baseline(self.baseline_lr_grid[i], final, at)
+        return self.baselines[cache_key]
+
+    # ---- the fitness
+    def evaluate(self, program: Program, stage: str,
+                 thresholds: Mapping[str, float] | None = None) -> Evaluation:
+        from .. import tasks
+
+        st = self._stage(stage)
+        thresholds = thresholds or {}
+        start = time.perf_counter()
+        scores: dict[str, float] = {}
+        losses: dict[str, float] = {}
+        best_lr: dict[str, float] = {}
+        checkpoints: dict[str, float] = {}
+        cost = 0.0
+
+        def done(fitness: float, **kw) -> Evaluation:
+            return Evaluation(fitness, scores=scores, losses=losses, best_lr=best_lr,
+                              checkpoints=checkpoints, cost=cost,
+                              seconds=time.perf_counter() - start, **kw)
+
+        for task in st.tasks:
+            base = self.baseline(stage, task)
+            n = self._steps(st, task)
+            points = self.points(n)
+            stop: list[tuple[int, float]] = []
+
+            def watch(step: int, step_losses: torch.Tensor, task=task, base=base,
+                      points=points, stop=stop) -> bool:
+                f = points.get(step)
+                if f is None or f not in base.at:
+                    return False
+                s = score(base.at[f], _best(step_losses.double().tolist())[1])
+                checkpoints[hurdles_mod.key(task, f)] = s
+                if hurdles_mod.trails(s, task, f, thresholds):
+                    stop.append((step, s))
+                    return True
+                return False
+
+            watched = _WatchedTask(tasks.get(task), watch)
+            try:
+                result = self._train(watched, st, program, self.lr_grid, n)
+            except _Stop:
+                step, s = stop[0]
+                cost += step * len(self.lr_grid)
+                rest = [s] * (len(st.tasks) - len(scores))
+                return done(aggregate(list(scores.values()) + rest, self.aggregate),
+                            complete=False, stopped=hurdles_mod.key(task, points[step]))
+            cost += (watched.instance.step if watched.instance else 0) * len(self.lr_grid)
+            if result.error is not None:
+                scores[task] = WORST
+                return done(WORST, error=f"{task}: {result.error}")
+            i, loss = _best(result.final_loss)
+            losses[task] = loss
+            if i < 0:
+                scores[task] = WORST
+                return done(WORST, diverged=True)
+            best_lr[task] = self.lr_grid[i]
+            scores[task] = score(base.final, loss)
+        return done(aggregate(list(scores.values()), self.aggregate))

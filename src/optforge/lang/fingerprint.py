@@ -55,8 +55,8 @@ def _slot_shape(shape, w: torch.Tensor) -> tuple[int, int, int]:
 def _per_param(value, ws: list[torch.Tensor], full: bool) -> list[torch.Tensor]:
     """A register value as one fresh tensor per parameter (as ProgramOptimizer stores
     slots); the update broadcast to each parameter's shape when ``full``."""
-    if isinstance(value, list):
-        tensors = value
+    if isinstance(value, list | tuple):
+        tensors = list(value)
     else:
         t = torch.as_tensor(value, dtype=torch.float64).reshape(-1, 1, 1)
         tensors = [t] * len(ws)

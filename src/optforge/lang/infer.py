@@ -26,7 +26,7 @@ from .errors import (
     UnknownNameError,
     UnknownOpError,
 )
-from .ir import Const, Expr, Program, Var
+from .ir import Const, Expr, Program, Var, walk
 from .shapes import FULL, SCALAR, Abstract, Shape, ShapeClash, broadcast, show
 
 _INPUT_TYPES = {
@@ -72,28 +72,57 @@ def evaluate(e: Expr, env: dict[str, Abstract]) -> Abstract:
     return Abstract(shape, op.uniform(*(a.uniform for a in args)), deps)
 
 
+def _execute(program: Program, shapes: dict[str, Shape], lenient: bool):
+    """One abstract run with the given slot shapes: ``(env, outs)``.
+
+    With ``lenient``, a statement or output whose shapes clash is *unknown*
+    (None) instead of an error, and so is anything computed from it: the slot
+    shapes are still provisional, and a clash may only be due to them."""
+    env: dict[str, Abstract | None] = {name: _INPUT_TYPES[name] for name in program.inputs}
+    env.update({k: Abstract(SCALAR, True) for k, _ in program.hyper})
+    env.update({s: Abstract(shapes[s], False, frozenset({s})) for s in program.slots})
+
+    def run(e: Expr) -> Abstract | None:
+        if not lenient:
+            return evaluate(e, env)
+        if any(isinstance(n, Var) and env.get(n.name, ...) is None for n in walk(e)):
+            return None
+        try:
+            return evaluate(e, env)
+        except ShapeError:
+            return None
+
+    for stmt in program.body:
+        env[stmt.target] = run(stmt.expr)
+    outs = [run(e) for e in program.returns]
+    if len(outs) != 1 + len(program.slots):
+        raise SignatureError(f"return gives {len(outs)} values; expected {1 + len(program.slots)}")
+    return env, outs
+
+
 def infer(program: Program) -> Typing:
     """Abstractly execute ``program``; see the module docstring for the checks."""
     slots = program.slots
     shapes: dict[str, Shape] = dict.fromkeys(slots, SCALAR)
-    # shapes flow from slot to slot, one link per round: a chain of n slots needs n + 1
-    # rounds, and under broadcasting each of the 2n dimensions can grow at most once
+    # Shapes flow from slot to slot, one link per round: a chain of n slots needs n + 1
+    # rounds, and under broadcasting each of the 2n dimensions can grow at most once.
+    # Provisional rounds are lenient (a slot still at its initial 1 x 1 guess may clash
+    # where its settled shape does not); the round at the fixed point is strict.
     for _ in range(2 * len(slots) + 2):
-        env = {name: _INPUT_TYPES[name] for name in program.inputs}
-        env.update({k: Abstract(SCALAR, True) for k, _ in program.hyper})
-        env.update({s: Abstract(shapes[s], False, frozenset({s})) for s in slots})
-        for stmt in program.body:
-            env[stmt.target] = evaluate(stmt.expr, env)
-        outs = [evaluate(e, env) for e in program.returns]
-        if len(outs) != 1 + len(slots):
-            raise SignatureError(f"return gives {len(outs)} values; expected {1 + len(slots)}")
-        new = {s: out.shape for s, out in zip(slots, outs[1:], strict=True)}
+        _, outs = _execute(program, shapes, lenient=True)
+        new = {s: shapes[s] if out is None else out.shape
+               for s, out in zip(slots, outs[1:], strict=True)}
         if new == shapes:
             break
         shapes = new
     else:
         raise ShapeError("state slot shapes do not settle: "
                          + ", ".join(f"{s}: {show(x)}" for s, x in shapes.items()))
+    env, outs = _execute(program, shapes, lenient=False)
+    for s, out, e in zip(slots, outs[1:], program.returns[1:], strict=True):
+        if out.shape != shapes[s]:  # only when a lenient round could not tell
+            raise ShapeError(f"state slot {s!r} is {show(shapes[s])} but its new value is "
+                             f"{show(out.shape)}", e.line, e.col, s)
     update = outs[0]
     try:
         if broadcast(update.shape, FULL) != FULL:

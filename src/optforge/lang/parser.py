@@ -55,7 +55,8 @@ def parse_program(text: str) -> Program:
     try:
         tree = ast.parse(text, mode="exec")
     except SyntaxError as e:
-        raise ProgramSyntaxError(f"invalid syntax: {e.msg}", e.lineno or 0, e.offset or 0) from None
+        msg = e.msg if e.msg.startswith("invalid syntax") else f"invalid syntax: {e.msg}"
+        raise ProgramSyntaxError(msg, e.lineno or 0, e.offset or 0) from None
     except (ValueError, RecursionError, MemoryError) as e:
         raise ProgramSyntaxError(f"unparsable program text: {type(e).__name__}") from None
     try:

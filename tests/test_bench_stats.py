@@ -135,6 +135,7 @@ def test_power_law_recovers_exact_curve(E, A, alpha):
     fit = stats.fit_power_law(STEPS, E + A * STEPS**-alpha)
     assert (fit.E, fit.A, fit.alpha) == pytest.approx((E, A, alpha), rel=1e-5, abs=1e-6)
     assert (fit.s_min, fit.s_max) == (10.0, 1000.0)
+    assert fit.rel_rmse < 1e-6
 
 
 def test_power_law_noisy_curve_and_inverse():
@@ -143,6 +144,7 @@ def test_power_law_noisy_curve_and_inverse():
     fit = stats.fit_power_law(STEPS, clean * (1 + 0.01 * rng.standard_normal(STEPS.size)))
     assert fit.alpha == pytest.approx(0.7, rel=0.05)
     assert abs(fit.E - 0.5) <= 0.05 * 0.5
+    assert 0.002 < fit.rel_rmse < 0.02  # the 1% noise
     for s in (15.0, 400.0, 3000.0):
         assert fit.inverse(float(fit(s))) == pytest.approx(s, rel=1e-9)
     assert fit.inverse(fit.E) == math.inf

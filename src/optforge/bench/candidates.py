@@ -60,10 +60,10 @@ def resolve(spec: str) -> Candidate:
 
 
 def resolve_all(specs: list[str], baseline: str = "adamw") -> list[Candidate]:
-    """Resolve ``specs``; the baseline is added first if missing; labels must be unique."""
+    """Resolve ``specs``; the baseline comes first (added if missing); labels must be unique."""
     cands = [resolve(s) for s in specs]
-    if baseline not in {c.label for c in cands}:
-        cands.insert(0, resolve(baseline))
+    base = [c for c in cands if c.label == baseline] or [resolve(baseline)]
+    cands = base[:1] + [c for c in cands if c.label != baseline or c is not base[0]]
     seen: dict[str, str] = {}
     for c in cands:
         if c.label in seen:

@@ -156,13 +156,15 @@ def steps_to_target(steps: Sequence[float], values: Sequence[float], target: flo
 
 @dataclass(frozen=True)
 class PowerLaw:
-    """``L(s) = E + A * s**-alpha``, fitted on steps ``[s_min, s_max]``."""
+    """``L(s) = E + A * s**-alpha``, fitted on steps ``[s_min, s_max]`` with root-mean-square
+    relative error ``rel_rmse`` (``sqrt(mean(((L(s) - loss) / loss)^2))``)."""
 
     E: float
     A: float
     alpha: float
     s_min: float
     s_max: float
+    rel_rmse: float = math.nan
 
     def __call__(self, s):
         return self.E + self.A * np.power(np.asarray(s, dtype=float), -self.alpha)
@@ -223,7 +225,9 @@ def fit_power_law(steps: Sequence[float], losses: Sequence[float]) -> PowerLaw:
         warnings.simplefilter("ignore", optimize.OptimizeWarning)
         (e, log_a, alpha), _ = optimize.curve_fit(
             f, s, target, p0=p0, bounds=(lower, upper), method="trf", maxfev=20_000)
-    return PowerLaw(float(e), float(math.exp(log_a)), float(alpha), float(s[0]), float(s[-1]))
+    rel = (model(s, e, log_a, alpha) - y) / np.where(y == 0, 1.0, np.abs(y))
+    return PowerLaw(float(e), float(math.exp(log_a)), float(alpha), float(s[0]), float(s[-1]),
+                    float(np.sqrt(np.mean(rel**2))))
 
 
 @dataclass(frozen=True)

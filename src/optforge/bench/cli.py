@@ -1,0 +1,85 @@
+"""``optforge bench``: the command-line shell over :func:`~optforge.bench.run.run_bench`.
+
+Registered in ``optforge.cli`` as ``app.command("bench")(bench_command)``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+
+from .report import results_table, scores_table
+from .run import run_bench
+from .tune import PRUNERS, SAMPLERS
+
+
+def _split(text: str) -> list[str]:
+    return [s.strip() for s in text.split(",") if s.strip()]
+
+
+def bench_command(
+    optimizers: Annotated[str, typer.Option(
+        "--optimizers", "-o",
+        help="Comma-separated zoo names and/or program files (path/to/rule.py).")],
+    tasks: Annotated[str, typer.Option("--tasks", "-t", help="Comma-separated task names.")],
+    trials: Annotated[int, typer.Option(
+        min=1, help="Optuna trials per (optimizer, task): the equal tuning budget.")] = 20,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds of the final runs.")] = 3,
+    tier: Annotated[str, typer.Option(help="Task tier: tiny, small or medium.")] = "tiny",
+    steps: Annotated[int | None, typer.Option(
+        min=1, help="Step budget per run (default: the tier's).")] = None,
+    evals: Annotated[int, typer.Option(min=1, help="Validation evaluations per run.")] = 10,
+    sampler: Annotated[str, typer.Option(help=f"One of {', '.join(SAMPLERS)}.")] = "tpe",
+    pruner: Annotated[str, typer.Option(help=f"One of {', '.join(PRUNERS)}.")] = "sha",
+    batch: Annotated[int, typer.Option(
+        min=1, help="Tuning trials trained together as replicas of one run.")] = 4,
+    baseline: Annotated[str, typer.Option(help="Reference optimizer.")] = "adamw",
+    seed: Annotated[int, typer.Option(help="Seed of the Optuna sampler.")] = 0,
+    out: Annotated[Path, typer.Option(
+        "--out", help="Directory for results.json, results.csv, results.txt and plots.")
+    ] = Path("bench-results"),
+    plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
+) -> None:
+    """Compare optimizers fairly: equal tuning budgets, several seeds, tests and speedups."""
+    console = Console()
+    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
+               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    try:
+        with Progress(*columns, console=console, transient=False) as bar:
+            job = bar.add_task("starting", total=None)
+
+            def progress(done: float, total: float, what: str) -> None:
+                bar.update(job, completed=done, total=total, description=what)
+
+            result = run_bench(_split(optimizers), _split(tasks), trials=trials, seeds=seeds,
+                               tier=tier, steps=steps, evals=evals, sampler=sampler,
+                               pruner=pruner, batch=batch, baseline=baseline, seed=seed,
+                               out_dir=out, plots=plots, progress=progress)
+    except (KeyError, ValueError) as err:
+        console.print(f"[red]error:[/red] {err.args[0] if err.args else err}")
+        raise typer.Exit(2) from None
+    console.print(results_table(result))
+    console.print(scores_table(result))
+    for task, info in result.tasks.items():
+        bfit = info.get("baseline_fit")
+        if bfit is None:
+            continue
+        if bfit.fit:
+            f = bfit.fit
+            console.print(f"[dim]{task}: {baseline} final loss vs budget fitted as "
+                          f"{f['E']:.4g} + {f['A']:.4g} * s^-{f['alpha']:.3g} on budgets "
+                          f"{bfit.budgets} (rms relative error {f['rel_rmse']:.1%})[/dim]")
+        else:
+            console.print(f"[dim]{task}: no speedup fit: {bfit.error}[/dim]")
+    console.print(f"wrote {', '.join(result.files.values())} in {result.wall_time:.1f}s")

@@ -1,0 +1,185 @@
+"""A benchmark's results as a terminal table, JSON and CSV (plots: :mod:`.plots`)."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+
+from rich.console import Console
+from rich.table import Table
+
+from .results import OK, BenchResult, Entry
+
+CSV_FIELDS = [
+    "task", "optimizer", "status", "reason", "metric", "higher_is_better",
+    "final_metric_mean", "final_metric_ci_low", "final_metric_ci_high", "final_metric_std",
+    "final_loss_mean", "final_loss_ci_low", "final_loss_ci_high", "seeds", "diverged_seeds",
+    "target_loss", "steps_to_target", "speedup", "speedup_clipped", "t_statistic", "p_value",
+    "profile_score", "trials", "pruned_trials", "diverged_trials", "config", "wall_time_s",
+]
+
+
+# ------------------------------------------------------------------ formatting
+
+
+def _num(x: float | None, digits: int = 4) -> str:
+    if x is None or (isinstance(x, float) and math.isnan(x)):
+        return "n/a"
+    return f"{x:.{digits}g}"
+
+
+def fmt_summary(s, digits: int = 4) -> str:
+    """``mean ± half-width of the 95% CI`` (just the mean when n = 1)."""
+    if s is None:
+        return "-"
+    if s.n < 2:
+        return f"{_num(s.mean, digits)} (n=1)"
+    return f"{_num(s.mean, digits)} ± {_num(s.half_width, 2)}"
+
+
+def fmt_steps(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return "never" if math.isinf(x) else f"{x:.0f}"
+
+
+def fmt_p(e: Entry, baseline: str) -> str:
+    if e.optimizer == baseline:
+        return "(baseline)"
+    if e.ttest is None or math.isnan(e.ttest.pvalue):
+        return "n/a"
+    return "<0.001" if e.ttest.pvalue < 1e-3 else f"{e.ttest.pvalue:.3f}"
+
+
+def fmt_status(e: Entry) -> str:
+    if e.status != OK:
+        return f"FAILED: {e.reason}"
+    return f"ok ({e.reason})" if e.reason else "ok"
+
+
+# ------------------------------------------------------------------ the table
+
+
+def results_table(result: BenchResult) -> Table:
+    """One row per (task, optimizer)."""
+    baseline = result.settings["baseline"]
+    table = Table(title=f"optforge bench: {result.settings['trials']} trials per optimizer and "
+                        f"task, {result.settings['seeds']} seeds, tier {result.settings['tier']}")
+    for col, justify in (("task", "left"), ("optimizer", "left"), ("final metric", "right"),
+                         ("val loss", "right"), (f"steps to {baseline} loss", "right"),
+                         ("speedup", "right"), (f"p vs {baseline}", "right"),
+                         ("trials ok/pruned/div", "right"), ("status", "left")):
+        table.add_column(col, justify=justify, overflow="fold")
+    for task in result.settings["tasks"]:
+        info = result.tasks[task]
+        arrow = "↑" if info["higher_is_better"] else "↓"
+        first = True
+        for e in (x for x in result.entries if x.task == task):
+            t = e.tuning
+            trials = (f"{t.count('complete')}/{t.count('pruned')}/{t.count('diverged')}"
+                      if t is not None else "-")
+            table.add_row(
+                f"{task} ({info['metric']} {arrow})" if first else "", e.optimizer,
+                fmt_summary(e.final_metric), fmt_summary(e.final_loss),
+                fmt_steps(e.steps_to_target), str(e.speedup) if e.speedup else "-",
+                fmt_p(e, baseline), trials, fmt_status(e),
+                end_section=e is [x for x in result.entries if x.task == task][-1])
+            first = False
+    return table
+
+
+def scores_table(result: BenchResult) -> Table:
+    """AlgoPerf performance-profile score of each optimizer across the tasks."""
+    tau = result.settings["tau_max"]
+    table = Table(title=f"performance profile (steps to the {result.settings['baseline']} "
+                        f"final loss, tau up to {tau:g})")
+    table.add_column("optimizer")
+    table.add_column("score", justify="right")
+    table.add_column("tasks within tau", justify="right")
+    table.add_column("failed", justify="right")
+    order = sorted(result.optimizers, key=lambda o: -_nan_low(result.scores.get(o)))
+    for o in order:
+        ratios = result.ratios.get(o, {})
+        within = sum(r <= tau for r in ratios.values())
+        failed = sum(e.status != OK for e in result.entries if e.optimizer == o)
+        table.add_row(o, _num(result.scores.get(o), 3), f"{within}/{len(ratios)}", str(failed))
+    return table
+
+
+def _nan_low(x: float | None) -> float:
+    return -math.inf if x is None or math.isnan(x) else x
+
+
+def render(result: BenchResult, width: int = 140) -> str:
+    """The tables as plain text (for files and READMEs)."""
+    console = Console(record=True, width=width, color_system=None, file=io.StringIO())
+    console.print(results_table(result))
+    console.print(scores_table(result))
+    return console.export_text()
+
+
+# ------------------------------------------------------------------ files
+
+
+def csv_rows(result: BenchResult) -> list[dict]:
+    rows = []
+    for e in result.entries:
+        info = result.tasks[e.task]
+        fm, fl, t = e.final_metric, e.final_loss, e.tuning
+        rows.append({
+            "task": e.task, "optimizer": e.optimizer, "status": e.status,
+            "reason": e.reason or "", "metric": info["metric"],
+            "higher_is_better": info["higher_is_better"],
+            "final_metric_mean": fm.mean if fm else None,
+            "final_metric_ci_low": fm.low if fm else None,
+            "final_metric_ci_high": fm.high if fm else None,
+            "final_metric_std": fm.std if fm else None,
+            "final_loss_mean": fl.mean if fl else None,
+            "final_loss_ci_low": fl.low if fl else None,
+            "final_loss_ci_high": fl.high if fl else None,
+            "seeds": len(e.seeds), "diverged_seeds": e.diverged_seeds,
+            "target_loss": info["target"], "steps_to_target": e.steps_to_target,
+            "speedup": e.speedup.value if e.speedup else None,
+            "speedup_clipped": (e.speedup.clipped or "") if e.speedup else "",
+            "t_statistic": e.ttest.statistic if e.ttest else None,
+            "p_value": e.ttest.pvalue if e.ttest else None,
+            "profile_score": result.scores.get(e.optimizer),
+            "trials": len(t.trials) if t else 0,
+            "pruned_trials": t.count("pruned") if t else 0,
+            "diverged_trials": t.count("diverged") if t else 0,
+            "config": json.dumps(e.config, sort_keys=True) if e.config else "",
+            "wall_time_s": round(e.wall_time, 3),
+        })
+    return rows
+
+
+def _cell(v) -> str:
+    if v is None:
+        return ""
+    if isinstance(v, float):
+        if math.isnan(v):
+            return ""
+        return "inf" if math.isinf(v) and v > 0 else repr(v)
+    return str(v)
+
+
+def write_outputs(result: BenchResult, out: Path, plots: bool = True) -> dict[str, str]:
+    """Write ``results.json``, ``results.csv``, ``results.txt`` and (``plots``) PNGs."""
+    out.mkdir(parents=True, exist_ok=True)
+    files = {"json": out / "results.json", "csv": out / "results.csv", "table": out / "results.txt"}
+    if plots:
+        from .plots import write_plots
+
+        files.update(write_plots(result, out))
+    result.files = {k: str(v) for k, v in files.items()}
+    files["json"].write_text(json.dumps(result.as_dict(), indent=1, allow_nan=False) + "\n")
+    with files["csv"].open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS)
+        writer.writeheader()
+        for row in csv_rows(result):
+            writer.writerow({k: _cell(v) for k, v in row.items()})
+    files["table"].write_text(render(result))
+    return result.files

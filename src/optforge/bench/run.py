@@ -1,0 +1,295 @@
+"""``run_bench``: tune every optimizer on every task with one budget, rerun, compare.
+
+For each task, the baseline (AdamW) goes first:
+
+1. **Tune** each optimizer with ``trials`` Optuna trials (:mod:`.tune`) on
+   the tuning seed.
+2. **Final runs**: the best configuration on seeds ``0 .. S-1``, as ``S``
+   replicas of one batched run.
+3. **Baseline budget curve**: the tuned baseline is also trained (same
+   configuration, same schedule shape) with budgets ``f * T`` for ``f`` in
+   ``scaling`` (default 1/8, 1/4, 1/2, 1, 2); its mean final validation loss
+   against the budget is fitted with ``L(s) = E + A s^-alpha``
+   (:func:`~.stats.fit_power_law`). A candidate whose final loss is ``L`` after
+   ``T`` steps has the data-equivalent speedup ``L^{-1}(L) / T``: how many
+   times more steps the baseline needs for the same loss (clipped beyond
+   ``max_extrapolation`` times the largest budget; see :class:`~.stats.Speedup`).
+4. **Statistics** per optimizer and task: final validation metric (mean and
+   95% CI over the seeds that did not diverge), steps for the seed-mean
+   validation loss curve to reach the baseline's final mean loss, Welch's
+   t-test of the final metric against the baseline; and across tasks the
+   AlgoPerf performance-profile score of those steps-to-target (``tau`` up to
+   ``tau_max``; failures count as never reaching the target).
+
+An optimizer that errors, or diverges in every trial or on every seed, is
+recorded as failed with the reason, and the benchmark goes on.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from .. import tasks as task_registry
+from ..train import OK as RUN_OK
+from . import stats
+from .backend import train_replicas
+from .candidates import Candidate, resolve_all
+from .results import FAILED, OK, BaselineFit, BenchResult, Entry
+from .tune import PRUNERS, SAMPLERS, TUNE_SEED, tune
+
+Progress = Callable[[float, float, str], None]
+"""``progress(done, total, description)``, in training steps of batched runs."""
+
+SCALING = (0.125, 0.25, 0.5, 1.0, 2.0)
+
+
+def run_bench(optimizers: Sequence[str], tasks: Sequence[str], trials: int = 20, seeds: int = 3,
+              *, tier: str = "tiny", steps: int | None = None, evals: int = 10,
+              sampler: str = "tpe", pruner: str = "sha", batch: int = 4,
+              baseline: str = "adamw", scaling: Sequence[float] = SCALING,
+              max_extrapolation: float = 2.0, tau_max: float = 4.0, seed: int = 0,
+              out_dir: str | Path | None = None, plots: bool = True,
+              progress: Progress | None = None) -> BenchResult:
+    """Benchmark ``optimizers`` (zoo names or program files) on ``tasks``.
+
+    Args:
+        trials: Optuna trials per (optimizer, task): the equal tuning budget.
+        seeds: final-run seeds ``S`` (seeds ``0 .. S-1``; tuning uses another).
+        tier, steps: task tier and step budget ``T`` (default: the tier's).
+        evals: validation evaluations per run (after step 0).
+        sampler, pruner: see :mod:`optforge.bench.tune`; ``seed`` seeds the sampler.
+        batch: tuning trials trained together as replicas of one run.
+        baseline: the reference optimizer (added if not listed).
+        scaling: budget fractions of ``T`` for the baseline's loss-vs-budget fit.
+        out_dir: where to write ``results.json``, ``results.csv`` and plots.
+    """
+    _check(trials, seeds, evals, batch, sampler, pruner, scaling, tau_max, max_extrapolation)
+    cands = resolve_all(list(optimizers), baseline)
+    task_list = _tasks(tasks)
+    t_start = time.perf_counter()
+    budgets = {t.name: (steps if steps is not None else t.spec(tier).steps) for t in task_list}
+    for name, b in budgets.items():
+        if b < 1:
+            raise ValueError(f"steps must be positive, got {b} for task {name!r}")
+    per_task_units = {n: _units(len(cands), trials, batch, b, scaling) for n, b in budgets.items()}
+    total, done = float(sum(per_task_units.values())), 0.0
+
+    def tick(units: float, what: str) -> None:
+        nonlocal done
+        done += units
+        if progress is not None:
+            progress(min(done, total), total, what)
+
+    entries: list[Entry] = []
+    task_info: dict[str, dict] = {}
+    final_seeds = list(range(seeds))
+    for task in task_list:
+        T = budgets[task.name]
+        info = {"metric": task.metric, "higher_is_better": task.higher_is_better,
+                "steps": T, "target": None, "baseline_fit": None}
+        task_info[task.name] = info
+        base_entry: Entry | None = None
+        fit: stats.PowerLaw | None = None
+        for cand in cands:
+            what = f"{task.name}: {cand.label}"
+            tick(0, what)
+            entry = _bench_one(cand, task.name, tier, T, evals, trials, sampler, pruner, batch,
+                               seed, final_seeds, lambda u, w=what: tick(u, w))
+            entries.append(entry)
+            if cand.label == baseline:
+                base_entry = entry
+                if entry.status == OK:
+                    info["target"] = entry.final_loss.mean
+                    bfit = _baseline_fit(cand, entry, task.name, tier, T, evals, scaling,
+                                         lambda u, w=what: tick(u, f"{w} (budget curve)"))
+                    info["baseline_fit"] = bfit
+                    fit = stats.PowerLaw(**bfit.fit) if bfit.fit else None
+                else:
+                    tick(_units(0, 0, 1, T, scaling), what)  # the budget curve is skipped
+            _compare(entry, base_entry, baseline, fit, info["target"], T, max_extrapolation)
+        tick(0, f"{task.name}: done")
+    times = {c.label: {} for c in cands}
+    for e in entries:
+        target = task_info[e.task]["target"]
+        if target is not None:
+            times[e.optimizer][e.task] = (e.steps_to_target if e.steps_to_target is not None
+                                          else math.inf)
+    ratios = stats.performance_ratios(times)
+    scores = {o: (stats.profile_score(r, tau_max) if r else math.nan) for o, r in ratios.items()}
+    result = BenchResult(
+        settings={"optimizers": list(optimizers), "tasks": [t.name for t in task_list],
+                  "trials": trials, "seeds": seeds, "tier": tier, "steps": steps,
+                  "evals": evals, "sampler": sampler, "pruner": pruner, "batch": batch,
+                  "baseline": baseline, "scaling": list(scaling),
+                  "max_extrapolation": max_extrapolation, "tau_max": tau_max, "seed": seed,
+                  "tune_seed": TUNE_SEED, "final_seeds": final_seeds},
+        candidates=[c.as_dict() for c in cands], tasks=task_info, entries=entries,
+        ratios=ratios, scores=scores, wall_time=time.perf_counter() - t_start)
+    if out_dir is not None:
+        from .report import write_outputs
+
+        write_outputs(result, Path(out_dir), plots=plots)
+    return result
+
+
+# ------------------------------------------------------------------ one optimizer, one task
+
+
+def _bench_one(cand: Candidate, task: str, tier: str, T: int, evals: int, trials: int,
+               sampler: str, pruner: str, batch: int, seed: int, final_seeds: list[int],
+               tick: Callable[[float], None]) -> Entry:
+    t0 = time.perf_counter()
+    entry = Entry(cand.label, task, FAILED, None, None)
+    meter = _Meter(tick, -(-trials // batch) * T + T)
+    try:
+        entry.tuning = tune(cand, task, tier=tier, steps=T, evals=evals, trials=trials,
+                            sampler=sampler, pruner=pruner, batch=batch, seed=seed,
+                            progress=meter)
+        if entry.tuning.failure is not None:
+            entry.reason = entry.tuning.failure
+            return entry
+        entry.config = entry.tuning.best
+        res = train_replicas(task, tier, cand.program, [entry.config] * len(final_seeds),
+                             final_seeds, T, evals)
+        meter(T)
+        _record(entry, res)
+    except Exception as err:  # a failing candidate is a row of the table, not a crash
+        entry.status, entry.reason = FAILED, f"{type(err).__name__}: {err}"
+    finally:
+        meter.finish()
+        entry.wall_time = time.perf_counter() - t0
+    return entry
+
+
+class _Meter:
+    """Forwards progress and tops it up to the expected amount at the end."""
+
+    def __init__(self, tick: Callable[[float], None], expected: float):
+        self.tick, self.expected, self.used = tick, expected, 0.0
+
+    def __call__(self, units: float) -> None:
+        self.used += units
+        self.tick(units)
+
+    def finish(self) -> None:
+        if self.used < self.expected:
+            self.tick(self.expected - self.used)
+            self.used = self.expected
+
+
+def _record(entry: Entry, res) -> None:
+    """Fill ``entry`` from the final runs' :class:`~optforge.train.TrainResult`."""
+    entry.seeds = list(res.seeds)
+    entry.eval_steps = [int(s) for s in res.eval_steps]
+    entry.loss_curves = np.asarray(res.eval_loss, dtype=float).T.tolist()
+    entry.metric_curves = np.asarray(res.eval_metric, dtype=float).T.tolist()
+    entry.seed_status = list(res.status)
+    if res.error is not None:
+        entry.reason = f"error in the final runs: {res.error}"
+        return
+    ok = [k for k, s in enumerate(res.status) if s == RUN_OK and np.isfinite(res.final_loss[k])]
+    if not ok:
+        steps = [s for s in res.diverged_step if s is not None]
+        first = next((r for r in res.reason if r), "diverged")
+        where = f" (first at step {min(steps)}: {first})" if steps else ""
+        entry.reason = f"diverged on all {len(res.seeds)} seeds{where}"
+        return
+    entry.status = OK
+    if len(ok) < len(res.seeds):
+        entry.reason = f"diverged on {len(res.seeds) - len(ok)} of {len(res.seeds)} seeds"
+    entry.final_metric = stats.mean_ci(res.final_metric[ok])
+    entry.final_loss = stats.mean_ci(res.final_loss[ok])
+
+
+def _compare(entry: Entry, base: Entry | None, baseline: str, fit: stats.PowerLaw | None,
+             target: float | None, T: int, max_extrapolation: float) -> None:
+    """Steps to the baseline's final loss, speedup and t-test against the baseline."""
+    if entry.status != OK or target is None:
+        entry.steps_to_target = math.inf if target is not None else None
+        return
+    entry.steps_to_target = stats.steps_to_target(entry.eval_steps, entry.mean_loss_curve(),
+                                                  target)
+    if fit is not None:
+        if entry.optimizer == baseline:
+            entry.speedup = stats.Speedup(1.0, float(T), None)  # by definition
+        else:
+            entry.speedup = stats.data_equivalent_speedup(fit, entry.final_loss.mean, T,
+                                                          max_extrapolation)
+    if entry.optimizer != baseline and base is not None and base.status == OK:
+        entry.ttest = stats.welch(_finals(entry), _finals(base))
+
+
+def _finals(e: Entry) -> list[float]:
+    return [c[-1] for c, s in zip(e.metric_curves, e.seed_status, strict=True)
+            if s == "ok" and math.isfinite(c[-1])]
+
+
+def _baseline_fit(cand: Candidate, entry: Entry, task: str, tier: str, T: int, evals: int,
+                  scaling: Sequence[float], tick: Callable[[float], None]) -> BaselineFit:
+    """Mean final loss of the tuned baseline at each budget, and the power-law fit."""
+    budgets = sorted({max(1, round(f * T)) for f in scaling})
+    meter = _Meter(tick, sum(b for b in budgets if b != T))
+    losses = []
+    for b in budgets:
+        if b == T:
+            losses.append(entry.final_loss.mean)
+            continue
+        try:
+            res = train_replicas(task, tier, cand.program, [entry.config] * len(entry.seeds),
+                                 entry.seeds, b, evals)
+            finals = [v for v, s in zip(res.final_loss, res.status, strict=True)
+                      if s == RUN_OK and np.isfinite(v)]
+            losses.append(float(np.mean(finals)) if finals else math.nan)
+        except Exception:  # a missing point only weakens the fit
+            losses.append(math.nan)
+        meter(b)
+    meter.finish()
+    out = BaselineFit(budgets, losses)
+    try:
+        out.fit = stats.fit_power_law(budgets, losses).as_dict()
+    except (ValueError, RuntimeError) as err:
+        out.error = f"{type(err).__name__}: {err}"
+    return out
+
+
+# ------------------------------------------------------------------ helpers
+
+
+def _units(n_cands: int, trials: int, batch: int, T: int, scaling: Sequence[float]) -> float:
+    """Training steps (of batched runs) one task costs: tuning, final runs, budget curve."""
+    tuning = n_cands * (-(-trials // batch) * T + T) if n_cands else 0
+    curve = sum(b for b in {max(1, round(f * T)) for f in scaling} if b != T)
+    return float(tuning + curve)
+
+
+def _tasks(names: Sequence[str]) -> list:
+    if not names:
+        raise ValueError("need at least one task")
+    out, seen = [], set()
+    for n in names:
+        t = task_registry.get(n.strip())  # KeyError naming the known tasks
+        if t.name not in seen:
+            seen.add(t.name)
+            out.append(t)
+    return out
+
+
+def _check(trials, seeds, evals, batch, sampler, pruner, scaling, tau_max, max_extrapolation):
+    for name, v in (("trials", trials), ("seeds", seeds), ("evals", evals), ("batch", batch)):
+        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            raise ValueError(f"{name} must be a positive integer, got {v!r}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}; samplers: {', '.join(SAMPLERS)}")
+    if pruner not in PRUNERS:
+        raise ValueError(f"unknown pruner {pruner!r}; pruners: {', '.join(PRUNERS)}")
+    if not scaling or any(not f > 0 for f in scaling):
+        raise ValueError(f"scaling fractions must be positive, got {list(scaling)}")
+    if not tau_max > 1:
+        raise ValueError(f"tau_max must exceed 1, got {tau_max}")
+    if not max_extrapolation >= 1:
+        raise ValueError(f"max_extrapolation must be at least 1, got {max_extrapolation}")

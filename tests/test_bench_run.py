@@ -1,0 +1,144 @@
+"""A small benchmark end to end: table, JSON, CSV, plots, failures, and the CLI."""
+
+import csv
+import json
+import math
+
+import numpy as np
+import pytest
+import typer
+from scipy import stats as sps
+from typer.testing import CliRunner
+
+from optforge.bench import run as bench_run
+from optforge.bench import stats
+from optforge.bench.cli import bench_command
+from optforge.bench.report import render
+from optforge.bench.run import run_bench
+
+BROKEN = "def blowup(w, g, lr):\n    update = g * 1e30\n    return update\n"
+SMALL = {"trials": 3, "seeds": 3, "steps": 60, "evals": 6, "batch": 3}
+
+
+@pytest.fixture(scope="module")
+def bench(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("bench")
+    broken = tmp / "blowup.py"
+    broken.write_text(BROKEN)
+    out = tmp / "out"
+    result = run_bench(["lion", "adamw", str(broken)], ["quadratic"], out_dir=out, **SMALL)
+    return result, out
+
+
+def test_files_are_written(bench):
+    result, out = bench
+    names = {"results.json", "results.csv", "results.txt", "curves_quadratic.png", "profile.png"}
+    assert names <= {p.name for p in out.iterdir()}
+    for png in out.glob("*.png"):
+        assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 5000
+    data = json.loads((out / "results.json").read_text())
+    assert [e["optimizer"] for e in data["entries"]] == ["adamw", "lion", "blowup"]
+    assert data["settings"]["trials"] == 3 and data["settings"]["final_seeds"] == [0, 1, 2]
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(r["optimizer"], r["status"]) for r in rows] == [
+        ("adamw", "ok"), ("lion", "ok"), ("blowup", "failed")]
+    table = (out / "results.txt").read_text()
+    assert table == render(result)
+    for word in ("adamw", "lion", "blowup", "FAILED", "performance profile"):
+        assert word in table
+
+
+def test_broken_program_is_a_failed_row(bench):
+    result, _ = bench
+    e = result.entry("blowup", "quadratic")
+    assert e.status == "failed" and e.reason == "diverged in all 3 tuning trials"
+    assert e.final_metric is None and e.steps_to_target == math.inf
+    assert result.scores["blowup"] == 0.0
+
+
+def test_equal_budgets_and_disjoint_seeds(bench):
+    result, _ = bench
+    for e in result.entries:
+        assert len(e.tuning.trials) == 3
+        assert e.tuning.seed not in result.settings["final_seeds"]
+    for name in ("adamw", "lion"):
+        assert result.entry(name, "quadratic").seeds == [0, 1, 2]
+
+
+def test_statistics_agree_with_scipy(bench):
+    result, _ = bench
+    base, lion = result.entry("adamw", "quadratic"), result.entry("lion", "quadratic")
+    finals = {e.optimizer: np.array([c[-1] for c in e.metric_curves]) for e in (base, lion)}
+    for e in (base, lion):
+        x = finals[e.optimizer]
+        low, high = sps.t.interval(0.95, len(x) - 1, loc=x.mean(), scale=sps.sem(x))
+        assert e.final_metric.mean == pytest.approx(x.mean(), rel=1e-12)
+        assert (e.final_metric.low, e.final_metric.high) == pytest.approx((low, high), rel=1e-9)
+    ref = sps.ttest_ind(finals["lion"], finals["adamw"], equal_var=False)
+    assert lion.ttest.pvalue == pytest.approx(ref.pvalue, rel=1e-9)
+    assert base.ttest is None
+
+
+def test_targets_speedups_and_profile(bench):
+    result, _ = bench
+    info = result.tasks["quadratic"]
+    base = result.entry("adamw", "quadratic")
+    assert info["target"] == base.final_loss.mean
+    # the baseline's seed-mean curve ends at its own target
+    assert base.steps_to_target <= 60
+    assert base.speedup.value == 1.0
+    fit = info["baseline_fit"]
+    assert fit.budgets == [8, 15, 30, 60, 120] and fit.fit is not None
+    assert fit.losses[3] == base.final_loss.mean
+    lion = result.entry("lion", "quadratic")
+    want = stats.data_equivalent_speedup(stats.PowerLaw(**fit.fit), lion.final_loss.mean, 60, 2.0)
+    assert lion.speedup == want
+    times = {e.optimizer: {"quadratic": e.steps_to_target} for e in result.entries}
+    assert result.scores == pytest.approx(stats.profile_scores(times, 4.0))
+
+
+def test_error_in_one_optimizer_does_not_stop_the_run(tmp_path, monkeypatch):
+    real = bench_run.train_replicas
+
+    def flaky(task, tier, program, *args, **kw):
+        if program.name == "lion":
+            raise RuntimeError("device lost")
+        return real(task, tier, program, *args, **kw)
+
+    monkeypatch.setattr(bench_run, "train_replicas", flaky)
+    small = {**SMALL, "trials": 2, "steps": 30}
+    result = run_bench(["adamw", "lion"], ["quadratic"], plots=False, **small)
+    e = result.entry("lion", "quadratic")
+    assert e.status == "failed" and e.reason == "RuntimeError: device lost"
+    assert result.entry("adamw", "quadratic").status == "ok"
+
+
+@pytest.mark.parametrize(
+    ("kw", "match"),
+    [
+        ({"optimizers": ["adamz"], "tasks": ["quadratic"]}, "no zoo optimizer"),
+        ({"optimizers": ["lion"], "tasks": ["imagenet"]}, "no task"),
+        ({"optimizers": ["lion"], "tasks": []}, "at least one task"),
+        ({"optimizers": ["lion"], "tasks": ["quadratic"], "seeds": 0}, "seeds"),
+        ({"optimizers": ["lion"], "tasks": ["quadratic"], "sampler": "cmaes"}, "sampler"),
+    ],
+)
+def test_bad_input(kw, match):
+    with pytest.raises((KeyError, ValueError), match=match):
+        run_bench(**kw)
+
+
+def test_cli(tmp_path):
+    app = typer.Typer()
+    app.command("bench")(bench_command)
+    app.command("other")(lambda: None)  # a multi-command app, as optforge's
+    runner = CliRunner()
+    out = tmp_path / "cli"
+    res = runner.invoke(app, ["bench", "--optimizers", "adamw", "--tasks", "quadratic",
+                              "--trials", "2", "--seeds", "2", "--steps", "30", "--evals", "3",
+                              "--no-plots", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "adamw" in res.output and "performance profile" in res.output
+    assert (out / "results.json").is_file() and not list(out.glob("*.png"))
+    bad = runner.invoke(app, ["bench", "--optimizers", "adamz", "--tasks", "quadratic"])
+    assert bad.exit_code == 2 and "no zoo optimizer 'adamz'" in bad.output

@@ -1,0 +1,149 @@
+"""Tuning: equal budgets, seeds, pruning and failures, against a scripted trainer.
+
+The trainer is replaced by a fake whose validation loss is a known function
+of the hyperparameters, so every decision of the tuner can be checked.
+"""
+
+import math
+
+import numpy as np
+import pytest
+
+from optforge.bench import backend, tune
+from optforge.bench.candidates import resolve
+from optforge.bench.space import center
+from optforge.train import TrainResult
+
+
+def fake_result(configs, seeds, steps, evals, curve, status=None, error=None):
+    """A TrainResult whose replica k has validation loss ``curve(configs[k], step)``."""
+    k = len(seeds)
+    every = backend.eval_every(steps, evals)
+    at = sorted({0, steps, *range(every, steps + 1, every)})
+    loss = np.array([[curve(c, s) for c in configs] for s in at], dtype=float)
+    status = status or ["ok" if np.all(np.isfinite(loss[:, j])) else "diverged"
+                        for j in range(k)]
+    return TrainResult(
+        task="fake", tier="tiny", program="p", metric="loss", higher_is_better=False,
+        seeds=list(seeds), hparams={}, steps=steps, schedule="cosine",
+        train_loss=np.full((steps, k), np.nan), eval_steps=np.array(at), eval_loss=loss,
+        eval_metric=loss.copy(), status=status,
+        diverged_step=[None if s == "ok" else at[-1] for s in status],
+        reason=[None if s == "ok" else "loss is nan" for s in status], wall_time=0.0,
+        error=error)
+
+
+class FakeTrain:
+    """Stands in for ``optforge.train.train``; records every call."""
+
+    def __init__(self, curve, error=None):
+        self.curve, self.error, self.calls = curve, error, []
+
+    def __call__(self, task, program, *, tier, seeds, hparams, steps, eval_every):
+        names = list(hparams)
+        configs = [{n: hparams[n][k] for n in names} for k in range(len(seeds))]
+        self.calls.append({"seeds": list(seeds), "configs": configs, "steps": steps})
+        return fake_result(configs, seeds, steps, max(1, steps // eval_every), self.curve,
+                           status=["error"] * len(seeds) if self.error else None,
+                           error=self.error)
+
+
+def bowl(config, step):
+    """Loss decays with steps toward a floor set by the distance of log(lr) from log(3e-3)."""
+    floor = 0.1 + (math.log10(config["lr"]) - math.log10(3e-3)) ** 2
+    return floor + 1.0 / (1 + step)
+
+
+@pytest.fixture
+def adamw():
+    return resolve("adamw")
+
+
+def run(monkeypatch, fake, cand, **kw):
+    monkeypatch.setattr(backend, "train", fake)
+    args = {"tier": "tiny", "steps": 90, "evals": 9, "trials": 12, "batch": 4}
+    return tune.tune(cand, "fake", **{**args, **kw})
+
+
+@pytest.mark.parametrize("sampler", tune.SAMPLERS)
+@pytest.mark.parametrize("pruner", tune.PRUNERS)
+def test_equal_budget_seeds_and_best(monkeypatch, adamw, sampler, pruner):
+    fake = FakeTrain(bowl)
+    out = run(monkeypatch, fake, adamw, sampler=sampler, pruner=pruner)
+    assert len(out.trials) == 12 and [t.number for t in out.trials] == list(range(12))
+    assert len(fake.calls) == 3  # 12 trials in batches of 4
+    assert all(c["seeds"] == [tune.TUNE_SEED] * 4 for c in fake.calls)
+    # the first trial is the program's defaults (lr at the middle of its range)
+    assert out.trials[0].params == pytest.approx(center(adamw.space, adamw.program))
+    for t in out.trials:
+        for name, dim in adamw.space.items():
+            assert dim.low <= t.params[name] <= dim.high
+    complete = [t for t in out.trials if t.state == "complete"]
+    assert out.best_value == min(t.value for t in complete)
+    assert out.best_value == pytest.approx(bowl(out.best, 90))
+    if pruner == "none":
+        assert out.count("pruned") == 0
+    assert out.failure is None
+
+
+def test_pruned_trials_stop_at_a_rung_and_never_win(monkeypatch, adamw):
+    out = run(monkeypatch, FakeTrain(bowl), adamw, pruner="sha", trials=24)
+    pruned = [t for t in out.trials if t.state == "pruned"]
+    assert pruned, "successive halving should prune some of 24 trials"
+    assert all(t.last_step < 90 and t.value is None for t in pruned)
+    # a pruned trial was worse at its rung than the trial that won
+    best = min((t for t in out.trials if t.state == "complete"), key=lambda t: t.value)
+    assert all(bowl(t.params, t.last_step) > bowl(best.params, t.last_step) for t in pruned)
+
+
+def test_live_callback_stops_a_fully_pruned_batch(monkeypatch, adamw):
+    """With a trainer that takes ``on_eval``, a batch whose trials are all pruned stops."""
+    stops = []
+
+    def live_train(task, program, *, tier, seeds, hparams, steps, eval_every, on_eval):
+        names = list(hparams)
+        configs = [{n: hparams[n][k] for n in names} for k in range(len(seeds))]
+        full = fake_result(configs, seeds, steps, max(1, steps // eval_every), bowl)
+        for i, step in enumerate(full.eval_steps):
+            if on_eval(int(step), full.eval_loss[i]):
+                stops.append(int(step))
+                n = i + 1
+                full.eval_steps, full.eval_loss = full.eval_steps[:n], full.eval_loss[:n]
+                full.eval_metric = full.eval_metric[:n]
+                break
+        return full
+
+    out = run(monkeypatch, live_train, adamw, pruner="sha", trials=24, batch=1)
+    assert stops and all(s < 90 for s in stops)
+    assert len(stops) == out.count("pruned")
+
+
+def test_diverging_candidate_fails_with_the_reason(monkeypatch, adamw):
+    out = run(monkeypatch, FakeTrain(lambda c, s: math.nan if s > 0 else 1.0), adamw, trials=5)
+    assert out.count("diverged") == 5 and all(t.value == math.inf for t in out.trials)
+    assert out.best is None and out.failure == "diverged in all 5 tuning trials"
+
+
+def test_partly_diverging_candidate_keeps_its_finite_best(monkeypatch, adamw):
+    def curve(c, s):
+        return math.nan if c["lr"] > 3e-3 and s > 0 else bowl(c, s)
+
+    out = run(monkeypatch, FakeTrain(curve), adamw, trials=12, pruner="none")
+    assert 0 < out.count("diverged") < 12
+    assert out.best["lr"] <= 3e-3
+
+
+def test_program_error_ends_tuning_with_the_message(monkeypatch, adamw):
+    fake = FakeTrain(bowl, error="RuntimeError: shapes do not match")
+    out = run(monkeypatch, fake, adamw, trials=12)
+    assert len(fake.calls) == 1  # deterministic: no point in more batches
+    assert out.failure == "RuntimeError: shapes do not match"
+    assert {t.state for t in out.trials} == {"error"}
+
+
+@pytest.mark.parametrize(("kw", "match"), [({"trials": 0}, "trials"), ({"batch": 0}, "batch"),
+                                           ({"sampler": "grid"}, "unknown sampler"),
+                                           ({"pruner": "median"}, "unknown pruner")])
+def test_bad_arguments(monkeypatch, adamw, kw, match):
+    with pytest.raises(ValueError, match=match):
+        run(monkeypatch, FakeTrain(bowl), adamw, **kw)

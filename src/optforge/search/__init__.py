@@ -8,7 +8,15 @@ simplified source. See ``docs/SEARCH.md`` for the algorithm and defaults.
 from .config import SearchConfig, flags
 from .engine import Search
 from .evaluator import Evaluator, InlineEvaluator, Job
-from .fitness import WORST, Evaluation, Fitness, FunctionFitness, Stage, TrainerFitness
+from .fitness import (
+    WORST,
+    Evaluation,
+    Fitness,
+    FunctionFitness,
+    Stage,
+    TargetFitness,
+    TrainerFitness,
+)
 from .mutate import MutationConfig, MutationError, Mutator
 from .results import Candidate, SearchResult, Winner, hall_of_fame, pareto_front
 from .simplify import simplify
@@ -16,6 +24,6 @@ from .simplify import simplify
 __all__ = [
     "WORST", "Candidate", "Evaluation", "Evaluator", "Fitness", "FunctionFitness",
     "InlineEvaluator", "Job", "MutationConfig", "MutationError", "Mutator", "Search",
-    "SearchConfig", "SearchResult", "Stage", "TrainerFitness", "Winner", "flags", "hall_of_fame",
-    "pareto_front", "simplify",
+    "SearchConfig", "SearchResult", "Stage", "TargetFitness", "TrainerFitness", "Winner",
+    "flags", "hall_of_fame", "pareto_front", "simplify",
 ]

@@ -147,6 +147,52 @@ class FunctionFitness:
         return Evaluation(value, diverged=value == WORST)
 
 
+class TargetFitness:
+    """Closeness in behaviour to a target program: a cheap, exact fitness.
+
+    Both programs drive the same parameters (float64, shapes ``3 x 4`` and
+    ``5``) for ``steps`` steps on a fixed noisy quadratic
+    (``g = h * w + noise``), with the same learning rate; fitness is
+    ``-mean_t mean((w_t - w*_t)^2)`` over the trajectories, 0 for a program
+    that behaves like the target, :data:`WORST` when non-finite. Rediscovering
+    a known optimizer from another one is a search with this fitness; the
+    tests use it because equal behaviour gives bit-equal fitness.
+    """
+
+    def __init__(self, target: Program, steps: int = 10, lr: float = 0.05, seed: int = 0):
+        self.target, self.steps, self.lr, self.seed = target, steps, lr, seed
+        self.calls = 0
+        self._ref = self.trajectory(target)
+
+    def trajectory(self, program: Program) -> torch.Tensor:
+        from ..optim import ProgramOptimizer
+
+        gen = torch.Generator().manual_seed(self.seed)
+        params = [torch.randn(s, generator=gen, dtype=torch.float64) for s in ((3, 4), (5,))]
+        curv = [torch.rand(p.shape, generator=gen, dtype=torch.float64) + 0.1 for p in params]
+        noise = [[torch.randn(p.shape, generator=gen, dtype=torch.float64) * 0.1
+                  for p in params] for _ in range(self.steps)]
+        opt = ProgramOptimizer(params, program, lr=self.lr)
+        out = []
+        for t in range(self.steps):
+            for p, h, n in zip(params, curv, noise[t], strict=True):
+                p.grad = h * p.detach() + n
+            opt.step()
+            out.append(torch.cat([p.detach().flatten() for p in params]))
+        return torch.stack(out)
+
+    def evaluate(self, program: Program, stage: str = "",
+                 thresholds: Mapping[str, float] | None = None) -> Evaluation:
+        self.calls += 1
+        try:
+            diff = float((self.trajectory(program) - self._ref).square().mean())
+        except Exception as err:  # noqa: BLE001 - a failing program is the worst, not a crash
+            return Evaluation(WORST, error=f"{type(err).__name__}: {err}")
+        if not math.isfinite(diff):
+            return Evaluation(WORST, diverged=True)
+        return Evaluation(-diff)
+
+
 # ---------------------------------------------------------------- training
 
 

@@ -23,13 +23,10 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
-import sympy as sp
-
-from ..lang import ops
 from ..lang.canon import eliminate_dead_code
 from ..lang.errors import ProgramError
 from ..lang.infer import check
-from ..lang.ir import Assign, Call, Const, Expr, Program, Var, expr_source, walk
+from ..lang.ir import Assign, Call, Const, Program, Var, expr_source, walk
 from .mutate import nodes, rename_reads, replace, scope
 
 
@@ -213,40 +210,8 @@ def simplify(program: Program, fitness: Callable[[Program], float], tolerance: f
 
 
 def formula(program: Program) -> tuple[str, str]:
-    """The update and new state as sympy-simplified formulas: ``(text, latex)``."""
-    try:
-        from ..lang import symbolic  # written alongside; preferred when present
-    except ImportError:
-        symbolic = None
-    if symbolic is not None and hasattr(symbolic, "formula") and hasattr(symbolic, "latex"):
-        return str(symbolic.formula(program)), str(symbolic.latex(program))
-    return _formula(program)
+    """The live program's step as sympy-simplified formulas: ``(text, latex)``."""
+    from ..lang import symbolic
 
-
-def _const(value: float):
-    text = repr(float(value))
-    if "e" not in text and len(text.replace("0.", "").replace(".", "")) <= 6:
-        return sp.Rational(text)
-    return sp.Float(value, 6)
-
-
-def _sym(e: Expr, env: dict[str, sp.Expr]) -> sp.Expr:
-    if isinstance(e, Var):
-        return env[e.name]
-    if isinstance(e, Const):
-        return _const(e.value)
-    return ops.REGISTRY[e.op].sym(*(_sym(a, env) for a in e.args))
-
-
-def _formula(program: Program) -> tuple[str, str]:
-    p = eliminate_dead_code(program)
-    env: dict[str, sp.Expr] = {n: sp.Symbol(n) for n in p.params}
-    env.update({k: sp.Symbol(k) for k, _ in p.hyper})
-    for s in p.body:
-        env[s.target] = _sym(s.expr, env)
-    outs = [sp.simplify(_sym(e, env)) for e in p.returns]
-    names = ["update", *p.slots]
-    text = "; ".join(f"{n} = {sp.sstr(o)}" for n, o in zip(names, outs, strict=True))
-    lhs = [r"\Delta w", *(rf"{sp.latex(sp.Symbol(s))}'" for s in p.slots)]
-    tex = r",\quad ".join(f"{a} = {sp.latex(o)}" for a, o in zip(lhs, outs, strict=True))
-    return text, tex
+    live = eliminate_dead_code(program)
+    return symbolic.formula(live), symbolic.latex(live)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from importlib import resources
 
+import numpy as np
 import pytest
+import sympy as sp
+import torch
 
 from optforge import zoo
 from optforge.lang import (
@@ -20,7 +24,9 @@ from optforge.lang import (
 )
 from optforge.lang.canon import eliminate_dead_code, live_inputs, live_slots
 from optforge.lang.infer import infer
-from optforge.lang.ir import Call, Const, Var
+from optforge.lang.ir import Call, Const, Var, walk
+from optforge.lang.symbolic import formula, latex, to_sympy
+from optforge.optim.program_optimizer import ProgramOptimizer
 
 P = Program.parse
 
@@ -546,3 +552,122 @@ def test_fingerprint_is_deterministic_and_sees_later_steps():
 def test_zoo_fingerprints_are_distinct():
     prints = {P(t).fingerprint(): n for n, t in ZOO.items()}
     assert len(prints) == len(ZOO)
+
+
+# ------------------------------------------------------------------ sympy view
+
+
+def _sym(name: str) -> sp.Symbol:
+    return sp.Symbol(name, real=True)
+
+
+def test_to_sympy_momentum_by_hand():
+    p = P("def sgdm(w, g, buf, lr, mu=0.9, wd=0.0):\n    d = g + wd * w\n"
+          "    buf = mu * buf + d\n    return lr * buf, buf\n")
+    out = to_sympy(p)
+    g, w, lr, mu, wd, b0 = (_sym(n) for n in ("g", "w", "lr", "mu", "wd", "buf_{t-1}"))
+    assert set(out) == {"update", "buf"}
+    assert sp.simplify(out["buf"] - (mu * b0 + g + wd * w)) == 0
+    assert sp.simplify(out["update"] - lr * (mu * b0 + g + wd * w)) == 0
+    assert sp.simplify(out["update"] - lr * (mu * b0 + g)) != 0  # not vacuous
+
+
+def test_to_sympy_adamw_by_hand():
+    out = to_sympy(P(ZOO["adamw"]))
+    g, w, lr, t, b1, b2, eps, wd = (_sym(n) for n in
+                                    ("g", "w", "lr", "step", "beta1", "beta2", "eps", "wd"))
+    m0, v0 = _sym("m_{t-1}"), _sym("v_{t-1}")
+    m = b1 * m0 + (1 - b1) * g
+    v = b2 * v0 + (1 - b2) * g**2
+    update = lr * (m / (1 - b1**t) / (sp.sqrt(v / (1 - b2**t)) + eps) + wd * w)
+    assert sp.simplify(out["m"] - m) == 0
+    assert sp.simplify(out["v"] - v) == 0
+    assert sp.simplify(sp.together(out["update"] - update)) == 0
+    # hyperparameters are symbols: other defaults give the same formulas
+    again = to_sympy(P(ZOO["adamw"]).with_hyper(beta1=0.5, eps=1e-3), simplified=False)
+    assert again == to_sympy(P(ZOO["adamw"]), simplified=False)
+    assert out["update"].free_symbols == {g, w, lr, t, b1, b2, eps, wd, m0, v0}
+
+
+def test_to_sympy_refuses_a_slot_named_update():
+    p = P("def f(w, g, update, lr):\n    update = interp(update, g, 0.1)\n"
+          "    return lr * update, update\n")
+    with pytest.raises(ValueError, match="update"):
+        to_sympy(p)
+    assert "update_{t} = " in formula(p)
+
+
+def test_formula_lines():
+    lines = formula(P(ZOO["adamw"])).splitlines()
+    assert lines[0] == "m_{t} = m_{t-1} + (1 - beta1)*(g - m_{t-1})"
+    assert lines[1].startswith("v_{t} = ")
+    assert lines[2].startswith("update = ") and "m_{t}" in lines[2] and "m_{t-1}" not in lines[2]
+    assert lines[3] == "w <- w - update"
+    # a slot read before its reassignment is its old value in the update
+    lines = formula(P("def f(w, g, m, lr):\n    u = lr * m\n    m = g\n    return u, m\n"))
+    assert lines.splitlines()[:2] == ["m_{t} = g", "update = lr*m_{t-1}"]
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_formula_and_latex_of_every_zoo_program(name):
+    p = P(ZOO[name])
+    text = formula(p)
+    assert text.splitlines()[-1] == "w <- w - update"
+    assert len(text.splitlines()) == len(p.slots) + 2
+    tex = latex(p)
+    assert tex.startswith("\\begin{aligned}\n") and tex.endswith("\n\\end{aligned}")
+    assert tex.count("{") == tex.count("}") and tex.count("\\left") == tex.count("\\right")
+    assert "\\Delta w_{t} &= " in tex
+    for s in p.slots:
+        assert f"{s}_{{t}} = " in text
+
+
+def _numpy_functions():
+    """NumPy meanings of the sympy forms' uninterpreted functions, for one 2-D tensor."""
+    return {
+        "norm": lambda x: np.sqrt(np.sum(np.square(x))),
+        "rms": lambda x: np.sqrt(np.mean(np.square(x))),
+        "mean": np.mean, "sum": np.sum, "max_abs": lambda x: np.max(np.abs(x)),
+        "std": np.std, "numel": lambda x: float(np.size(x)),
+        "row_mean": lambda x: np.mean(np.asarray(x, dtype=float), axis=1, keepdims=True),
+        "col_mean": lambda x: np.mean(np.asarray(x, dtype=float), axis=0, keepdims=True),
+        "row_norm": lambda x: np.sqrt(np.sum(np.square(x), axis=1, keepdims=True)),
+        "col_norm": lambda x: np.sqrt(np.sum(np.square(x), axis=0, keepdims=True)),
+        "global_norm": lambda x: np.sqrt(np.sum(np.square(x))),
+        "global_rms": lambda x: np.sqrt(np.mean(np.square(x))),
+        "global_mean": np.mean, "global_max_abs": lambda x: np.max(np.abs(x)),
+        "Max": lambda *a: functools.reduce(np.maximum, a),
+        "Min": lambda *a: functools.reduce(np.minimum, a),
+    }
+
+
+@pytest.mark.parametrize("name", sorted(ZOO))
+def test_to_sympy_computes_what_the_optimizer_does(name):
+    """Three steps of ProgramOptimizer on a 3 x 4 parameter equal the sympy formulas
+    evaluated with NumPy (hyperparameters at their defaults)."""
+    p = P(ZOO[name])
+    if p.reads_hessian or any(isinstance(n, Call) and n.op in ("orthogonalize", "matmul",
+                                                                "transpose")
+                              for s in p.body for n in walk(s.expr)):
+        pytest.skip("reads h or uses matrix products")
+    out = to_sympy(p, simplified=False)
+    names = ["w", "g", "lr", "step", *[f"{s}_{{t-1}}" for s in p.slots], *dict(p.hyper)]
+    args = [_sym(n) for n in names]
+    funcs = {k: sp.lambdify(args, e, modules=[_numpy_functions(), "numpy"])
+             for k, e in out.items()}
+    rng = np.random.default_rng(0)
+    w0 = rng.standard_normal((3, 4))
+    param = torch.nn.Parameter(torch.tensor(w0))
+    opt = ProgramOptimizer([param], p, lr=0.05)
+    w, state = w0.copy(), {s: np.zeros((3, 4)) for s in p.slots}
+    for step in (1, 2, 3):
+        g = rng.standard_normal((3, 4)) + w
+        param.grad = torch.tensor(g)
+        opt.step()
+        values = [w, g, 0.05, step, *[state[s] for s in p.slots], *dict(p.hyper).values()]
+        values = [np.float64(v) if np.isscalar(v) else v for v in values]  # x / 0 -> inf
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            new = {k: np.broadcast_to(f(*values), (3, 4)) for k, f in funcs.items()}
+        w = w - new["update"]
+        state = {s: np.array(new[s]) for s in p.slots}
+        np.testing.assert_allclose(param.detach().numpy(), w, rtol=1e-9, atol=1e-12)

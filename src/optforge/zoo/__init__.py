@@ -2,7 +2,11 @@
 
 Each optimizer is a program file ``programs/NAME.py`` (parsed as text, never
 imported) and an entry in ``catalog.toml`` with its citation, the reference
-implementation it is verified against, and its tuning search space.
+implementation it is verified against, its tuning search space, notes on its
+formulation and the settings the verification runs. ``python -m
+optforge.zoo.verify`` compares every program with its reference (see
+:mod:`optforge.zoo.verify`); ``README.md`` lists the optimizers and what the
+language cannot express.
 """
 
 from __future__ import annotations

@@ -31,15 +31,17 @@ from __future__ import annotations
 import argparse
 import functools
 import math
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from unittest import mock
 
 import torch
 import torch.nn.functional as F
 
+from ..lang.ir import Program
 from . import entry, load, names
 
 TOLERANCE = 1e-10
@@ -98,7 +100,8 @@ def loss(params: dict[str, torch.Tensor], x: torch.Tensor, y: torch.Tensor) -> t
 class Reference:
     """How to verify one zoo optimizer.
 
-    ``build(params, setting)`` returns the configured reference optimizer.
+    ``build(params, setting)`` returns the configured reference optimizer (the
+    catalog entry's ``reference`` names it).
     ``hessian`` is the Hutchinson law (``"rademacher"``/``"gaussian"``) for
     programs that read ``h``, ``every`` the hyperparameter holding the refresh
     period. ``kernel_as_matrix`` hands the reference the conv kernel stored as
@@ -107,7 +110,6 @@ class Reference:
     which the reference runs (e.g. its Newton-Schulz precision raised to float64).
     """
 
-    name: str
     build: Callable[[list[torch.Tensor], dict[str, float]], torch.optim.Optimizer]
     tolerance: float = TOLERANCE
     reason: str = ""
@@ -160,69 +162,68 @@ def _torch_kw(s: dict[str, float]) -> dict:
 
 
 REFERENCES: dict[str, Reference] = {
-    "sgd": Reference("torch.optim.SGD", _torch(torch.optim.SGD)),
-    "momentum": Reference("torch.optim.SGD", lambda ps, s: torch.optim.SGD(
+    "sgd": Reference(_torch(torch.optim.SGD)),
+    "momentum": Reference(lambda ps, s: torch.optim.SGD(
         ps, momentum=s["momentum"], dampening=s["dampening"], **_torch_kw(s))),
-    "nesterov": Reference("torch.optim.SGD", lambda ps, s: torch.optim.SGD(
+    "nesterov": Reference(lambda ps, s: torch.optim.SGD(
         ps, momentum=s["momentum"], nesterov=True, **_torch_kw(s))),
-    "adam": Reference("torch.optim.Adam", _torch(torch.optim.Adam)),
-    "adamw": Reference("torch.optim.AdamW", _torch(torch.optim.AdamW)),
-    "amsgrad": Reference("torch.optim.Adam", _torch(torch.optim.Adam, amsgrad=True)),
-    "nadam": Reference("torch.optim.NAdam", lambda ps, s: torch.optim.NAdam(
+    "adam": Reference(_torch(torch.optim.Adam)),
+    "adamw": Reference(_torch(torch.optim.AdamW)),
+    "amsgrad": Reference(_torch(torch.optim.Adam, amsgrad=True)),
+    "nadam": Reference(lambda ps, s: torch.optim.NAdam(
         ps, momentum_decay=s["momentum_decay"], **_torch_kw(s))),
-    "radam": Reference("torch.optim.RAdam", _torch(torch.optim.RAdam)),
-    "adafactor": Reference("torch.optim.Adafactor", lambda ps, s: torch.optim.Adafactor(
+    "radam": Reference(_torch(torch.optim.RAdam)),
+    "adafactor": Reference(lambda ps, s: torch.optim.Adafactor(
         ps, lr=s["lr"], beta2_decay=s["decay"], eps=(s["eps1"], s["eps2"]), d=s["d"],
         weight_decay=s["wd"], foreach=False), kernel_as_matrix=True),
-    "adabelief": Reference("pytorch_optimizer.AdaBelief", lambda ps, s: _po().AdaBelief(
+    "adabelief": Reference(lambda ps, s: _po().AdaBelief(
         ps, lr=s["lr"], betas=_b(s, "beta1", "beta2"), weight_decay=s["wd"],
         weight_decouple=True, eps=s["eps"])),
-    "adabound": Reference("pytorch_optimizer.AdaBound", lambda ps, s: _po().AdaBound(
+    "adabound": Reference(lambda ps, s: _po().AdaBound(
         ps, lr=s["lr"], final_lr=s["final_lr"], betas=_b(s, "beta1", "beta2"), gamma=s["gamma"],
         weight_decay=s["wd"], weight_decouple=False, eps=s["eps"])),
-    "adamod": Reference("pytorch_optimizer.AdaMod", lambda ps, s: _po().AdaMod(
+    "adamod": Reference(lambda ps, s: _po().AdaMod(
         ps, lr=s["lr"], betas=_b(s, "beta1", "beta2", "beta3"), weight_decay=s["wd"],
         weight_decouple=False, eps=s["eps"])),
-    "laprop": Reference("pytorch_optimizer.LaProp", lambda ps, s: _po().LaProp(
+    "laprop": Reference(lambda ps, s: _po().LaProp(
         ps, lr=s["lr"], betas=_b(s, "beta1", "beta2"), weight_decay=s["wd"], eps=s["eps"],
         foreach=False)),  # its foreach path rounds the step sizes to float32
-    "adopt": Reference("pytorch_optimizer.ADOPT", lambda ps, s: _po().ADOPT(
+    "adopt": Reference(lambda ps, s: _po().ADOPT(
         ps, lr=s["lr"], betas=_b(s, "beta1", "beta2"), weight_decay=s["wd"],
         weight_decouple=False, eps=s["eps"])),
-    "lion": Reference("pytorch_optimizer.Lion", lambda ps, s: _po().Lion(
+    "lion": Reference(lambda ps, s: _po().Lion(
         ps, lr=s["lr"], betas=_b(s, "beta1", "beta2"), weight_decay=s["wd"])),
-    "cautious_lion": Reference("pytorch_optimizer.Lion(cautious=True)", lambda ps, s: _po().Lion(
+    "cautious_lion": Reference(lambda ps, s: _po().Lion(
         ps, lr=s["lr"], betas=_b(s, "beta1", "beta2"), weight_decay=s["wd"], cautious=True)),
-    "signsgd": Reference("pytorch_optimizer.SignSGD(momentum=0)", lambda ps, s: _po().SignSGD(
+    "signsgd": Reference(lambda ps, s: _po().SignSGD(
         ps, lr=s["lr"], momentum=0.0, weight_decay=s["wd"])),
-    "signum": Reference("pytorch_optimizer.SignSGD", lambda ps, s: _po().SignSGD(
+    "signum": Reference(lambda ps, s: _po().SignSGD(
         ps, lr=s["lr"], momentum=s["momentum"], weight_decay=s["wd"])),
-    "lamb": Reference("pytorch_optimizer.Lamb", _lamb),
-    "lars": Reference("pytorch_optimizer.LARS", lambda ps, s: _po().LARS(
+    "lamb": Reference(_lamb),
+    "lars": Reference(lambda ps, s: _po().LARS(
         ps, lr=s["lr"], weight_decay=s["wd"], momentum=s["momentum"], dampening=s["dampening"],
         trust_coefficient=s["eta"])),
-    "sophiah": Reference("pytorch_optimizer.SophiaH", lambda ps, s: _po().SophiaH(
+    "sophiah": Reference(lambda ps, s: _po().SophiaH(
         ps, lr=s["lr"], betas=_b(s, "beta1", "beta2"), weight_decay=s["wd"], p=s["rho"],
         update_period=int(s["k"]), hessian_distribution="gaussian", eps=s["eps"]),
         hessian="gaussian", every="k"),
-    "adahessian": Reference("pytorch_optimizer.AdaHessian", lambda ps, s: _po().AdaHessian(
+    "adahessian": Reference(lambda ps, s: _po().AdaHessian(
         ps, lr=s["lr"], betas=_b(s, "beta1", "beta2"), weight_decay=s["wd"],
         hessian_power=s["power"], update_period=int(s["k"]), hessian_distribution="rademacher",
         eps=s["eps"]), hessian="rademacher", every="k"),
-    "mars_adamw": Reference("pytorch_optimizer.MARS(mars_type='adamw')", lambda ps, s: _po().MARS(
+    "mars_adamw": Reference(lambda ps, s: _po().MARS(
         ps, lr=s["lr"], betas=_b(s, "beta1", "beta2"), gamma=s["gamma"], mars_type="adamw",
         optimize_1d=True, weight_decay=s["wd"], eps=s["eps"])),
-    "cautious_adamw": Reference(
-        "pytorch_optimizer.AdEMAMix(alpha=0, cautious=True)", lambda ps, s: _po().AdEMAMix(
-            ps, lr=s["lr"], betas=(s["beta1"], s["beta2"], 0.9999), alpha=0.0,
-            weight_decay=s["wd"], weight_decouple=True, eps=s["eps"], cautious=True)),
-    "exadam": Reference("pytorch_optimizer.EXAdam", lambda ps, s: _po().EXAdam(
+    "cautious_adamw": Reference(lambda ps, s: _po().AdEMAMix(
+        ps, lr=s["lr"], betas=(s["beta1"], s["beta2"], 0.9999), alpha=0.0, weight_decay=s["wd"],
+        weight_decouple=True, eps=s["eps"], cautious=True)),
+    "exadam": Reference(lambda ps, s: _po().EXAdam(
         ps, lr=s["lr"], betas=_b(s, "beta1", "beta2"), weight_decay=s["wd"], eps=s["eps"])),
-    "muon": Reference("pytorch_optimizer.Muon", lambda ps, s: _po().Muon(
+    "muon": Reference(lambda ps, s: _po().Muon(
         [{"params": ps, "use_muon": True}], lr=s["lr"], momentum=s["momentum"],
         weight_decay=s["wd"], nesterov=bool(s["nesterov"]), ns_steps=5),
         patch=_newton_schulz_float64),
-    "ademamix": Reference("pytorch_optimizer.AdEMAMix", lambda ps, s: _po().AdEMAMix(
+    "ademamix": Reference(lambda ps, s: _po().AdEMAMix(
         ps, lr=s["lr"], betas=_b(s, "beta1", "beta2", "beta3"), alpha=s["alpha"],
         t_alpha_beta3=s["t_warmup"] or None, weight_decay=s["wd"], weight_decouple=True,
         eps=s["eps"])),
@@ -246,10 +247,13 @@ def _float64() -> Iterator[None]:
 
 
 def trajectory(make: Callable[[list[torch.Tensor]], torch.optim.Optimizer], steps: int = STEPS,
-               *, hessian: bool = False, kernel_as_matrix: bool = False
+               *, hessian: bool = False, kernel_as_matrix: bool = False, nudge: bool = False
                ) -> list[dict[str, torch.Tensor]]:
-    """Parameters after each of ``steps`` optimizer steps on the verification model."""
+    """Parameters after each of ``steps`` optimizer steps on the verification model
+    (with ``nudge``, from initial weights moved by one part in 2^52)."""
     init = init_params()
+    if nudge:
+        init = {k: v * (1 + 2.0**-52) for k, v in init.items()}
     if kernel_as_matrix:
         init["conv"] = init["conv"].reshape(SHAPES["conv"][0], -1)
     params = {k: v.clone().requires_grad_(True) for k, v in init.items()}
@@ -285,19 +289,22 @@ class Row:
     setting: dict[str, float]
     deviation: float
     tolerance: float
-    moved: float = field(default=0.0)  # largest parameter change, to show the test is not vacuous
+    moved: float = 0.0  # largest parameter change: the run is a real trajectory
+    floor: float = 0.0  # the reference against itself from nudged weights: its conditioning
 
     @property
     def passed(self) -> bool:
         return self.deviation <= self.tolerance
 
 
-def check(name: str, setting: dict[str, float], steps: int = STEPS) -> Row:
-    """Run zoo optimizer ``name`` and its reference at ``setting``; one table row."""
+def check(name: str, setting: dict[str, float], steps: int = STEPS,
+          program: Program | None = None) -> Row:
+    """Run zoo optimizer ``name`` (or ``program`` in its place) and its reference at
+    ``setting``; one table row."""
     from ..optim import ProgramOptimizer
 
     ref = REFERENCES[name]
-    program = load(name)
+    program = program or load(name)
     hyper = {k: v for k, v in setting.items() if k != "lr"}
     extra = {}
     if ref.hessian:
@@ -307,11 +314,14 @@ def check(name: str, setting: dict[str, float], steps: int = STEPS) -> Row:
         ours = trajectory(lambda ps: ProgramOptimizer(ps, program, lr=setting["lr"], **extra,
                                                       **hyper), steps, hessian=bool(ref.hessian))
         with ref.patch():
-            theirs = trajectory(lambda ps: ref.build(ps, setting), steps,
-                                hessian=bool(ref.hessian), kernel_as_matrix=ref.kernel_as_matrix)
+            theirs, nudged = (
+                trajectory(lambda ps: ref.build(ps, setting), steps, hessian=bool(ref.hessian),
+                           kernel_as_matrix=ref.kernel_as_matrix, nudge=nudge)
+                for nudge in (False, True))
     init = init_params()
     moved = max((theirs[-1][k] - init[k]).abs().max().item() for k in init)
-    return Row(name, ref.name, dict(setting), deviation(ours, theirs), ref.tolerance, moved)
+    return Row(name, entry(name).reference, dict(setting), deviation(ours, theirs),
+               ref.tolerance, moved, deviation(theirs, nudged))
 
 
 def verify(only: list[str] | None = None, steps: int = STEPS) -> list[Row]:
@@ -327,9 +337,11 @@ def _fmt_setting(setting: dict[str, float]) -> str:
 
 
 def text_table(rows: list[Row]) -> str:
-    head = ("optimizer", "reference", "setting", "max |dev|", "tolerance", "moved", "pass")
+    head = ("optimizer", "reference", "setting", "max |dev|", "tolerance", "floor", "moved",
+            "pass")
     body = [(r.name, r.reference, _fmt_setting(r.setting), f"{r.deviation:.2e}",
-             f"{r.tolerance:.0e}", f"{r.moved:.2f}", "yes" if r.passed else "NO") for r in rows]
+             f"{r.tolerance:.0e}", f"{r.floor:.0e}", f"{r.moved:.2f}",
+             "yes" if r.passed else "NO") for r in rows]
     widths = [max(len(x) for x in col) for col in zip(head, *body, strict=True)]
     lines = ["  ".join(x.ljust(w) for x, w in zip(line, widths, strict=True)).rstrip()
              for line in (head, *body)]
@@ -340,6 +352,8 @@ def text_table(rows: list[Row]) -> str:
 def markdown(rows: list[Row], steps: int = STEPS) -> str:
     """The docs page: method, table, and per-optimizer formulation notes."""
     doc = __doc__.split("Run it as::")[0].strip()
+    doc = re.sub(r":\w+:`~?([\w.]+)`", lambda m: f"`{m.group(1).split('.')[-1]}`", doc)
+    doc = doc.replace("``", "`")
     out = [
         "# Verification of the zoo",
         "",
@@ -348,21 +362,25 @@ def markdown(rows: list[Row], steps: int = STEPS) -> str:
         "",
         doc,
         "",
-        f"{steps} steps per run; *max |dev|* is the largest absolute difference of any parameter"
-        " entry after any step; *moved* is the largest change of any parameter entry over the"
-        " run (so a deviation is small relative to a real trajectory, not to a stalled one).",
+        f"{steps} steps per run. *max |dev|* is the largest absolute difference of any parameter"
+        " entry after any step. *floor* is the same measure between the reference and itself"
+        " started from initial weights moved by one part in 2^52: how far the trajectory"
+        " amplifies rounding, so a floor far below the tolerance shows the row can tell a"
+        " formula difference from rounding (settings whose dynamics amplify rounding towards"
+        " the tolerance are not used). *moved* is the largest change of any parameter entry"
+        " over the run: the runs are real trajectories, not stalled ones.",
         "",
-        "| optimizer | reference | setting | max \\|dev\\| | tolerance | moved | pass |",
-        "|---|---|---|---|---|---|---|",
+        "| optimizer | reference | setting | max \\|dev\\| | tolerance | floor | moved | pass |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for r in rows:
         out.append(f"| `{r.name}` | `{r.reference}` | {_fmt_setting(r.setting)} | "
-                   f"{r.deviation:.2e} | {r.tolerance:.0e} | {r.moved:.2f} | "
+                   f"{r.deviation:.2e} | {r.tolerance:.0e} | {r.floor:.0e} | {r.moved:.2f} | "
                    f"{'yes' if r.passed else '**NO**'} |")
     out += ["", "## Formulation notes", ""]
     for n in dict.fromkeys(r.name for r in rows):
         e, ref = entry(n), REFERENCES[n]
-        out.append(f"- **{e.title}** (`{n}`, {ref.name}): {e.notes}".rstrip())
+        out.append(f"- **{e.title}** (`{n}`, {e.reference}): {e.notes}".rstrip())
         if ref.reason:
             out.append(f"  Tolerance {ref.tolerance:.0e}: {ref.reason}")
     return "\n".join(out) + "\n"

@@ -26,7 +26,7 @@ from .errors import (
     UnknownNameError,
     UnknownOpError,
 )
-from .ir import Const, Expr, Program, Var, walk
+from .ir import Const, Expr, Program, Var, names_read
 from .shapes import FULL, SCALAR, Abstract, Shape, ShapeClash, broadcast, show
 
 _INPUT_TYPES = {
@@ -72,44 +72,73 @@ def evaluate(e: Expr, env: dict[str, Abstract]) -> Abstract:
     return Abstract(shape, op.uniform(*(a.uniform for a in args)), deps)
 
 
-def _execute(program: Program, shapes: dict[str, Shape], lenient: bool):
-    """One abstract run with the given slot shapes: ``(env, outs)``.
+class _Rounds:
+    """Abstract runs of one program with given slot shapes, each after the first
+    re-evaluating only the statements that read a value changed since the last run."""
 
-    With ``lenient``, a statement or output whose shapes clash is *unknown*
-    (None) instead of an error, and so is anything computed from it: the slot
-    shapes are still provisional, and a clash may only be due to them."""
-    env: dict[str, Abstract | None] = {name: _INPUT_TYPES[name] for name in program.inputs}
-    env.update({k: Abstract(SCALAR, True) for k, _ in program.hyper})
-    env.update({s: Abstract(shapes[s], False, frozenset({s})) for s in program.slots})
+    def __init__(self, program: Program):
+        self.program = program
+        self.reads = [frozenset(names_read(s.expr)) for s in program.body]
+        self.out_reads = [frozenset(names_read(e)) for e in program.returns]
+        self.last: list[Abstract | None] | None = None
+        self.last_shapes: dict[str, Shape] = {}
 
-    def run(e: Expr) -> Abstract | None:
-        if not lenient:
-            return evaluate(e, env)
-        if any(isinstance(n, Var) and env.get(n.name, ...) is None for n in walk(e)):
-            return None
-        try:
-            return evaluate(e, env)
-        except ShapeError:
-            return None
+    def run(self, shapes: dict[str, Shape], lenient: bool):
+        """``(env, outs)``. With ``lenient``, a statement or output whose shapes clash is
+        *unknown* (None) instead of an error, and so is anything computed from it: the
+        slot shapes are still provisional, and a clash may be due to them alone."""
+        program = self.program
+        env: dict[str, Abstract | None] = {name: _INPUT_TYPES[name] for name in program.inputs}
+        env.update({k: Abstract(SCALAR, True) for k, _ in program.hyper})
+        env.update({s: Abstract(shapes[s], False, frozenset({s})) for s in program.slots})
+        last = self.last if lenient else None
+        dirty = {s for s in program.slots if self.last_shapes.get(s) != shapes[s]}
 
-    for stmt in program.body:
-        env[stmt.target] = run(stmt.expr)
-    outs = [run(e) for e in program.returns]
-    if len(outs) != 1 + len(program.slots):
-        raise SignatureError(f"return gives {len(outs)} values; expected {1 + len(program.slots)}")
-    return env, outs
+        def value(e: Expr, reads: frozenset[str]) -> Abstract | None:
+            if not lenient:
+                return evaluate(e, env)
+            if any(env.get(n, _MISSING) is None for n in reads):
+                return None
+            try:
+                return evaluate(e, env)
+            except ShapeError:
+                return None
+
+        results: list[Abstract | None] = []
+        for i, stmt in enumerate(program.body):
+            if last is not None and not (self.reads[i] & dirty):
+                result = last[i]
+            else:
+                result = value(stmt.expr, self.reads[i])
+            if last is None or result != last[i]:
+                dirty.add(stmt.target)
+            else:
+                dirty.discard(stmt.target)
+            env[stmt.target] = result
+            results.append(result)
+        outs = [value(e, r) for e, r in zip(program.returns, self.out_reads, strict=True)]
+        if len(outs) != 1 + len(program.slots):
+            raise SignatureError(
+                f"return gives {len(outs)} values; expected {1 + len(program.slots)}")
+        if lenient:
+            self.last, self.last_shapes = results, dict(shapes)
+        return env, outs
+
+
+_MISSING = object()
 
 
 def infer(program: Program) -> Typing:
     """Abstractly execute ``program``; see the module docstring for the checks."""
     slots = program.slots
     shapes: dict[str, Shape] = dict.fromkeys(slots, SCALAR)
+    rounds = _Rounds(program)
     # Shapes flow from slot to slot, one link per round: a chain of n slots needs n + 1
     # rounds, and under broadcasting each of the 2n dimensions can grow at most once.
     # Provisional rounds are lenient (a slot still at its initial 1 x 1 guess may clash
     # where its settled shape does not); the round at the fixed point is strict.
     for _ in range(2 * len(slots) + 2):
-        _, outs = _execute(program, shapes, lenient=True)
+        _, outs = rounds.run(shapes, lenient=True)
         new = {s: shapes[s] if out is None else out.shape
                for s, out in zip(slots, outs[1:], strict=True)}
         if new == shapes:
@@ -118,7 +147,7 @@ def infer(program: Program) -> Typing:
     else:
         raise ShapeError("state slot shapes do not settle: "
                          + ", ".join(f"{s}: {show(x)}" for s, x in shapes.items()))
-    env, outs = _execute(program, shapes, lenient=False)
+    env, outs = rounds.run(shapes, lenient=False)
     for s, out, e in zip(slots, outs[1:], program.returns[1:], strict=True):
         if out.shape != shapes[s]:  # only when a lenient round could not tell
             raise ShapeError(f"state slot {s!r} is {show(shapes[s])} but its new value is "

@@ -23,6 +23,7 @@ from .ir import INPUTS, Assign, Call, Const, Expr, Program, Var, names_read
 
 MAX_SOURCE = 100_000
 MAX_DEPTH = 200
+MAX_SLOTS = 64  # slot-shape inference may take a round per slot over the whole program
 
 _BINOPS = {ast.Add: "add", ast.Sub: "sub", ast.Mult: "mul", ast.Div: "div", ast.Pow: "pow"}
 _CMPOPS = {ast.Gt: "gt", ast.Lt: "lt"}
@@ -57,8 +58,10 @@ def parse_program(text: str) -> Program:
     except SyntaxError as e:
         msg = e.msg if e.msg.startswith("invalid syntax") else f"invalid syntax: {e.msg}"
         raise ProgramSyntaxError(msg, e.lineno or 0, e.offset or 0) from None
-    except (ValueError, RecursionError, MemoryError) as e:
-        raise ProgramSyntaxError(f"unparsable program text: {type(e).__name__}") from None
+    except (RecursionError, MemoryError):  # CPython's parser gives up on deep nesting
+        raise ProgramSyntaxError("program text nested too deeply to parse") from None
+    except ValueError as e:
+        raise ProgramSyntaxError(f"unparsable program text: {e}") from None
     try:
         return _Builder().program(tree)
     except ProgramError:
@@ -141,6 +144,10 @@ class _Builder:
                 raise SignatureError(f"reserved input {arg.arg!r} cannot be a hyperparameter",
                                      name=arg.arg, **_where(arg))
             hyper.append((arg.arg, value))
+        slots = [x for x in a.args[:n_pos] if x.arg not in INPUTS]
+        if len(slots) > MAX_SLOTS:
+            raise SignatureError(f"more than {MAX_SLOTS} state slots", name=slots[MAX_SLOTS].arg,
+                                 **_where(slots[MAX_SLOTS]))
         for required in ("g",):
             if required not in params:
                 raise SignatureError(f"the signature must take the gradient {required!r}",

@@ -100,10 +100,10 @@ def test_targets_speedups_and_profile(bench):
 def test_error_in_one_optimizer_does_not_stop_the_run(tmp_path, monkeypatch):
     real = bench_run.train_replicas
 
-    def flaky(task, tier, program, *args, **kw):
+    def flaky(spec, program, *args, **kw):
         if program.name == "lion":
             raise RuntimeError("device lost")
-        return real(task, tier, program, *args, **kw)
+        return real(spec, program, *args, **kw)
 
     monkeypatch.setattr(bench_run, "train_replicas", flaky)
     small = {**SMALL, "trials": 2, "steps": 30}
@@ -121,6 +121,8 @@ def test_error_in_one_optimizer_does_not_stop_the_run(tmp_path, monkeypatch):
         ({"optimizers": ["lion"], "tasks": []}, "at least one task"),
         ({"optimizers": ["lion"], "tasks": ["quadratic"], "seeds": 0}, "seeds"),
         ({"optimizers": ["lion"], "tasks": ["quadratic"], "sampler": "cmaes"}, "sampler"),
+        ({"optimizers": ["lion"], "tasks": ["quadratic"], "schedule": "step"}, "schedule"),
+        ({"optimizers": ["lion"], "tasks": ["quadratic"], "tier": "huge"}, "no tier"),
     ],
 )
 def test_bad_input(kw, match):

@@ -39,7 +39,7 @@ class FakeTrain:
     def __init__(self, curve, error=None):
         self.curve, self.error, self.calls = curve, error, []
 
-    def __call__(self, task, program, *, tier, seeds, hparams, steps, eval_every):
+    def __call__(self, task, program, *, tier, seeds, hparams, steps, eval_every, **kw):
         names = list(hparams)
         configs = [{n: hparams[n][k] for n in names} for k in range(len(seeds))]
         self.calls.append({"seeds": list(seeds), "configs": configs, "steps": steps})
@@ -61,8 +61,8 @@ def adamw():
 
 def run(monkeypatch, fake, cand, **kw):
     monkeypatch.setattr(backend, "train", fake)
-    args = {"tier": "tiny", "steps": 90, "evals": 9, "trials": 12, "batch": 4}
-    return tune.tune(cand, "fake", **{**args, **kw})
+    args = {"trials": 12, "batch": 4, **kw}
+    return tune.tune(cand, backend.RunSpec("fake", "tiny", 90, 9), **args)
 
 
 @pytest.mark.parametrize("sampler", tune.SAMPLERS)
@@ -100,7 +100,7 @@ def test_live_callback_stops_a_fully_pruned_batch(monkeypatch, adamw):
     """With a trainer that takes ``on_eval``, a batch whose trials are all pruned stops."""
     stops = []
 
-    def live_train(task, program, *, tier, seeds, hparams, steps, eval_every, on_eval):
+    def live_train(task, program, *, tier, seeds, hparams, steps, eval_every, on_eval, **kw):
         names = list(hparams)
         configs = [{n: hparams[n][k] for n in names} for k in range(len(seeds))]
         full = fake_result(configs, seeds, steps, max(1, steps // eval_every), bowl)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -21,6 +22,25 @@ from ..train import TrainResult, train
 
 OnEval = Callable[[int, np.ndarray], bool]
 """``on_eval(step, val_loss (K,)) -> stop``; ``val_loss`` is NaN for diverged replicas."""
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """How every run of one task is trained: tier, step budget, evaluations, schedule, device."""
+
+    task: str
+    tier: str = "tiny"
+    steps: int = 100
+    evals: int = 10
+    schedule: str = "cosine"
+    device: str = "cpu"
+
+    def with_steps(self, steps: int) -> RunSpec:
+        return replace(self, steps=steps)
+
+    @property
+    def eval_every(self) -> int:
+        return eval_every(self.steps, self.evals)
 
 
 def eval_every(steps: int, evals: int) -> int:
@@ -32,16 +52,16 @@ def _live_callback() -> bool:
     return "on_eval" in inspect.signature(train).parameters
 
 
-def train_replicas(task: str, tier: str, program: Program, configs: Sequence[dict[str, float]],
-                   seeds: Sequence[int], steps: int, evals: int,
-                   on_eval: OnEval | None = None) -> TrainResult:
+def train_replicas(spec: RunSpec, program: Program, configs: Sequence[dict[str, float]],
+                   seeds: Sequence[int], on_eval: OnEval | None = None) -> TrainResult:
     """Train ``len(seeds)`` replicas, replica ``k`` with ``configs[k]`` (same keys in each)."""
     if len(configs) != len(seeds):
         raise ValueError(f"{len(configs)} configurations for {len(seeds)} seeds")
     names = sorted({n for c in configs for n in c})
     hparams = {n: [float(c[n]) for c in configs] for n in names}
-    kwargs: dict = {"tier": tier, "seeds": list(seeds), "hparams": hparams, "steps": steps,
-                    "eval_every": eval_every(steps, evals)}
+    kwargs: dict = {"tier": spec.tier, "seeds": list(seeds), "hparams": hparams,
+                    "steps": spec.steps, "eval_every": spec.eval_every,
+                    "schedule": spec.schedule, "device": spec.device}
     stopped = False
     if on_eval is not None and _live_callback():
         def live(step: int, loss: np.ndarray) -> bool:
@@ -50,7 +70,7 @@ def train_replicas(task: str, tier: str, program: Program, configs: Sequence[dic
                 stopped = bool(on_eval(step, np.asarray(loss, dtype=float)))
             return stopped
         kwargs["on_eval"] = live
-    result = train(task, program, **kwargs)
+    result = train(spec.task, program, **kwargs)
     if on_eval is not None and not _live_callback() and result.error is None:
         for i, step in enumerate(result.eval_steps):
             if step > 0 and on_eval(int(step), np.asarray(result.eval_loss[i], dtype=float)):

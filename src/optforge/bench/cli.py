@@ -44,6 +44,9 @@ def bench_command(
     pruner: Annotated[str, typer.Option(help=f"One of {', '.join(PRUNERS)}.")] = "sha",
     batch: Annotated[int, typer.Option(
         min=1, help="Tuning trials trained together as replicas of one run.")] = 4,
+    schedule: Annotated[str, typer.Option(
+        help="Learning-rate schedule: constant, cosine or linear.")] = "cosine",
+    device: Annotated[str, typer.Option(help="Torch device of every run.")] = "cpu",
     baseline: Annotated[str, typer.Option(help="Reference optimizer.")] = "adamw",
     seed: Annotated[int, typer.Option(help="Seed of the Optuna sampler.")] = 0,
     out: Annotated[Path, typer.Option(
@@ -64,7 +67,8 @@ def bench_command(
 
             result = run_bench(_split(optimizers), _split(tasks), trials=trials, seeds=seeds,
                                tier=tier, steps=steps, evals=evals, sampler=sampler,
-                               pruner=pruner, batch=batch, baseline=baseline, seed=seed,
+                               pruner=pruner, batch=batch, schedule=schedule, device=device,
+                               baseline=baseline, seed=seed,
                                out_dir=out, plots=plots, progress=progress)
     except (KeyError, ValueError) as err:
         console.print(f"[red]error:[/red] {err.args[0] if err.args else err}")

@@ -65,29 +65,33 @@ def fmt_status(e: Entry) -> str:
 
 def results_table(result: BenchResult) -> Table:
     """One row per (task, optimizer)."""
-    baseline = result.settings["baseline"]
-    table = Table(title=f"optforge bench: {result.settings['trials']} trials per optimizer and "
-                        f"task, {result.settings['seeds']} seeds, tier {result.settings['tier']}")
-    for col, justify in (("task", "left"), ("optimizer", "left"), ("final metric", "right"),
-                         ("val loss", "right"), (f"steps to {baseline} loss", "right"),
-                         ("speedup", "right"), (f"p vs {baseline}", "right"),
-                         ("trials ok/pruned/div", "right"), ("status", "left")):
+    st = result.settings
+    baseline = st["baseline"]
+    table = Table(title=f"optforge bench: {st['trials']} tuning trials per optimizer and task, "
+                        f"{st['seeds']} seeds, tier {st['tier']}",
+                  caption=f"final metric and val loss: mean ± 95% CI half-width over seeds; "
+                          f"target: {baseline}'s final val loss; speedup: data-equivalent, "
+                          f"against {baseline}'s loss-vs-budget fit; p: Welch t-test of the "
+                          f"final metric", caption_justify="left")
+    for col, justify in (("task", "left"), ("metric", "left"), ("optimizer", "left"),
+                         ("final metric", "right"), ("val loss", "right"),
+                         ("steps to target", "right"), ("speedup", "right"),
+                         (f"p vs {baseline}", "right"), ("trials ok/pruned/div", "right"),
+                         ("status", "left")):
         table.add_column(col, justify=justify, overflow="fold")
-    for task in result.settings["tasks"]:
+    for task in st["tasks"]:
         info = result.tasks[task]
-        arrow = "↑" if info["higher_is_better"] else "↓"
-        first = True
-        for e in (x for x in result.entries if x.task == task):
+        rows = [e for e in result.entries if e.task == task]
+        for i, e in enumerate(rows):
             t = e.tuning
             trials = (f"{t.count('complete')}/{t.count('pruned')}/{t.count('diverged')}"
                       if t is not None else "-")
+            metric = f"{info['metric']} {'↑' if info['higher_is_better'] else '↓'}"
             table.add_row(
-                f"{task} ({info['metric']} {arrow})" if first else "", e.optimizer,
+                task if i == 0 else "", metric if i == 0 else "", e.optimizer,
                 fmt_summary(e.final_metric), fmt_summary(e.final_loss),
                 fmt_steps(e.steps_to_target), str(e.speedup) if e.speedup else "-",
-                fmt_p(e, baseline), trials, fmt_status(e),
-                end_section=e is [x for x in result.entries if x.task == task][-1])
-            first = False
+                fmt_p(e, baseline), trials, fmt_status(e), end_section=i == len(rows) - 1)
     return table
 
 

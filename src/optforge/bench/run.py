@@ -36,8 +36,9 @@ import numpy as np
 
 from .. import tasks as task_registry
 from ..train import OK as RUN_OK
+from ..train import SCHEDULES
 from . import stats
-from .backend import train_replicas
+from .backend import RunSpec, train_replicas
 from .candidates import Candidate, resolve_all
 from .results import FAILED, OK, BaselineFit, BenchResult, Entry
 from .tune import PRUNERS, SAMPLERS, TUNE_SEED, tune
@@ -51,7 +52,8 @@ SCALING = (0.125, 0.25, 0.5, 1.0, 2.0)
 def run_bench(optimizers: Sequence[str], tasks: Sequence[str], trials: int = 20, seeds: int = 3,
               *, tier: str = "tiny", steps: int | None = None, evals: int = 10,
               sampler: str = "tpe", pruner: str = "sha", batch: int = 4,
-              baseline: str = "adamw", scaling: Sequence[float] = SCALING,
+              schedule: str = "cosine", device: str = "cpu", baseline: str = "adamw",
+              scaling: Sequence[float] = SCALING,
               max_extrapolation: float = 2.0, tau_max: float = 4.0, seed: int = 0,
               out_dir: str | Path | None = None, plots: bool = True,
               progress: Progress | None = None) -> BenchResult:
@@ -64,11 +66,14 @@ def run_bench(optimizers: Sequence[str], tasks: Sequence[str], trials: int = 20,
         evals: validation evaluations per run (after step 0).
         sampler, pruner: see :mod:`optforge.bench.tune`; ``seed`` seeds the sampler.
         batch: tuning trials trained together as replicas of one run.
+        schedule, device: passed to :func:`optforge.train.train` for every run.
         baseline: the reference optimizer (added if not listed).
         scaling: budget fractions of ``T`` for the baseline's loss-vs-budget fit.
         out_dir: where to write ``results.json``, ``results.csv`` and plots.
     """
     _check(trials, seeds, evals, batch, sampler, pruner, scaling, tau_max, max_extrapolation)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; schedules: {', '.join(SCHEDULES)}")
     cands = resolve_all(list(optimizers), baseline)
     task_list = _tasks(tasks)
     t_start = time.perf_counter()
@@ -90,6 +95,7 @@ def run_bench(optimizers: Sequence[str], tasks: Sequence[str], trials: int = 20,
     final_seeds = list(range(seeds))
     for task in task_list:
         T = budgets[task.name]
+        spec = RunSpec(task.name, tier, T, evals, schedule, device)
         info = {"metric": task.metric, "higher_is_better": task.higher_is_better,
                 "steps": T, "target": None, "baseline_fit": None}
         task_info[task.name] = info
@@ -98,14 +104,14 @@ def run_bench(optimizers: Sequence[str], tasks: Sequence[str], trials: int = 20,
         for cand in cands:
             what = f"{task.name}: {cand.label}"
             tick(0, what)
-            entry = _bench_one(cand, task.name, tier, T, evals, trials, sampler, pruner, batch,
-                               seed, final_seeds, lambda u, w=what: tick(u, w))
+            entry = _bench_one(cand, spec, trials, sampler, pruner, batch, seed, final_seeds,
+                               lambda u, w=what: tick(u, w))
             entries.append(entry)
             if cand.label == baseline:
                 base_entry = entry
                 if entry.status == OK:
                     info["target"] = entry.final_loss.mean
-                    bfit = _baseline_fit(cand, entry, task.name, tier, T, evals, scaling,
+                    bfit = _baseline_fit(cand, entry, spec, scaling,
                                          lambda u, w=what: tick(u, f"{w} (budget curve)"))
                     info["baseline_fit"] = bfit
                     fit = stats.PowerLaw(**bfit.fit) if bfit.fit else None
@@ -125,6 +131,7 @@ def run_bench(optimizers: Sequence[str], tasks: Sequence[str], trials: int = 20,
         settings={"optimizers": list(optimizers), "tasks": [t.name for t in task_list],
                   "trials": trials, "seeds": seeds, "tier": tier, "steps": steps,
                   "evals": evals, "sampler": sampler, "pruner": pruner, "batch": batch,
+                  "schedule": schedule, "device": str(device),
                   "baseline": baseline, "scaling": list(scaling),
                   "max_extrapolation": max_extrapolation, "tau_max": tau_max, "seed": seed,
                   "tune_seed": TUNE_SEED, "final_seeds": final_seeds},
@@ -140,23 +147,22 @@ def run_bench(optimizers: Sequence[str], tasks: Sequence[str], trials: int = 20,
 # ------------------------------------------------------------------ one optimizer, one task
 
 
-def _bench_one(cand: Candidate, task: str, tier: str, T: int, evals: int, trials: int,
-               sampler: str, pruner: str, batch: int, seed: int, final_seeds: list[int],
+def _bench_one(cand: Candidate, spec: RunSpec, trials: int, sampler: str, pruner: str,
+               batch: int, seed: int, final_seeds: list[int],
                tick: Callable[[float], None]) -> Entry:
     t0 = time.perf_counter()
-    entry = Entry(cand.label, task, FAILED, None, None)
-    meter = _Meter(tick, -(-trials // batch) * T + T)
+    entry = Entry(cand.label, spec.task, FAILED, None, None)
+    meter = _Meter(tick, -(-trials // batch) * spec.steps + spec.steps)
     try:
-        entry.tuning = tune(cand, task, tier=tier, steps=T, evals=evals, trials=trials,
-                            sampler=sampler, pruner=pruner, batch=batch, seed=seed,
-                            progress=meter)
+        entry.tuning = tune(cand, spec, trials=trials, sampler=sampler, pruner=pruner,
+                            batch=batch, seed=seed, progress=meter)
         if entry.tuning.failure is not None:
             entry.reason = entry.tuning.failure
             return entry
         entry.config = entry.tuning.best
-        res = train_replicas(task, tier, cand.program, [entry.config] * len(final_seeds),
-                             final_seeds, T, evals)
-        meter(T)
+        res = train_replicas(spec, cand.program, [entry.config] * len(final_seeds),
+                             final_seeds)
+        meter(spec.steps)
         _record(entry, res)
     except Exception as err:  # a failing candidate is a row of the table, not a crash
         entry.status, entry.reason = FAILED, f"{type(err).__name__}: {err}"
@@ -229,9 +235,10 @@ def _finals(e: Entry) -> list[float]:
             if s == "ok" and math.isfinite(c[-1])]
 
 
-def _baseline_fit(cand: Candidate, entry: Entry, task: str, tier: str, T: int, evals: int,
-                  scaling: Sequence[float], tick: Callable[[float], None]) -> BaselineFit:
+def _baseline_fit(cand: Candidate, entry: Entry, spec: RunSpec, scaling: Sequence[float],
+                  tick: Callable[[float], None]) -> BaselineFit:
     """Mean final loss of the tuned baseline at each budget, and the power-law fit."""
+    T = spec.steps
     budgets = sorted({max(1, round(f * T)) for f in scaling})
     meter = _Meter(tick, sum(b for b in budgets if b != T))
     losses = []
@@ -240,8 +247,8 @@ def _baseline_fit(cand: Candidate, entry: Entry, task: str, tier: str, T: int, e
             losses.append(entry.final_loss.mean)
             continue
         try:
-            res = train_replicas(task, tier, cand.program, [entry.config] * len(entry.seeds),
-                                 entry.seeds, b, evals)
+            res = train_replicas(spec.with_steps(b), cand.program,
+                                 [entry.config] * len(entry.seeds), entry.seeds)
             finals = [v for v, s in zip(res.final_loss, res.status, strict=True)
                       if s == RUN_OK and np.isfinite(v)]
             losses.append(float(np.mean(finals)) if finals else math.nan)

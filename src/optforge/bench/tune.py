@@ -29,7 +29,7 @@ from dataclasses import asdict, dataclass, field
 import optuna
 
 from ..train import OK
-from .backend import eval_every, train_replicas
+from .backend import RunSpec, train_replicas
 from .candidates import Candidate
 from .space import center, suggest
 
@@ -117,26 +117,26 @@ def _optuna_params(config: dict[str, float], cand: Candidate) -> dict[str, float
             (1 - v if cand.space[n].kind == "log1m" else v) for n, v in config.items()}
 
 
-def tune(cand: Candidate, task: str, *, tier: str, steps: int, evals: int, trials: int,
-         sampler: str = "tpe", pruner: str = "sha", batch: int = 4, seed: int = 0,
+def tune(cand: Candidate, spec: RunSpec, *, trials: int, sampler: str = "tpe",
+         pruner: str = "sha", batch: int = 4, seed: int = 0,
          progress: Progress | None = None) -> Tuning:
-    """Tune ``cand`` on ``task`` with ``trials`` trials; see the module docstring."""
+    """Tune ``cand`` on ``spec.task`` with ``trials`` trials; see the module docstring."""
     if trials < 1:
         raise ValueError(f"trials must be at least 1, got {trials}")
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="minimize", sampler=make_sampler(sampler, trials, seed),
-                                pruner=make_pruner(pruner, eval_every(steps, evals), steps))
+                                pruner=make_pruner(pruner, spec.eval_every, spec.steps))
     study.enqueue_trial(_optuna_params(center(cand.space, cand.program), cand))
-    out = Tuning(cand.label, task, sampler, pruner, TUNE_SEED)
+    out = Tuning(cand.label, spec.task, sampler, pruner, TUNE_SEED)
     tick = progress or (lambda _n: None)
     done = 0
     while done < trials and out.error is None:
         asked = [study.ask() for _ in range(min(batch, trials - done))]
-        records, out.error = _run_batch(study, asked, cand, task, tier, steps, evals)
+        records, out.error = _run_batch(study, asked, cand, spec)
         out.trials += records
-        tick(steps)
+        tick(spec.steps)
         done += len(asked)
     finite = [t for t in out.trials if t.state == "complete"]
     if finite and out.error is None:
@@ -145,10 +145,10 @@ def tune(cand: Candidate, task: str, *, tier: str, steps: int, evals: int, trial
     return out
 
 
-def _run_batch(study: optuna.Study, asked: list[optuna.Trial], cand: Candidate, task: str,
-               tier: str, steps: int, evals: int) -> tuple[list[TrialRecord], str | None]:
+def _run_batch(study: optuna.Study, asked: list[optuna.Trial], cand: Candidate,
+               spec: RunSpec) -> tuple[list[TrialRecord], str | None]:
     """Train the asked trials as replicas of one run; tell Optuna each trial's fate."""
-    n = len(asked)
+    n, steps = len(asked), spec.steps
     configs = [suggest(t, cand.space) for t in asked]
     records: dict[int, TrialRecord] = {}
     last = 0
@@ -166,8 +166,7 @@ def _run_batch(study: optuna.Study, asked: list[optuna.Trial], cand: Candidate, 
                 study.tell(asked[i], state=optuna.trial.TrialState.PRUNED)
         return len(records) == n
 
-    result = train_replicas(task, tier, cand.program, configs, [TUNE_SEED] * n, steps, evals,
-                            on_eval)
+    result = train_replicas(spec, cand.program, configs, [TUNE_SEED] * n, on_eval)
     for i in range(n):
         if i in records:
             continue

@@ -2,10 +2,18 @@
 
 from __future__ import annotations
 
+from .adding import AddingRNN
 from .base import TIERS, Spec, Task, TaskInstance
+from .charlm import CharLM
+from .digits import DigitsAE, DigitsLogReg, DigitsMLP
+from .mnist1d_cnn import MNIST1DCNN
+from .modadd import ModAdd
 from .quadratic import NoisyQuadratic
 
-_TASKS: dict[str, Task] = {t.name: t for t in (NoisyQuadratic(),)}
+_TASKS: dict[str, Task] = {
+    t.name: t for t in (NoisyQuadratic(), DigitsLogReg(), DigitsMLP(), DigitsAE(), MNIST1DCNN(),
+                ModAdd(), CharLM(), AddingRNN())
+}
 
 
 def names() -> list[str]:

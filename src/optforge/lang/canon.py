@@ -97,17 +97,23 @@ def structural_hash(program: Program) -> str:
     for i, s in enumerate(p.slots):
         env[s] = _digest("slot", str(i))
     for k, v in p.hyper:
-        env[k] = _digest("hyper", repr(float(v)))
+        env[k] = _digest("hyper", _number(v))
     for stmt in p.body:
         env[stmt.target] = expr_hash(stmt.expr, env)
     return _digest("program", *(expr_hash(e, env) for e in p.returns))
+
+
+def _number(value: float) -> str:
+    """Exact text of a constant; -0.0 is 0.0 (they print alike, so the hash survives
+    a print/parse round trip)."""
+    return repr(float(value) + 0.0)
 
 
 def expr_hash(e: Expr, env: dict[str, str]) -> str:
     if isinstance(e, Var):
         return env[e.name]
     if isinstance(e, Const):
-        return _digest("const", repr(float(e.value)))
+        return _digest("const", _number(e.value))
     assert isinstance(e, Call)
     args = [expr_hash(a, env) for a in e.args]
     if ops.REGISTRY[e.op].commutative:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ast
 import math
+import warnings
 
 from . import ops
 from .errors import (
@@ -54,7 +55,9 @@ def parse_program(text: str) -> Program:
     if len(text) > MAX_SOURCE:
         raise ProgramSyntaxError(f"program text longer than {MAX_SOURCE} characters")
     try:
-        tree = ast.parse(text, mode="exec")
+        with warnings.catch_warnings():  # e.g. "invalid decimal literal": the text is data
+            warnings.simplefilter("ignore")
+            tree = ast.parse(text, mode="exec")
     except SyntaxError as e:
         msg = e.msg if e.msg.startswith("invalid syntax") else f"invalid syntax: {e.msg}"
         raise ProgramSyntaxError(msg, e.lineno or 0, e.offset or 0) from None

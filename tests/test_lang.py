@@ -475,6 +475,15 @@ def test_hash_operand_order(a, b, same):
     assert (prog(a).hash == prog(b).hash) is same
 
 
+def test_hash_tells_two_knobs_from_one():
+    two = ("def f(w, g, m, v, lr, b1=0.9, b2=0.9):\n    m = interp(m, g, 1 - b1)\n"
+           "    v = interp(v, g * g, 1 - b2)\n    return lr * m / sqrt(v + 1), m, v\n")
+    one = two.replace("1 - b2", "1 - b1")
+    renamed = two.replace("b1", "x").replace("b2", "y")
+    assert P(one).hash != P(two).hash
+    assert P(renamed).hash == P(two).hash
+
+
 def test_hash_is_stable_text():
     h = P(BASE).hash
     assert isinstance(h, str) and len(h) == 32 and int(h, 16) >= 0

@@ -3,9 +3,11 @@
 A state slot is live when the update reads it, directly or through other
 live slots across steps; a statement is live when a live output reads it.
 The structural hash is computed on the dataflow graph of the live program:
-inputs are named by role (``w``, ``g``, slot number, hyperparameter value),
-so it is invariant to variable names, dead code and the operand order of
-commutative ops, and changes when any constant or live statement changes.
+inputs are named by role (``w``, ``g``, slot number, hyperparameter value;
+slots, and hyperparameters of equal value, by signature order), so it is
+invariant to variable names, dead code and the operand order of commutative
+ops, and changes when any constant or live statement changes. It is not
+invariant to reordering the slots in the signature.
 """
 
 from __future__ import annotations
@@ -96,8 +98,12 @@ def structural_hash(program: Program) -> str:
         env[name] = _digest("in", name)
     for i, s in enumerate(p.slots):
         env[s] = _digest("slot", str(i))
+    seen: dict[str, int] = {}
     for k, v in p.hyper:
-        env[k] = _digest("hyper", _number(v))
+        # by value, and among live hyperparameters of equal value by signature order, so
+        # that two tunable knobs never hash like one knob used twice
+        n = seen[_number(v)] = seen.get(_number(v), -1) + 1
+        env[k] = _digest("hyper", _number(v), str(n))
     for stmt in p.body:
         env[stmt.target] = expr_hash(stmt.expr, env)
     return _digest("program", *(expr_hash(e, env) for e in p.returns))

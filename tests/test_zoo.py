@@ -52,6 +52,18 @@ def test_catalog_entry_is_complete(name):
     for s in e.settings:
         assert "lr" in s and set(s) <= tunable
     assert name in verify.REFERENCES
+    assert bool(e.hessian) == program.reads_hessian
+    if e.hessian:
+        assert e.hessian["distribution"] in ("rademacher", "gaussian")
+        assert e.hessian["every"] in program.hyperparameters
+        assert all(float(s[e.hessian["every"]]).is_integer() for s in e.settings)
+
+
+def test_options_give_the_hessian_law_and_period():
+    assert zoo.options("adamw") == {}
+    assert zoo.options("sophiah") == {"hessian_distribution": "gaussian", "hessian_every": 10}
+    assert zoo.options("adahessian", k=3) == {"hessian_distribution": "rademacher",
+                                             "hessian_every": 3}
 
 
 def test_unknown_name_is_a_precise_error():

@@ -30,6 +30,9 @@ class Entry:
     space: dict[str, list] = field(default_factory=dict)
     notes: str = ""
     settings: list[dict[str, float]] = field(default_factory=list)
+    hessian: dict[str, str] = field(default_factory=dict)
+    """For programs that read ``h``: ``distribution`` of the Hutchinson probe and the
+    hyperparameter (``every``) holding the refresh period."""
 
 
 def _root():
@@ -64,3 +67,19 @@ def source(name: str) -> str:
 def load(name: str) -> Program:
     """The program of zoo optimizer ``name`` (lower case, e.g. ``adamw``)."""
     return Program.parse(source(name))
+
+
+def options(name: str, **hyper: float) -> dict:
+    """Keyword options besides hyperparameters that ``ProgramOptimizer`` needs to run
+    zoo optimizer ``name`` as its reference does: for programs that read ``h``, the
+    Hutchinson law and the refresh period (the program's ``every`` hyperparameter,
+    from ``hyper`` or the program's default)::
+
+        ProgramOptimizer(params, load("sophiah"), lr=1.0, **options("sophiah", k=3), k=3)
+    """
+    e = entry(name)
+    if not e.hessian:
+        return {}
+    key = e.hessian["every"]
+    every = hyper.get(key, load(name).hyperparameters[key])
+    return {"hessian_distribution": e.hessian["distribution"], "hessian_every": int(every)}

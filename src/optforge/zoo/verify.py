@@ -42,7 +42,7 @@ import torch
 import torch.nn.functional as F
 
 from ..lang.ir import Program
-from . import entry, load, names
+from . import entry, load, names, options
 
 TOLERANCE = 1e-10
 """Default absolute tolerance on any parameter entry, in float64."""
@@ -101,20 +101,17 @@ class Reference:
     """How to verify one zoo optimizer.
 
     ``build(params, setting)`` returns the configured reference optimizer (the
-    catalog entry's ``reference`` names it).
-    ``hessian`` is the Hutchinson law (``"rademacher"``/``"gaussian"``) for
-    programs that read ``h``, ``every`` the hyperparameter holding the refresh
-    period. ``kernel_as_matrix`` hands the reference the conv kernel stored as
-    its ``d0 x (d1 d2 d3)`` matrix (reshaped in the forward pass, so the model is
-    unchanged), which is the 2-D view our runtime sees. ``patch`` is a context in
-    which the reference runs (e.g. its Newton-Schulz precision raised to float64).
+    catalog entry's ``reference`` names it; its ``hessian`` table gives the
+    Hutchinson law and period for programs that read ``h``). ``kernel_as_matrix``
+    hands the reference the conv kernel stored as its ``d0 x (d1 d2 d3)`` matrix
+    (reshaped in the forward pass, so the model is unchanged), which is the 2-D
+    view our runtime sees. ``patch`` is a context in which the reference runs
+    (e.g. its Newton-Schulz precision raised to float64).
     """
 
     build: Callable[[list[torch.Tensor], dict[str, float]], torch.optim.Optimizer]
     tolerance: float = TOLERANCE
     reason: str = ""
-    hessian: str | None = None
-    every: str | None = None
     kernel_as_matrix: bool = False
     patch: Callable[[], AbstractContextManager] = nullcontext
 
@@ -205,12 +202,11 @@ REFERENCES: dict[str, Reference] = {
         trust_coefficient=s["eta"])),
     "sophiah": Reference(lambda ps, s: _po().SophiaH(
         ps, lr=s["lr"], betas=_b(s, "beta1", "beta2"), weight_decay=s["wd"], p=s["rho"],
-        update_period=int(s["k"]), hessian_distribution="gaussian", eps=s["eps"]),
-        hessian="gaussian", every="k"),
+        update_period=int(s["k"]), hessian_distribution="gaussian", eps=s["eps"])),
     "adahessian": Reference(lambda ps, s: _po().AdaHessian(
         ps, lr=s["lr"], betas=_b(s, "beta1", "beta2"), weight_decay=s["wd"],
         hessian_power=s["power"], update_period=int(s["k"]), hessian_distribution="rademacher",
-        eps=s["eps"]), hessian="rademacher", every="k"),
+        eps=s["eps"])),
     "mars_adamw": Reference(lambda ps, s: _po().MARS(
         ps, lr=s["lr"], betas=_b(s, "beta1", "beta2"), gamma=s["gamma"], mars_type="adamw",
         optimize_1d=True, weight_decay=s["wd"], eps=s["eps"])),
@@ -306,16 +302,14 @@ def check(name: str, setting: dict[str, float], steps: int = STEPS,
     ref = REFERENCES[name]
     program = program or load(name)
     hyper = {k: v for k, v in setting.items() if k != "lr"}
-    extra = {}
-    if ref.hessian:
-        extra = {"hessian_distribution": ref.hessian,
-                 "hessian_every": int(setting.get(ref.every, 1)) if ref.every else 1}
+    extra = options(name, **hyper)
+    hessian = bool(extra)
     with _float64():
         ours = trajectory(lambda ps: ProgramOptimizer(ps, program, lr=setting["lr"], **extra,
-                                                      **hyper), steps, hessian=bool(ref.hessian))
+                                                      **hyper), steps, hessian=hessian)
         with ref.patch():
             theirs, nudged = (
-                trajectory(lambda ps: ref.build(ps, setting), steps, hessian=bool(ref.hessian),
+                trajectory(lambda ps: ref.build(ps, setting), steps, hessian=hessian,
                            kernel_as_matrix=ref.kernel_as_matrix, nudge=nudge)
                 for nudge in (False, True))
     init = init_params()

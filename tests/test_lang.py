@@ -615,6 +615,11 @@ def test_formula_lines():
     # a slot read before its reassignment is its old value in the update
     lines = formula(P("def f(w, g, m, lr):\n    u = lr * m\n    m = g\n    return u, m\n"))
     assert lines.splitlines()[:2] == ["m_{t} = g", "update = lr*m_{t-1}"]
+    # a slot's new value returned under another name, and a slot never reassigned
+    lines = formula(P("def f(w, g, m, c, lr):\n    n = interp(m, g, 0.5)\n"
+                      "    return lr * n * c, n, c\n")).splitlines()
+    assert lines[:2] == ["m_{t} = 0.5*g + 0.5*m_{t-1}", "c_{t} = c_{t-1}"]
+    assert lines[2] == "update = c_{t-1}*lr*(0.5*g + 0.5*m_{t-1})"
 
 
 @pytest.mark.parametrize("name", sorted(ZOO))

@@ -117,6 +117,7 @@ def test_error_in_one_optimizer_does_not_stop_the_run(tmp_path, monkeypatch):
     ("kw", "match"),
     [
         ({"optimizers": ["adamz"], "tasks": ["quadratic"]}, "no zoo optimizer"),
+        ({"optimizers": "lion, adamz", "tasks": "quadratic"}, "no zoo optimizer 'adamz'"),
         ({"optimizers": ["lion"], "tasks": ["imagenet"]}, "no task"),
         ({"optimizers": ["lion"], "tasks": []}, "at least one task"),
         ({"optimizers": ["lion"], "tasks": ["quadratic"], "seeds": 0}, "seeds"),

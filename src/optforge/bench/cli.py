@@ -73,7 +73,7 @@ def bench_command(
     except (KeyError, ValueError) as err:
         console.print(f"[red]error:[/red] {err.args[0] if err.args else err}")
         raise typer.Exit(2) from None
-    console.print(results_table(result))
+    console.print(results_table(result, console.width))
     console.print(scores_table(result))
     for task, info in result.tasks.items():
         bfit = info.get("baseline_fit")

@@ -78,13 +78,15 @@ def profile_plot(result: BenchResult, path: Path) -> Path:
     tau_max = result.settings["tau_max"]
     tau = np.linspace(1.0, tau_max, 601)
     fig, ax = plt.subplots(figsize=(6, 4), dpi=110)
-    for o in result.optimizers:
+    styles = ["-", "--", "-.", ":"]
+    for i, o in enumerate(result.optimizers):
         ratios = result.ratios.get(o, {})
         if not ratios:
             continue
         score = result.scores.get(o, math.nan)
-        ax.step(tau, performance_profile(ratios, tau), where="post",
-                label=f"{o} (score {score:.3f})")
+        # coinciding profiles stay visible: line styles cycle, widths shrink
+        ax.step(tau, performance_profile(ratios, tau), where="post", ls=styles[i % 4],
+                lw=max(3.0 - 0.5 * i, 1.0), label=f"{o} (score {score:.3f})")
     ax.set_xlim(1.0, tau_max)
     ax.set_ylim(-0.02, 1.02)
     ax.set_xlabel("tau (steps to target / best steps to target)")

@@ -63,8 +63,8 @@ def fmt_status(e: Entry) -> str:
 # ------------------------------------------------------------------ the table
 
 
-def results_table(result: BenchResult) -> Table:
-    """One row per (task, optimizer)."""
+def results_table(result: BenchResult, width: int = 120) -> Table:
+    """One row per (task, optimizer); numbers wrap only on terminals narrower than 120."""
     st = result.settings
     baseline = st["baseline"]
     table = Table(title=f"optforge bench: {st['trials']} tuning trials per optimizer and task, "
@@ -73,12 +73,14 @@ def results_table(result: BenchResult) -> Table:
                           f"target: {baseline}'s final val loss; speedup: data-equivalent, "
                           f"against {baseline}'s loss-vs-budget fit; p: Welch t-test of the "
                           f"final metric", caption_justify="left")
-    for col, justify in (("task", "left"), ("metric", "left"), ("optimizer", "left"),
-                         ("final metric", "right"), ("val loss", "right"),
-                         ("steps to target", "right"), ("speedup", "right"),
-                         (f"p vs {baseline}", "right"), ("trials ok/pruned/div", "right"),
-                         ("status", "left")):
-        table.add_column(col, justify=justify, overflow="fold")
+    width = max(len(t) for t in st["tasks"])
+    table.add_column("task", overflow="fold", min_width=width)
+    table.add_column("optimizer", overflow="fold",
+                     min_width=max(len(o) for o in result.optimizers))
+    for col in ("final metric", "val loss", "steps to\ntarget", "speedup", f"p vs\n{baseline}",
+                "trials\nok/pr/div"):
+        table.add_column(col, justify="right", no_wrap=width >= 120, overflow="fold")
+    table.add_column("status", overflow="fold")
     for task in st["tasks"]:
         info = result.tasks[task]
         rows = [e for e in result.entries if e.task == task]
@@ -87,9 +89,9 @@ def results_table(result: BenchResult) -> Table:
             trials = (f"{t.count('complete')}/{t.count('pruned')}/{t.count('diverged')}"
                       if t is not None else "-")
             metric = f"{info['metric']} {'↑' if info['higher_is_better'] else '↓'}"
+            label = f"{task}\n{metric}" if i == 0 else ""
             table.add_row(
-                task if i == 0 else "", metric if i == 0 else "", e.optimizer,
-                fmt_summary(e.final_metric), fmt_summary(e.final_loss),
+                label, e.optimizer, fmt_summary(e.final_metric), fmt_summary(e.final_loss),
                 fmt_steps(e.steps_to_target), str(e.speedup) if e.speedup else "-",
                 fmt_p(e, baseline), trials, fmt_status(e), end_section=i == len(rows) - 1)
     return table
@@ -117,10 +119,10 @@ def _nan_low(x: float | None) -> float:
     return -math.inf if x is None or math.isnan(x) else x
 
 
-def render(result: BenchResult, width: int = 140) -> str:
+def render(result: BenchResult, width: int = 120) -> str:
     """The tables as plain text (for files and READMEs)."""
     console = Console(record=True, width=width, color_system=None, file=io.StringIO())
-    console.print(results_table(result))
+    console.print(results_table(result, width))
     console.print(scores_table(result))
     return console.export_text()
 

@@ -49,15 +49,16 @@ Progress = Callable[[float, float, str], None]
 SCALING = (0.125, 0.25, 0.5, 1.0, 2.0)
 
 
-def run_bench(optimizers: Sequence[str], tasks: Sequence[str], trials: int = 20, seeds: int = 3,
-              *, tier: str = "tiny", steps: int | None = None, evals: int = 10,
+def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trials: int = 20,
+              seeds: int = 3, *, tier: str = "tiny", steps: int | None = None, evals: int = 10,
               sampler: str = "tpe", pruner: str = "sha", batch: int = 4,
               schedule: str = "cosine", device: str = "cpu", baseline: str = "adamw",
               scaling: Sequence[float] = SCALING,
               max_extrapolation: float = 2.0, tau_max: float = 4.0, seed: int = 0,
               out_dir: str | Path | None = None, plots: bool = True,
               progress: Progress | None = None) -> BenchResult:
-    """Benchmark ``optimizers`` (zoo names or program files) on ``tasks``.
+    """Benchmark ``optimizers`` (zoo names or program files) on ``tasks`` (lists, or
+    comma-separated strings).
 
     Args:
         trials: Optuna trials per (optimizer, task): the equal tuning budget.
@@ -71,6 +72,7 @@ def run_bench(optimizers: Sequence[str], tasks: Sequence[str], trials: int = 20,
         scaling: budget fractions of ``T`` for the baseline's loss-vs-budget fit.
         out_dir: where to write ``results.json``, ``results.csv`` and plots.
     """
+    optimizers, tasks = _names(optimizers), _names(tasks)
     _check(trials, seeds, evals, batch, sampler, pruner, scaling, tau_max, max_extrapolation)
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; schedules: {', '.join(SCHEDULES)}")
@@ -272,6 +274,13 @@ def _units(n_cands: int, trials: int, batch: int, T: int, scaling: Sequence[floa
     tuning = n_cands * (-(-trials // batch) * T + T) if n_cands else 0
     curve = sum(b for b in {max(1, round(f * T)) for f in scaling} if b != T)
     return float(tuning + curve)
+
+
+def _names(names: str | Sequence[str]) -> list[str]:
+    """A comma-separated string or a sequence of names."""
+    if isinstance(names, str):
+        return [n.strip() for n in names.split(",") if n.strip()]
+    return [str(n).strip() for n in names]
 
 
 def _tasks(names: Sequence[str]) -> list:

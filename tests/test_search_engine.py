@@ -96,3 +96,35 @@ def test_progress_is_reported_and_rendered():
         display.update(seen[0])
     assert display.last is seen[0]
     assert math.isinf(Progress(Counters(), 10, -math.inf, 0.0).best)
+
+
+def test_the_command_maps_every_config_field_to_a_flag(tmp_path):
+    import typer
+    from typer.testing import CliRunner
+
+    from optforge.search.command import search_command
+    from optforge.search.config import flags
+
+    app = typer.Typer()
+    app.command("search")(search_command)
+    app.command("noop")(lambda: None)
+    runner = CliRunner()
+    command = typer.main.get_command(app).commands["search"]
+    options = {o for p in command.params for o in p.opts}
+    assert {flag for flag, *_ in flags()} | {"--config", "-c", "--out"} == options
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('evaluations = 100\ntiers = ["tiny:quadratic@20"]\nheldout = ""\n')
+    out = tmp_path / "out"
+    r = runner.invoke(app, ["search", "-c", str(cfg), "--evaluations", "5", "--population", "4",
+                            "--tournament", "2", "--init", "adamw", "--init", "lion",
+                            "--no-simplify-nodes", "--promote-threshold", "-50",
+                            "--simplify-top", "1", "--simplify-evaluations", "2",
+                            "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    data = json.loads((out / "result.json").read_text())
+    assert data["counters"]["evaluated"] == 5
+    assert data["config"]["init"] == ["adamw", "lion"] and data["config"]["simplify_nodes"] is False
+    assert SearchConfig.from_toml(out / "config.toml").evaluations == 5
+    assert Program.parse((out / "winner_1.py").read_text()).name in ("adamw", "lion")
+    bad = runner.invoke(app, ["search", "--tournament", "100"])
+    assert bad.exit_code == 2 and "tournament" in bad.output

@@ -71,6 +71,7 @@ class SearchConfig:
     max_length: int = _f(40, "maximum program length in op calls")
     max_slots: int = _f(4, "maximum number of state slots")
     new_slot: float = _f(0.1, "probability that an insertion creates a new state slot")
+    ema_slot: float = _f(0.5, "probability that a new slot is a moving average interp(s, x, c)")
     new_constant: float = _f(0.2, "probability that a new argument is a new constant")
     overwrite: float = _f(0.3, "probability that an insertion overwrites an existing variable")
     ops: list[str] = _f([], "op vocabulary of insertions (empty: every registry op)")
@@ -78,8 +79,10 @@ class SearchConfig:
     max_tries: int = _f(100, "mutation draws per child before giving up")
     require_inputs: list[str] = _f(["lr"], "inputs every candidate's update must depend on")
     # ---- fitness
-    tiers: list[str] = _f(["tiny:quadratic"], "funnel tiers, cheapest first: SIZE:TASK,...[@STEPS]")
-    heldout: str = _f("", "held-out stage for the survivors, SIZE:TASK,... ('': none)")
+    tiers: list[str] = _f(["tiny:quadratic,digits_mlp", "small:digits_mlp", "medium:digits_mlp"],
+                          "funnel tiers, cheapest first: SIZE:TASK,...[@STEPS]")
+    heldout: str = _f("tiny:digits_ae,mnist1d_cnn",
+                      "held-out stage for the survivors, SIZE:TASK,... ('': none)")
     lr_grid: list[float] = _f(LR_GRID, "candidate learning rates (K replicas of one run)")
     baseline: str = _f("adamw", "baseline program (zoo name or file), tuned on baseline_lr_grid")
     baseline_lr_grid: list[float] = _f(BASELINE_LR_GRID, "baseline learning rates")
@@ -96,7 +99,7 @@ class SearchConfig:
     simplify_top: int = _f(3, "survivors to simplify and report as winners")
     simplify_tolerance: float = _f(0.02, "fitness a simplification may lose")
     simplify_nodes: bool = _f(True, "also try replacing calls by one of their arguments")
-    simplify_evaluations: int = _f(200, "fitness evaluations per simplification at most")
+    simplify_evaluations: int = _f(100, "fitness evaluations per simplification at most")
     hall_of_fame: int = _f(20, "size of the hall of fame")
 
     def __post_init__(self) -> None:
@@ -118,7 +121,7 @@ class SearchConfig:
         if self.tournament > self.population:
             raise ValueError(f"tournament ({self.tournament}) exceeds population "
                              f"({self.population})")
-        for name in ("new_slot", "new_constant", "overwrite"):
+        for name in ("new_slot", "ema_slot", "new_constant", "overwrite"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a probability, got {getattr(self, name)}")
         weights = self.mutation_weights

@@ -62,6 +62,7 @@ class Search:
         cfg = self.config
         mc = MutationConfig(weights=cfg.mutation_weights, max_length=cfg.max_length,
                             max_slots=cfg.max_slots, new_slot=cfg.new_slot,
+                            ema_slot=cfg.ema_slot,
                             new_constant=cfg.new_constant, overwrite=cfg.overwrite,
                             ops=cfg.op_vocabulary, max_tries=cfg.max_tries,
                             require=tuple(cfg.require_inputs))

@@ -9,7 +9,10 @@ Four mutations act on the IR (:mod:`optforge.lang.ir`):
   every later read then sees), a new temporary that replaces one later read (so
   the insertion reaches the update; preferably a read of one of its own
   arguments, i.e. the statement wraps that value), or, with probability
-  ``new_slot``, a new state slot that reads its own previous value.
+  ``new_slot``, a new state slot that reads its own previous value (with
+  probability ``ema_slot`` as a moving average ``s = interp(s, x, c)`` of a
+  variable ``x`` in scope, ``c`` from :data:`EMA_RATES`, the shape of every
+  optimizer state in the literature), also wired into one later read.
 * ``delete``: remove a statement; later reads of its target fall back to an
   earlier definition, or are bypassed to one of the statement's own arguments.
 * ``argument``: replace one node of one expression (a call's argument, or a
@@ -44,6 +47,8 @@ from ..lang.ir import INPUTS, Assign, Call, Const, Expr, Program, Var, walk
 MUTATIONS = ("insert", "delete", "argument", "constant")
 PALETTE = (0.5, 0.9, 0.99, 0.999, 1.0, 2.0, 0.1, 0.01, 1e-3, 1e-8)
 """Constants that new statements draw half of the time (the rest log-uniform in [1e-3, 10])."""
+EMA_RATES = (0.1, 0.01, 0.001, 0.05, 0.5)
+"""Rates ``1 - beta`` of the moving averages that new slots start as."""
 READABLE_INPUTS = ("w", "g", "lr", "step")
 """Inputs a mutation may start reading (``h`` only if the parent already reads it:
 the Hessian estimate costs a second backward pass)."""
@@ -70,6 +75,7 @@ class MutationConfig:
     max_length: int = 40
     max_slots: int = 4
     new_slot: float = 0.1
+    ema_slot: float = 0.5
     new_constant: float = 0.2
     overwrite: float = 0.3
     ops: tuple[str, ...] = field(default_factory=default_ops)
@@ -89,7 +95,7 @@ class MutationConfig:
             raise ValueError(f"unknown op(s) {bad} in the mutation vocabulary")
         if not self.ops:
             raise ValueError("the mutation op vocabulary is empty")
-        for name in ("new_slot", "new_constant", "overwrite"):
+        for name in ("new_slot", "ema_slot", "new_constant", "overwrite"):
             if not 0 <= getattr(self, name) <= 1:
                 raise ValueError(f"{name} must be a probability, got {getattr(self, name)}")
         bad = [x for x in self.require if x not in INPUTS]
@@ -268,7 +274,11 @@ class Mutator:
         if rng.random() < cfg.new_slot and len(program.slots) < cfg.max_slots:
             target = _fresh(program, "s")
             params, returns = (*params, target), (*returns, Var(target))
-            args[rng.randrange(op.arity)] = Var(target)  # a slot carries its own past
+            if "interp" in cfg.ops and rng.random() < cfg.ema_slot:  # a moving average
+                op = ops.REGISTRY["interp"]
+                args = [Var(target), Var(rng.choice(names)), Const(rng.choice(EMA_RATES))]
+            else:
+                args[rng.randrange(op.arity)] = Var(target)  # a slot carries its own past
             body.insert(i, Assign(target, Call(op.name, tuple(args))))
             wire = True
         else:

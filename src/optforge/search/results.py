@@ -160,7 +160,7 @@ class SearchResult:
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.as_dict(), indent=indent)
 
-    def summary(self) -> str:
+    def summary(self, sources: bool = True) -> str:
         c = self.counters
         lines = [f"{c['evaluated']} evaluations, {c['generated']} children generated "
                  f"({c['invalid']} invalid, {c['structural']} structural and "
@@ -170,10 +170,11 @@ class SearchResult:
             lines.append(f"best fitness {self.best.fitness:+.4f} (length {self.best.length}, "
                          f"{self.best.slots} slots)")
         for i, w in enumerate(self.winners, 1):
+            held = "" if w.heldout is None else f", held-out {w.heldout.fitness:+.4f}"
             lines.append(f"winner {i}: fitness {w.candidate.fitness:+.4f} -> simplified "
-                         f"{w.simplified_fitness:+.4f}")
-            lines.append(w.source.rstrip())
-            lines.append(f"  {w.formula}")
+                         f"{w.simplified_fitness:+.4f}{held}")
+            if sources:
+                lines.append(w.source.rstrip())
         if not self.winners:
             lines.append("no candidate beat the baseline through the funnel")
         return "\n".join(lines)

@@ -123,14 +123,32 @@ def test_batches_are_epochs_of_permutations_and_pure_in_step():
     torch.testing.assert_close(Batches([8], 50, 8, "cpu")(30)[0], late[1])
 
 
-def test_mnist1d_is_generated_and_leaves_global_rngs_alone():
+@pytest.fixture
+def offline(monkeypatch):
+    """Any attempt to open a network connection fails the test."""
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a task tried to use the network")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket, "create_connection", refuse)
+
+
+def test_data_sets_build_offline_and_leave_global_rngs_alone(offline):
+    for cached in (data.digits, data.mnist1d, data.text):
+        cached.cache_clear()
     np.random.seed(123)
     random.seed(123)
+    torch.manual_seed(123)
+    x, y = data.digits()
+    assert x.shape == (1797, 8, 8) and float(x.min()) == 0.0 and float(x.max()) == 1.0
     d = data.mnist1d()
     assert d["x"].shape == (4000, 40) and d["x_test"].shape == (1000, 40)
     assert set(d["y"].unique().tolist()) == set(range(10))
+    assert len(data.text()) > 400_000
     assert np.random.rand() == np.random.RandomState(123).rand()
     assert random.random() == random.Random(123).random()
+    assert torch.equal(torch.rand(3), torch.rand(3, generator=torch.Generator().manual_seed(123)))
 
 
 def test_text_is_pydoc_english():
@@ -141,19 +159,6 @@ def test_text_is_pydoc_english():
 
 
 # ------------------------------------------------------------------ every task
-
-@pytest.fixture
-def offline(monkeypatch):
-    """Any attempt to open a network connection fails the test."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a task tried to use the network")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket, "create_connection", refuse)
-    for cached in (data.digits, data.mnist1d, data.text):
-        cached.cache_clear()
-
 
 @pytest.mark.parametrize("name", NAMES)
 def test_task_builds_offline_and_has_tiers(name, offline):

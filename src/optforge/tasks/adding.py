@@ -86,11 +86,11 @@ class AddingRNN(Task):
             description="tanh RNN on the adding problem (long-horizon memory)",
             metric="mse", higher_is_better=False,
             specs={
-                "tiny": Spec({"length": 30, "hidden": 32}, steps=1000, target=0.05, batch=32,
-                             adamw={"lr": 3e-3, "wd": 0.0}),
-                "small": Spec({"length": 60, "hidden": 64}, steps=2000, target=0.05, batch=32,
+                "tiny": Spec({"length": 20, "hidden": 32}, steps=1000, target=0.05, batch=64,
+                             adamw={"lr": 1e-2, "wd": 0.0}),
+                "small": Spec({"length": 40, "hidden": 64}, steps=2000, target=0.05, batch=64,
                               adamw={"lr": 3e-3, "wd": 0.0}),
-                "medium": Spec({"length": 100, "hidden": 128}, steps=4000, target=0.05,
+                "medium": Spec({"length": 80, "hidden": 128}, steps=4000, target=0.05,
                                batch=64, adamw={"lr": 1e-3, "wd": 0.0}),
             },
         )

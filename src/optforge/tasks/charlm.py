@@ -50,12 +50,12 @@ class CharLM(Task):
             description="causal transformer character model of the Python docs (pydoc_data)",
             metric="bpc", higher_is_better=False,
             specs={
-                "tiny": Spec({"context": 32, "width": 64, "layers": 1}, steps=1000,
-                             target=3.0, batch=32, adamw={"lr": 3e-3, "wd": 0.01}),
-                "small": Spec({"context": 64, "width": 128, "layers": 2}, steps=2000,
-                              target=2.5, batch=32, adamw={"lr": 3e-3, "wd": 0.01}),
-                "medium": Spec({"context": 128, "width": 256, "layers": 4}, steps=4000,
-                               target=2.0, batch=32, adamw={"lr": 1e-3, "wd": 0.01}),
+                "tiny": Spec({"context": 32, "width": 32, "layers": 1}, steps=1000,
+                             target=2.8, batch=16, adamw={"lr": 3e-2, "wd": 0.01}),
+                "small": Spec({"context": 64, "width": 64, "layers": 2}, steps=2000,
+                              target=2.5, batch=16, adamw={"lr": 1e-2, "wd": 0.01}),
+                "medium": Spec({"context": 128, "width": 128, "layers": 2}, steps=4000,
+                               target=2.0, batch=16, adamw={"lr": 1e-2, "wd": 0.01}),
             },
         )
 

@@ -16,18 +16,38 @@ Nothing here touches the network.
 from __future__ import annotations
 
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import cache
 
 import numpy as np
 import torch
 
 
+@contextmanager
+def _global_rngs_kept() -> Iterator[None]:
+    """Restore Python's, NumPy's and torch's global generators afterwards.
+
+    Imports (scikit-learn's, for one) and ``mnist1d.make_dataset`` (which
+    reseeds) touch them; building a data set must not change a caller's
+    random streams.
+    """
+    states = random.getstate(), np.random.get_state(), torch.get_rng_state()
+    try:
+        yield
+    finally:
+        random.setstate(states[0])
+        np.random.set_state(states[1])
+        torch.set_rng_state(states[2])
+
+
 @cache
 def digits() -> tuple[torch.Tensor, torch.Tensor]:
     """``(x, y)``: ``x (1797, 8, 8)`` float32 in [0, 1], ``y (1797,)`` int64 labels."""
-    from sklearn.datasets import load_digits
+    with _global_rngs_kept():
+        from sklearn.datasets import load_digits
 
-    d = load_digits()
+        d = load_digits()
     x = torch.tensor(d.images, dtype=torch.float32) / 16.0
     return x, torch.tensor(d.target, dtype=torch.int64)
 
@@ -35,15 +55,10 @@ def digits() -> tuple[torch.Tensor, torch.Tensor]:
 @cache
 def mnist1d() -> dict[str, torch.Tensor]:
     """``{"x", "y", "x_test", "y_test"}``: float32 signals ``(n, 40)``, int64 labels."""
-    from mnist1d.data import get_dataset_args, make_dataset
+    with _global_rngs_kept():
+        from mnist1d.data import get_dataset_args, make_dataset
 
-    # make_dataset reseeds numpy's and Python's global generators: restore them
-    np_state, py_state = np.random.get_state(), random.getstate()
-    try:
         d = make_dataset(get_dataset_args())
-    finally:
-        np.random.set_state(np_state)
-        random.setstate(py_state)
     return {
         "x": torch.tensor(d["x"], dtype=torch.float32),
         "y": torch.tensor(d["y"], dtype=torch.int64),
@@ -58,8 +73,8 @@ VOCAB = 128  # ASCII
 @cache
 def text() -> torch.Tensor:
     """The pydoc topics as a 1-D int64 tensor of ASCII codes (topics in sorted order)."""
-    from pydoc_data.topics import topics
-
+    with _global_rngs_kept():
+        from pydoc_data.topics import topics
     s = "\n\n".join(topics[k] for k in sorted(topics))
     codes = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32)
     codes = np.where(codes < VOCAB, codes, 0)

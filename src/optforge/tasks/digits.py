@@ -42,8 +42,8 @@ class DigitsLogReg(Task):
             description="logistic regression on the 8x8 digits upsampled to res x res",
             metric="accuracy", higher_is_better=True,
             specs={
-                "tiny": Spec({"res": 8}, steps=500, target=0.9, batch=64,
-                             adamw={"lr": 1e-2, "wd": 0.0}),
+                "tiny": Spec({"res": 8}, steps=500, target=0.95, batch=64,
+                             adamw={"lr": 3e-2, "wd": 0.0}),
                 "small": Spec({"res": 16}, steps=1000, target=0.9, batch=64,
                               adamw={"lr": 1e-2, "wd": 0.0}),
                 "medium": Spec({"res": 32}, steps=2000, target=0.9, batch=64,
@@ -71,8 +71,8 @@ class DigitsMLP(Task):
             description="two-hidden-layer ReLU MLP on the 8x8 digits",
             metric="accuracy", higher_is_better=True,
             specs={
-                "tiny": Spec({"width": 32}, steps=500, target=0.9, batch=64,
-                             adamw={"lr": 3e-3, "wd": 0.01}),
+                "tiny": Spec({"width": 32}, steps=500, target=0.95, batch=64,
+                             adamw={"lr": 1e-2, "wd": 0.01}),
                 "small": Spec({"width": 128}, steps=1000, target=0.9, batch=64,
                               adamw={"lr": 3e-3, "wd": 0.01}),
                 "medium": Spec({"width": 512}, steps=2000, target=0.9, batch=64,
@@ -109,8 +109,8 @@ class DigitsAE(Task):
             description="tanh autoencoder 64-width-code-width-64 on the 8x8 digits",
             metric="mse", higher_is_better=False,
             specs={
-                "tiny": Spec({"width": 32, "code": 8}, steps=500, target=0.03, batch=64,
-                             adamw={"lr": 3e-3, "wd": 0.0}),
+                "tiny": Spec({"width": 32, "code": 8}, steps=500, target=0.025, batch=64,
+                             adamw={"lr": 3e-2, "wd": 0.0}),
                 "small": Spec({"width": 128, "code": 16}, steps=1000, target=0.03, batch=64,
                               adamw={"lr": 3e-3, "wd": 0.0}),
                 "medium": Spec({"width": 512, "code": 32}, steps=2000, target=0.03, batch=64,

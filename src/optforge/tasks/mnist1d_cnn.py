@@ -50,8 +50,8 @@ class MNIST1DCNN(Task):
             description="3-layer 1-D CNN on MNIST-1D (procedurally generated)",
             metric="accuracy", higher_is_better=True,
             specs={
-                "tiny": Spec({"channels": 16}, steps=1000, target=0.8, batch=64,
-                             adamw={"lr": 3e-3, "wd": 0.01}),
+                "tiny": Spec({"channels": 16}, steps=1000, target=0.85, batch=64,
+                             adamw={"lr": 3e-2, "wd": 0.01}),
                 "small": Spec({"channels": 32}, steps=2000, target=0.85, batch=64,
                               adamw={"lr": 3e-3, "wd": 0.01}),
                 "medium": Spec({"channels": 64}, steps=4000, target=0.9, batch=128,

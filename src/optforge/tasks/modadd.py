@@ -1,10 +1,11 @@
 """Modular addition with a one-layer transformer (the grokking task of Power et al., 2022).
 
 Inputs are the sequences ``[a, b, =]`` for ``a, b in Z_p``; the model
-predicts ``(a + b) mod p`` at the last position. A fixed random fraction
-``frac`` of the ``p^2`` pairs is the training set (the whole set is one
-batch), the rest is the validation set, so validation accuracy measures
-generalisation to unseen pairs, which needs weight decay and many steps.
+predicts ``(a + b) mod p`` at the last position (only the last position's
+query and MLP are computed). A fixed random half of the ``p^2`` pairs is the
+training set, sampled in minibatches; the other half is the validation set,
+so validation accuracy measures generalisation to unseen pairs, which comes
+late (grokking) and needs weight decay.
 """
 
 from __future__ import annotations
@@ -26,11 +27,11 @@ class ModAdd(Task):
             description="1-layer transformer on (a + b) mod p, trained on half of the pairs",
             metric="accuracy", higher_is_better=True,
             specs={
-                "tiny": Spec({"p": 31, "width": 64}, steps=1000, target=0.9, batch=0,
-                             adamw={"lr": 3e-3, "wd": 1.0}),
-                "small": Spec({"p": 59, "width": 128}, steps=2000, target=0.9, batch=0,
+                "tiny": Spec({"p": 31, "width": 32}, steps=1000, target=0.9, batch=128,
+                             adamw={"lr": 2e-2, "wd": 1.0}),
+                "small": Spec({"p": 59, "width": 64}, steps=2000, target=0.9, batch=256,
                               adamw={"lr": 3e-3, "wd": 1.0}),
-                "medium": Spec({"p": 97, "width": 128}, steps=3000, target=0.9, batch=0,
+                "medium": Spec({"p": 97, "width": 128}, steps=3000, target=0.9, batch=256,
                                adamw={"lr": 3e-3, "wd": 1.0}),
             },
         )

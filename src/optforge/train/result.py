@@ -21,7 +21,9 @@ class TrainResult:
     last evaluation, NaN for replicas that diverged or errored.
     ``status[k]`` is ``ok``, ``diverged`` (with ``diverged_step[k]`` and
     ``reason[k]``) or ``error`` (the program raised; ``error`` holds the
-    message and every replica carries it).
+    message and every replica carries it). ``extra["seconds"]`` splits the
+    wall time into ``setup`` (building the task and optimizer), ``eval`` and
+    ``train`` (the training steps alone).
     """
 
     task: str

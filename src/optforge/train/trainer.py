@@ -119,13 +119,15 @@ class _Run:
         weights are restored after the step (the graph still holds them).
         """
         what = "training loss" if training else "validation loss"
-        bad = ~torch.isfinite(loss)
         if training:
             if self.limit is None:  # the first training loss sets the scale
                 limit = self.explode * loss.abs().clamp_min(1e-8)
-                self.limit = torch.where(bad, torch.full_like(limit, math.inf), limit)
-            bad |= loss > self.limit
-        bad &= self.active
+                self.limit = torch.where(torch.isfinite(limit), limit, math.inf)
+            bad = ~(loss <= self.limit)  # NaN compares false: bad
+        else:
+            bad = ~torch.isfinite(loss)
+        if self.any_frozen:
+            bad &= self.active
         if not bool(bad.any()):
             return
         for k in torch.nonzero(bad).flatten().tolist():
@@ -228,16 +230,20 @@ def train(task: Task | str, program: Program | str, tier: str = "tiny",
     source = str(program) if isinstance(program, Program) else program
     error: str | None = None
     run: _Run | None = None
+    losses: torch.Tensor | None = None
     t0 = time.perf_counter()
+    times = {"setup": 0.0, "eval": 0.0, "train": 0.0}
 
     def record_eval(step: int) -> None:
         nonlocal n_eval
+        start = time.perf_counter()
         ev = run.inst.evaluate()
         run.check(ev["loss"].detach(), step, training=False)
         live = run.active.cpu().numpy()
         eval_loss[n_eval] = np.where(live, ev["loss"].double().cpu().numpy(), np.nan)
         eval_metric[n_eval] = np.where(live, ev[task.metric].double().cpu().numpy(), np.nan)
         n_eval += 1
+        times["eval"] += time.perf_counter() - start
 
     try:
         prog = resolve_program(program)
@@ -253,14 +259,19 @@ def train(task: Task | str, program: Program | str, tier: str = "tiny",
                                replicas=k, **extra)
         run = _Run(inst, opt, lrs, explode)
         reads_h = prog.reads_hessian
+        times["setup"] = time.perf_counter() - t0
         record_eval(0)
+        loop_start, eval0 = time.perf_counter(), times["eval"]
+        losses = torch.full((steps, k), math.nan, dtype=torch.float64, device=inst.params[0].device)
         for t in range(1, steps + 1):
             loss = inst.loss(t - 1)
             ld = loss.detach()
             run.check(ld, t)
-            train_loss[t - 1] = np.where(run.active.cpu().numpy(), ld.double().cpu().numpy(),
-                                         np.nan)
-            total = torch.where(run.active, loss, torch.zeros_like(loss)).sum()
+            losses[t - 1] = ld
+            if run.any_frozen:  # torch.where: a NaN loss cannot reach the sum
+                total = torch.where(run.active, loss, torch.zeros_like(loss)).sum()
+            else:
+                total = loss.sum()
             opt.zero_grad(set_to_none=True)
             total.backward(create_graph=reads_h)
             if run.any_frozen:
@@ -273,12 +284,18 @@ def train(task: Task | str, program: Program | str, tier: str = "tiny",
                 run.restore()
             if t == eval_at[n_eval]:
                 record_eval(t)
+        times["train"] = time.perf_counter() - loop_start - (times["eval"] - eval0)
     except FAILURES as exc:
         error = f"{type(exc).__name__}: {exc}"
     finally:
         if run is not None:
             for p in run.inst.params:
                 p.grad = None
+    if losses is not None:
+        train_loss[:] = losses.cpu().numpy()
+        for j, s in enumerate(run.diverged_step):
+            if s is not None:
+                train_loss[s - 1:, j] = np.nan
     status = [ERROR] * k if error else run.status
     return TrainResult(
         task=task.name, tier=tier, program=source, metric=task.metric,
@@ -287,5 +304,5 @@ def train(task: Task | str, program: Program | str, tier: str = "tiny",
         eval_loss=eval_loss[:n_eval], eval_metric=eval_metric[:n_eval], status=status,
         diverged_step=run.diverged_step if run else [None] * k,
         reason=run.reason if run else [None] * k,
-        wall_time=time.perf_counter() - t0, error=error,
+        wall_time=time.perf_counter() - t0, error=error, extra={"seconds": times},
     )

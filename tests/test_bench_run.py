@@ -145,3 +145,12 @@ def test_cli(tmp_path):
     assert (out / "results.json").is_file() and not list(out.glob("*.png"))
     bad = runner.invoke(app, ["bench", "--optimizers", "adamz", "--tasks", "quadratic"])
     assert bad.exit_code == 2 and "no zoo optimizer 'adamz'" in bad.output
+
+
+def test_optforge_has_the_bench_command():
+    from optforge.bench import cli, tune
+    from optforge.cli import app
+
+    assert (cli.SAMPLERS, cli.PRUNERS) == (tune.SAMPLERS, tune.PRUNERS)
+    res = CliRunner().invoke(app, ["bench", "--help"])
+    assert res.exit_code == 0 and "--optimizers" in res.output and "--trials" in res.output

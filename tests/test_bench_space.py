@@ -120,6 +120,10 @@ def test_resolve_all_adds_the_baseline_and_rejects_duplicate_labels(tmp_path):
     path.write_text(USER)
     cands = resolve_all([str(path)])
     assert [c.label for c in cands] == ["adamw", "mine"]
+    assert [c.label for c in resolve_all(["lion", str(path), "adamw"])] == ["adamw", "lion", "mine"]
+    assert [c.label for c in resolve_all(["lion"], baseline=str(path))] == ["mine", "lion"]
+    with pytest.raises(ValueError, match="labelled 'adamw'"):
+        resolve_all(["adamw", "lion", "adamw"])
     (tmp_path / "sub").mkdir()
     (tmp_path / "sub" / "mine.py").write_text(USER)
     with pytest.raises(ValueError, match="labelled 'mine'"):

@@ -8,11 +8,13 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from . import zoo as zoo_api
+from .bench.cli import bench_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Discover, verify, benchmark and ship optimizers.")
 zoo_app = typer.Typer(no_args_is_help=True, help="The literature's optimizers as programs.")
 app.add_typer(zoo_app, name="zoo")
+app.command("bench")(bench_command)
 console = Console()
 
 

@@ -2,9 +2,18 @@
 
 ``run_bench(optimizers, tasks, trials, seeds, ...)`` is the Python API behind
 ``optforge bench``; see :mod:`optforge.bench.run` and ``docs/BENCH.md``.
+Attributes load on first use, so that ``optforge`` starts without optuna and scipy.
 """
 
-from .results import BenchResult, Entry
-from .run import run_bench
+from __future__ import annotations
 
-__all__ = ["BenchResult", "Entry", "run_bench"]
+from importlib import import_module
+
+_LAZY = {"run_bench": ".run", "BenchResult": ".results", "Entry": ".results"}
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        return getattr(import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -61,9 +61,12 @@ def resolve(spec: str) -> Candidate:
 
 def resolve_all(specs: list[str], baseline: str = "adamw") -> list[Candidate]:
     """Resolve ``specs``; the baseline comes first (added if missing); labels must be unique."""
+    base = resolve(baseline)
     cands = [resolve(s) for s in specs]
-    base = [c for c in cands if c.label == baseline] or [resolve(baseline)]
-    cands = base[:1] + [c for c in cands if c.label != baseline or c is not base[0]]
+    labels = [c.label for c in cands]
+    if base.label in labels:
+        base = cands.pop(labels.index(base.label))
+    cands.insert(0, base)
     seen: dict[str, str] = {}
     for c in cands:
         if c.label in seen:

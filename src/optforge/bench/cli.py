@@ -1,6 +1,7 @@
 """``optforge bench``: the command-line shell over :func:`~optforge.bench.run.run_bench`.
 
-Registered in ``optforge.cli`` as ``app.command("bench")(bench_command)``.
+Registered in ``optforge.cli`` as ``app.command("bench")(bench_command)``. The
+benchmark's modules (optuna, scipy, the trainer) load when the command runs.
 """
 
 from __future__ import annotations
@@ -19,9 +20,8 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from .report import results_table, scores_table
-from .run import run_bench
-from .tune import PRUNERS, SAMPLERS
+SAMPLERS = ("tpe", "qmc", "random")  # as in .tune, spelled out to keep this import light
+PRUNERS = ("sha", "hyperband", "none")
 
 
 def _split(text: str) -> list[str]:
@@ -55,6 +55,9 @@ def bench_command(
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
 ) -> None:
     """Compare optimizers fairly: equal tuning budgets, several seeds, tests and speedups."""
+    from .report import results_table, scores_table
+    from .run import run_bench
+
     console = Console()
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())

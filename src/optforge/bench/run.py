@@ -77,6 +77,7 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; schedules: {', '.join(SCHEDULES)}")
     cands = resolve_all(list(optimizers), baseline)
+    baseline = cands[0].label
     task_list = _tasks(tasks)
     t_start = time.perf_counter()
     budgets = {t.name: (steps if steps is not None else t.spec(tier).steps) for t in task_list}

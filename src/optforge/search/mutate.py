@@ -329,17 +329,15 @@ class Mutator:
         own = [n.name for n in walk(stmt.expr) if isinstance(n, Var)]
         names = own or scope(child, i)
         substitute = Var(self.rng.choice(sorted(set(names), key=names.index)))
-        for j in range(i, len(body)):
+        returns = program.returns
+        for j in range(i, len(body)):  # reads up to (and in) the next definition
             s = body[j]
             body[j] = Assign(s.target, rename_reads(s.expr, stmt.target, substitute))
             if s.target == stmt.target:
                 break
         else:
-            child = Program(program.name, program.params, program.hyper, tuple(body),
-                            tuple(rename_reads(e, stmt.target, substitute)
-                                  for e in program.returns))
-            return child
-        return Program(program.name, program.params, program.hyper, tuple(body), program.returns)
+            returns = tuple(rename_reads(e, stmt.target, substitute) for e in returns)
+        return Program(program.name, program.params, program.hyper, tuple(body), returns)
 
     def argument(self, program: Program) -> Program | None:
         """Replace one node of one expression by a variable in scope or a new constant."""

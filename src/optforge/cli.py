@@ -8,6 +8,7 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from . import zoo as zoo_api
+from .search.command import search_command
 from .bench.cli import bench_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -16,6 +17,7 @@ zoo_app = typer.Typer(no_args_is_help=True, help="The literature's optimizers as
 app.add_typer(zoo_app, name="zoo")
 app.command("bench")(bench_command)
 console = Console()
+app.command("search")(search_command)
 
 
 @zoo_app.command("list")

@@ -83,7 +83,7 @@ def test_targets_speedups_and_profile(bench):
     result, _ = bench
     info = result.tasks["quadratic"]
     base = result.entry("adamw", "quadratic")
-    assert info["target"] == base.final_loss.mean
+    assert info["target"] == pytest.approx(base.final_loss.mean, rel=1e-12)
     # the baseline's seed-mean curve ends at its own target
     assert base.steps_to_target <= 60
     assert base.speedup.value == 1.0

@@ -1,34 +1,44 @@
-"""Run a program over all parameters at once.
+r"""Run a program over all parameters at once.
 
-A program is compiled once into a linear plan of instructions over numbered
-registers (three-address code with the nested expressions flattened). At each
-step a register holds either
+Compilation has two stages.
 
-* a Python ``float`` (a uniform scalar: constants, hyperparameters, ``step``),
-* a single tensor of shape ``(K, 1, 1)`` (a uniform per-replica scalar:
-  per-replica hyperparameters, global reductions), or
-* a list of tensors, one ``(K, R, C)`` 2-D view per parameter.
+1. :class:`Plan` flattens the program into three-address code over numbered
+   registers and records each register's abstract shape, whether it is
+   uniform (the same for every parameter) and how often it is read.
+2. :meth:`Plan.trace` specialises the plan to the kinds of its inputs (is a
+   uniform input a Python float or a per-replica ``(K, 1, 1)`` tensor) and to
+   what becomes of the update (returned, or applied to the parameters in
+   place): :mod:`optforge.lang.fuse` runs the plan once on symbolic values and
+   records a flat list of fused multi-tensor kernel calls, a
+   :class:`~optforge.lang.fuse.Trace`, which every later step replays. Per
+   step there is no analysis left, only float arithmetic for the uniform
+   scalars and one ``torch._foreach_*`` call per fused operation.
 
-Element-wise ops on lists run as multi-tensor ``torch._foreach_*`` kernels;
-uniform scalars are computed once per step, not once per tensor. Liveness is
-known at compile time, so an element-wise op whose first operand dies at that
-instruction and is owned by the step (a temporary, or a state slot overwritten
-by it) runs in place, which is how ``m = interp(m, g, 1 - beta1)`` becomes one
-``_foreach_lerp_`` on the stored moment.
+At run time a register holds a Python ``float``, a ``(K, 1, 1)`` tensor (a
+per-replica uniform value) or a list of tensors, one per parameter: its
+``(K, R, C)`` view, or the parameter's own shape when the program is purely
+element-wise (:attr:`Plan.native`).
+
+    >>> plan = Plan(Program.parse(
+    ...     "def sgdm(w, g, m, lr, mu=0.9):\n    m = mu * m + g\n    return lr * m, m\n"))
+    >>> ws = [torch.ones(1, 2, 3)]
+    >>> update, m = run(plan, {"w": ws, "g": [torch.ones(1, 2, 3)], "lr": 0.5},
+    ...                 [[torch.zeros(1, 2, 3)]], {"mu": 0.9}, ws[0])
+    >>> update[0][0, 0].tolist(), m[0][0, 0].tolist()
+    ([0.5, 0.5, 0.5], [1.0, 1.0, 1.0])
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 
 from . import ops
+from .fuse import LIKE_REG, N_REG, W_REG, Trace, Value, scalar_tensor, trace
 from .infer import infer
 from .ir import Call, Const, Expr, Program, Var
-
-Value = float | torch.Tensor | list
+from .shapes import FULL, SCALAR, Shape
 
 
 @dataclass(frozen=True)
@@ -36,20 +46,10 @@ class Instr:
     dest: int
     op: ops.Op
     args: tuple[int, ...]
-    inplace: bool  # may overwrite register args[0]
-
-
-_INPLACE = {
-    "add": torch._foreach_add_, "sub": torch._foreach_sub_, "mul": torch._foreach_mul_,
-    "div": torch._foreach_div_, "pow": torch._foreach_pow_, "neg": torch._foreach_neg_,
-    "sign": torch._foreach_sign_, "abs": torch._foreach_abs_, "sqrt": torch._foreach_sqrt_,
-    "exp": torch._foreach_exp_, "log": torch._foreach_log_, "reciprocal": torch._foreach_reciprocal_,
-    "tanh": torch._foreach_tanh_, "sigmoid": torch._foreach_sigmoid_,
-}
 
 
 class Plan:
-    """A compiled program: registers, instructions and where the outputs live."""
+    """A compiled program: registers, instructions, outputs and register facts."""
 
     def __init__(self, program: Program):
         self.program = program
@@ -60,142 +60,115 @@ class Plan:
         self.hyper = [k for k, _ in program.hyper]
         self.consts: dict[int, float] = {}
         self.instrs: list[Instr] = []
+        self.shape: list[Shape] = []
+        self.uniform: list[bool] = []
         names: dict[str, int] = {}
-        self.n_regs = 0
-        for name in [*self.inputs, *self.slots, *self.hyper]:
-            names[name] = self._new()
+        for name in self.inputs:
+            names[name] = self._new(SCALAR if name in ("lr", "step") else FULL,
+                                    name in ("lr", "step"))
+        for name in self.slots:
+            names[name] = self._new(self.slot_shapes[name], False)
+        for name in self.hyper:
+            names[name] = self._new(SCALAR, True)
         self.input_regs = {n: names[n] for n in self.inputs}
         self.slot_regs = [names[s] for s in self.slots]
         self.hyper_regs = {k: names[k] for k in self.hyper}
-        raw: list[tuple[int, ops.Op, tuple[int, ...]]] = []
         for stmt in program.body:
-            names[stmt.target] = self._flatten(stmt.expr, names, raw)
-        self.outputs = [self._flatten(e, names, raw) for e in program.returns]
-        self._schedule(raw)
-        self.clone_slot = self._clone_slots()
+            names[stmt.target] = self._flatten(stmt.expr, names)
+        self.outputs = [self._flatten(e, names) for e in program.returns]
+        self.uses = [0] * self.n_regs
+        self.last_use: dict[int, int] = {}
+        for i, ins in enumerate(self.instrs):
+            for a in ins.args:
+                self.uses[a] += 1
+                self.last_use[a] = i
+        for r in self.outputs:
+            self.uses[r] += 1
+            self.last_use[r] = len(self.instrs)  # outputs live past the end
+        self.native = all(
+            ins.op.family == "elementwise" and ins.op.scalar is not None for ins in self.instrs
+        ) and all(u or s == FULL for u, s in zip(self.uniform, self.shape, strict=True))
+        """Purely element-wise on full-shape values: runnable on the parameters'
+        own shapes, without ``(K, R, C)`` views (when there is no replica axis)."""
+        self._traces: dict[tuple, Trace] = {}
 
-    def _new(self) -> int:
-        self.n_regs += 1
-        return self.n_regs - 1
+    @property
+    def n_regs(self) -> int:
+        return len(self.shape)
 
-    def _flatten(self, e: Expr, names: dict[str, int], raw: list) -> int:
+    def _new(self, shape: Shape, uniform: bool) -> int:
+        self.shape.append(shape)
+        self.uniform.append(uniform)
+        return len(self.shape) - 1
+
+    def _flatten(self, e: Expr, names: dict[str, int]) -> int:
         if isinstance(e, Var):
             return names[e.name]
         if isinstance(e, Const):
-            r = self._new()
+            r = self._new(SCALAR, True)
             self.consts[r] = float(e.value)
             return r
         assert isinstance(e, Call)
-        args = tuple(self._flatten(a, names, raw) for a in e.args)
-        r = self._new()
-        raw.append((r, ops.REGISTRY[e.op], args))
+        op = ops.REGISTRY[e.op]
+        args = tuple(self._flatten(a, names) for a in e.args)
+        shape = op.shape(*(self.shape[a] for a in args))
+        r = self._new(shape, op.uniform(*(self.uniform[a] for a in args)))
+        self.instrs.append(Instr(r, op, args))
         return r
 
-    def _clone_slots(self) -> list[bool]:
-        """Slot outputs that would alias an input, a view or another slot's output."""
-        transposes = {i.dest for i in self.instrs if i.op.name == "transpose"}
-        seen: set[int] = set()
-        out = []
-        for r in self.outputs[1:]:
-            out.append(r in seen or r in transposes or r in self.input_regs.values())
-            seen.add(r)
-        return out
-
-    def _schedule(self, raw) -> None:
-        """Decide which instructions may run in place (liveness analysis)."""
-        last_use: dict[int, int] = {}
-        for i, (_, _, args) in enumerate(raw):
-            for a in args:
-                last_use[a] = i
-        for r in self.outputs:
-            last_use[r] = len(raw)  # outputs live past the end
-        owned = set(self.slot_regs)  # slots are the optimizer's own tensors
-        for i, (dest, op, args) in enumerate(raw):
-            if op.commutative and args[1] in owned and last_use.get(args[1]) == i:
-                args = (args[1], args[0])  # put the dying operand first to reuse it
-            first = args[0] if args else None
-            can = (
-                op.name in _INPLACE
-                and first is not None
-                and first in owned
-                and last_use.get(first) == i
-                and args.count(first) == 1
-            )
-            self.instrs.append(Instr(dest, op, args, can))
-            if op.name != "transpose":  # a view of its operand, never written in place
-                owned.add(dest)
-        self.last_use = last_use
+    def trace(self, kinds: dict[int, str], apply: bool) -> Trace:
+        """The plan specialised to input kinds (register -> ``'f'`` float, ``'t'``
+        tensor, ``'L'`` list); with ``apply`` the update is subtracted from ``w``
+        in place instead of returned. Cached."""
+        key = (apply, *kinds.items())
+        found = self._traces.get(key)
+        if found is None:
+            found = self._traces[key] = trace(self, kinds, apply)
+        return found
 
 
-def _is_list(x) -> bool:
-    return isinstance(x, list)
+# ----------------------------------------------------------------- execution
 
 
-def _as_tensor(x: Value, like: torch.Tensor) -> torch.Tensor:
-    if isinstance(x, torch.Tensor):
-        return x
-    return torch.tensor(x, dtype=like.dtype, device=like.device)
-
-
-def apply_op(op: ops.Op, args: list[Value], like: torch.Tensor) -> Value:
-    """Evaluate one op on register values (see module docstring for the kinds)."""
-    lists = [a for a in args if _is_list(a)]
-    if op.family == "global":
-        x = args[0]
-        return op.fn(x) if _is_list(x) else op.fn([_as_tensor(x, like).reshape(-1, 1, 1)])
-    if not lists:  # a uniform value
-        if op.scalar is not None and all(isinstance(a, float) for a in args):
-            return float(op.scalar(*args))
-        tensors = [_as_tensor(a, like).reshape(-1, 1, 1) for a in args]
-        return op.fn(*tensors)
-    if op.foreach is not None and op.family == "elementwise":
-        fe_args = [a if _is_list(a) or isinstance(a, float) else [a] * len(lists[0]) for a in args]
-        out = op.foreach(*fe_args)
-        if out is not None:
-            return list(out)
-    n = len(lists[0])
-    cols = [a if _is_list(a) else [_as_tensor(a, like)] * n for a in args]
-    return [op.fn(*row) for row in zip(*cols, strict=True)]
-
-
-def apply_inplace(op: ops.Op, args: list[Value]) -> Value:
-    target = args[0]
-    rest = [a if _is_list(a) or isinstance(a, float) else [a] * len(target) for a in args[1:]]
-    _INPLACE[op.name](target, *rest)
-    return target
+def execute(plan: Plan, values: dict[int, Value], n: int, like: torch.Tensor,
+            params: list | None = None) -> tuple[Trace, list]:
+    """Run one step. ``values`` fills the plan's input, slot and hyperparameter
+    registers (lists of ``n`` tensors, floats, or ``(K, 1, 1)`` tensors);
+    ``like`` gives the dtype and device of per-replica scalars; with
+    ``params`` the update is subtracted from them in place. Returns the trace
+    and its registers (see :class:`Trace` for where the outputs are)."""
+    kinds = {r: "L" if isinstance(v, list | tuple) else "t" if isinstance(v, torch.Tensor)
+             else "f" for r, v in values.items()}
+    trace = plan.trace(kinds, apply=params is not None)
+    regs: list = [None] * trace.n_regs
+    for r, v in values.items():
+        regs[r] = v
+    base = plan.n_regs
+    regs[base + N_REG] = n
+    regs[base + LIKE_REG] = like
+    regs[base + W_REG] = params
+    trace.run(regs)
+    return trace, regs
 
 
 def run(plan: Plan, inputs: dict[str, Value], slots: list[Value], hyper: dict[str, Value],
         like: torch.Tensor) -> list[Value]:
-    """Execute the plan; returns ``[update, *new_slots]`` as register values."""
-    regs: list[Value] = [None] * plan.n_regs
+    """Execute the plan; returns ``[update, *new_slots]`` as register values.
+
+    Slot tensors may be updated in place (they belong to the step)."""
+    values: dict[int, Value] = {}
     for name, r in plan.input_regs.items():
-        regs[r] = inputs[name]
-    for r, v in zip(plan.slot_regs, slots, strict=True):
-        regs[r] = v
+        values[r] = inputs[name]
     for k, r in plan.hyper_regs.items():
-        regs[r] = hyper[k]
-    for r, v in plan.consts.items():
-        regs[r] = v
-    for ins in plan.instrs:
-        args = [regs[a] for a in ins.args]
-        if ins.inplace and _is_list(args[0]) and _inplace_ok(ins.op, args):
-            regs[ins.dest] = apply_inplace(ins.op, args)
-        else:
-            regs[ins.dest] = apply_op(ins.op, args, like)
-    return [regs[r] for r in plan.outputs]
-
-
-def _inplace_ok(op: ops.Op, args: list[Value]) -> bool:
-    """In place only when the result has the first operand's shape and dtype."""
-    target = args[0]
-    for a in args[1:]:
-        if _is_list(a):
-            if any(t.shape != x.shape or t.dtype != x.dtype for t, x in zip(target, a, strict=True)):
-                return False
-        elif isinstance(a, torch.Tensor):
-            if a.dtype != target[0].dtype or a.shape[0] != target[0].shape[0] and a.numel() != 1:
-                return False
-        elif isinstance(a, float) and not math.isfinite(a) and op.name == "pow":
-            return False
-    return True
+        values[r] = hyper[k]
+    values = {r: float(v) if isinstance(v, int | float) else v for r, v in values.items()}
+    n = next((len(v) for v in (*values.values(), *slots) if isinstance(v, list)), 1)
+    for r, v in zip(plan.slot_regs, slots, strict=True):  # one tensor per parameter
+        v = v if isinstance(v, list) else [v] * n
+        values[r] = [x if isinstance(x, torch.Tensor)
+                     else scalar_tensor(float(x), like).reshape(1, 1, 1) for x in v]
+    trace, regs = execute(plan, values, n, like)
+    out = [regs[trace.update]]
+    for r, s in zip(plan.slot_regs, trace.slots, strict=True):
+        out.append(regs[r] if s is None else regs[s])
+    return [list(v) if isinstance(v, tuple) else v for v in out]

@@ -1,30 +1,67 @@
 """``ProgramOptimizer``: a real ``torch.optim.Optimizer`` that runs any program.
 
-Each step, for every parameter group: gather the parameters that have a
-gradient, view each as ``(K, R, C)`` (``K`` replicas, 1 unless ``replicas``
-is given), run the compiled program over all of them at once
-(:mod:`optforge.optim.runtime`), apply ``w <- w - update`` and store the new
-state slots. Hyperparameters live in the param groups, so they can differ per
-group and be changed between steps like ``lr``; with ``replicas=K`` any of
-them may be a sequence of K values, one per replica.
+Each step, for every parameter group, the parameters that have a gradient
+run through the compiled program all at once (:mod:`optforge.lang.runtime`):
+one multi-tensor kernel per fused operation, ``w <- w - update`` applied in
+place, state slots updated in their own tensors. Hyperparameters live in the
+param groups, so they can differ per group and be changed between steps like
+``lr``; with ``replicas=K`` any of them may be a sequence of K values, one per
+replica.
+
+Layout. A purely element-wise program (:attr:`Plan.native`) without replicas
+runs on the parameters, gradients and slots in their own shapes. Any other
+program sees each tensor as its ``(K, R, C)`` view (``K`` replicas, 1 unless
+``replicas`` is given; ``R = shape[0]``, ``C`` the rest), so reductions and
+matrix ops are per tensor and per replica. Full-size slots are stored in the
+parameter's shape (``state[p]["m"].shape == p.shape``), reduced slots (a row
+or column statistic) as ``(K, R, 1)`` / ``(K, 1, C)`` / ``(K, 1, 1)``.
+Optimizer state is exactly the slots: ``slots x parameter bytes`` for
+full-size slots, plus the integer ``step``.
+
+Per-step work that would be a Python loop over tensors (grouping parameters by
+device, dtype and step count, state lookups, views of parameters and slots) is
+cached per param group and rebuilt when the set of parameters with a gradient
+changes, on :meth:`add_param_group` and on :meth:`load_state_dict`. (State
+tensors replaced by hand, ``opt.state[p]["m"] = t``, are not noticed: change
+them in place.) Global reductions (``global_norm``) span the parameters of a
+group that share device, dtype and step count, which is the whole group in
+ordinary training.
 
 Programs that read ``h`` get a Hutchinson estimate of the Hessian diagonal,
-``h = z * (H z)`` with Rademacher ``z``, refreshed every ``hessian_every``
-steps; the gradients must then be built with ``loss.backward(create_graph=True)``.
+``h = z * (H z)``, refreshed every ``hessian_every`` steps; the gradients must
+then be built with ``loss.backward(create_graph=True)``.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 
 import torch
 
 from ..lang.ir import Program
-from ..lang.shapes import view2d
-from ..lang.runtime import Plan, run
+from ..lang.runtime import Plan, execute
+from ..lang.shapes import FULL, view2d
 
 _RESERVED = {"lr", "params"}
+
+
+@dataclass(eq=False)
+class _Bucket:
+    """Parameters of one group stepped together (same device, dtype and step count),
+    with everything a step needs that does not change between steps."""
+
+    params: list[torch.Tensor]
+    states: list[dict]
+    step: int
+    native: bool
+    like: torch.Tensor  # dtype and device of per-replica scalars
+    ws: list[torch.Tensor]  # parameters, or their (K, R, C) views
+    copied: list[int]  # (view layout) non-contiguous parameters, stepped on a copy
+    slots: list[list[torch.Tensor]]  # per slot, its tensors as the runtime sees them
+    h: list[torch.Tensor] | None
+    hyper: dict = field(default_factory=dict)  # name -> (value key, per-replica tensor)
 
 
 class ProgramOptimizer(torch.optim.Optimizer):
@@ -43,6 +80,11 @@ class ProgramOptimizer(torch.optim.Optimizer):
             Hutchinson probe ``z`` (see :meth:`_refresh_hessian`).
         **hyperparameters: values for the program's hyperparameters
             (defaults are those in the program's signature).
+
+    Example::
+
+        opt = ProgramOptimizer(model.parameters(), zoo.load("adamw"), lr=1e-3, wd=0.1)
+        loss.backward(); opt.step(); opt.zero_grad()
     """
 
     def __init__(
@@ -64,7 +106,9 @@ class ProgramOptimizer(torch.optim.Optimizer):
                 f"unknown hyperparameter(s) {sorted(unknown)} for program {program.name!r}; "
                 f"it takes {sorted(program.hyperparameters) or 'none'}"
             )
-        if replicas is not None and (not isinstance(replicas, int) or replicas < 1):
+        if replicas is not None and (
+            isinstance(replicas, bool) or not isinstance(replicas, int) or replicas < 1
+        ):
             raise ValueError(f"replicas must be a positive int, got {replicas!r}")
         if not isinstance(hessian_every, int) or hessian_every < 1:
             raise ValueError(f"hessian_every must be a positive int, got {hessian_every!r}")
@@ -80,69 +124,110 @@ class ProgramOptimizer(torch.optim.Optimizer):
         self.hessian_distribution = hessian_distribution
         self._plan = Plan(program)
         self._reads_h = program.reads_hessian
+        self._native = self._plan.native and replicas is None
+        self._cache: dict[int, tuple[tuple[int, ...], list[_Bucket]]] = {}
         super().__init__(params, defaults)
-        for group in self.param_groups:
-            for name in defaults:
-                _check_value(name, group[name], replicas)
-            if replicas is not None:
-                for p in group["params"]:
-                    if p.dim() == 0 or p.shape[0] != replicas:
-                        raise ValueError(
-                            f"with replicas={replicas} every parameter needs a leading axis of "
-                            f"that size; got shape {tuple(p.shape)}"
-                        )
+
+    def add_param_group(self, param_group: dict) -> None:
+        """As torch's, checking hyperparameter values and replica axes."""
+        super().add_param_group(param_group)
+        group = self.param_groups[-1]
+        for name in self.defaults:
+            _check_value(name, group[name], self.replicas)
+        if self.replicas is not None:
+            for p in group["params"]:
+                if p.dim() == 0 or p.shape[0] != self.replicas:
+                    raise ValueError(
+                        f"with replicas={self.replicas} every parameter needs a leading axis "
+                        f"of that size; got shape {tuple(p.shape)}"
+                    )
+        self._cache.clear()
 
     # ------------------------------------------------------------ the step
     @torch.no_grad()
     def step(self, closure: Callable[[], torch.Tensor] | None = None):
+        """One update of every parameter with a gradient; returns ``closure()``'s loss."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
         if self._reads_h:
             self._refresh_hessian()
-        for group in self.param_groups:
+        for index, group in enumerate(self.param_groups):
             params = [p for p in group["params"] if p.grad is not None]
-            by_step: dict[int, list[torch.Tensor]] = {}
-            for p in params:
-                if p.grad.is_sparse:
-                    raise RuntimeError("ProgramOptimizer does not support sparse gradients")
-                state = self.state[p]
-                if not state:
-                    self._init_state(p, state)
-                by_step.setdefault(state["step"], []).append(p)
-            for step, bucket in by_step.items():
-                self._step_bucket(group, bucket, step + 1)
+            if not params:
+                continue
+            key = tuple(map(id, params))
+            cached = self._cache.get(index)
+            if cached is None or cached[0] != key:
+                cached = self._cache[index] = (key, self._buckets(params))
+            for bucket in cached[1]:
+                self._step_bucket(group, bucket)
         return loss
 
-    def _step_bucket(self, group: dict, params: list[torch.Tensor], step: int) -> None:
+    def _step_bucket(self, group: dict, b: _Bucket) -> None:
         plan = self._plan
-        like = params[0]
-        views = [self._view(p) for p in params]
-        ws = [v for v, _ in views]
-        inputs = {
-            "w": ws,
-            "g": [self._view(p.grad)[0] for p in params],
-            "lr": self._hyper(group["lr"], like),
-            "step": float(step),
-        }
-        if "h" in plan.input_regs:
-            inputs["h"] = [self.state[p]["h"] for p in params]
-        slots = [[self.state[p][s] for p in params] for s in plan.slots]
-        hyper = {k: self._hyper(group[k], like) for k in plan.hyper}
-        update, *new_slots = run(plan, inputs, slots, hyper, like)
-        _subtract(ws, update)
-        for (w, copied), p in zip(views, params, strict=True):
-            if copied:
-                p.copy_(w.view_as(p))
-        for i, (s, value) in enumerate(zip(plan.slots, new_slots, strict=True)):
-            tensors = self._as_slot(value, params, i)
-            for p, t in zip(params, tensors, strict=True):
-                self.state[p][s] = t
-        for p in params:
-            self.state[p]["step"] = step
+        gs = [p.grad for p in b.params]
+        if any(g.is_sparse for g in gs):
+            raise RuntimeError("ProgramOptimizer does not support sparse gradients")
+        if not b.native:
+            gs = [self._view(g)[0] for g in gs]
+            for i in b.copied:  # stepped on a contiguous copy, written back below
+                b.ws[i] = self._view(b.params[i])[0]
+        step = b.step + 1
+        values = {}
+        regs = plan.input_regs
+        if "w" in regs:
+            values[regs["w"]] = b.ws
+        values[regs["g"]] = gs
+        if "h" in regs:
+            values[regs["h"]] = b.h
+        if "lr" in regs:
+            values[regs["lr"]] = self._hyper(b, "lr", group["lr"])
+        if "step" in regs:
+            values[regs["step"]] = float(step)
+        for k, r in plan.hyper_regs.items():
+            values[r] = self._hyper(b, k, group[k])
+        for r, tensors in zip(plan.slot_regs, b.slots, strict=True):
+            values[r] = tensors
+        trace, out = execute(plan, values, len(b.params), b.like, params=b.ws)
+        for i in b.copied:
+            b.params[i].copy_(b.ws[i].view_as(b.params[i]))
+        for i, where in enumerate(trace.slots):
+            if where is not None:
+                self._store(b, i, out[where])
+        b.step = step
+        for state in b.states:
+            state["step"] = step
 
-    # ------------------------------------------------------------ helpers
+    # ------------------------------------------------------------ layout
+    def _buckets(self, params: list[torch.Tensor]) -> list[_Bucket]:
+        """Group ``params`` by device, dtype and step count, with cached views."""
+        by_key: dict[tuple, list[torch.Tensor]] = {}
+        for p in params:
+            state = self.state[p]
+            if not state:
+                self._init_state(p, state)
+            by_key.setdefault((p.device, p.dtype, state["step"]), []).append(p)
+        buckets = []
+        for (device, dtype, step), ps in by_key.items():
+            states = [self.state[p] for p in ps]
+            compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
+            like = torch.empty(0, dtype=compute, device=device)
+            if self._native:
+                ws, copied = list(ps), []
+                slots = [[st[s] for st in states] for s in self._plan.slots]
+                h = [st["h"].view(p.shape) for p, st in zip(ps, states, strict=True)] \
+                    if self._reads_h else None
+            else:
+                views = [self._view(p) for p in ps]
+                ws = [v for v, _ in views]
+                copied = [i for i, (_, c) in enumerate(views) if c]
+                slots = [[self._slot_view(st[s], s) for st in states] for s in self._plan.slots]
+                h = [st["h"] for st in states] if self._reads_h else None
+            buckets.append(_Bucket(ps, states, step, self._native, like, ws, copied, slots, h))
+        return buckets
+
     def _view(self, t: torch.Tensor) -> tuple[torch.Tensor, bool]:
         """``(K, R, C)`` view of a parameter or gradient (a copy if not contiguous)."""
         k = self.replicas or 1
@@ -152,33 +237,60 @@ class ProgramOptimizer(torch.optim.Optimizer):
             return t.view(k, r, c), False
         return t.contiguous().view(k, r, c), True
 
+    def _slot_view(self, t: torch.Tensor, slot: str) -> torch.Tensor:
+        """A stored slot as the runtime sees it: full-size slots as (K, R, C) views."""
+        return self._view(t)[0] if self._plan.slot_shapes[slot] == FULL else t
+
     def _init_state(self, p: torch.Tensor, state: dict) -> None:
+        """Zero slots: full-size ones in the parameter's shape, reduced ones (K, ., .)."""
         k = self.replicas or 1
         r, c = view2d(tuple(p.shape[1:] if self.replicas else p.shape))
         size = {"R": r, "C": c, 1: 1}
         state["step"] = 0
         for s, (dr, dc) in self._plan.slot_shapes.items():
-            state[s] = torch.zeros((k, size[dr], size[dc]), dtype=p.dtype, device=p.device)
+            shape = p.shape if (dr, dc) == FULL else (k, size[dr], size[dc])
+            state[s] = torch.zeros(shape, dtype=p.dtype, device=p.device)
         if self._reads_h:
             state["h"] = torch.zeros((k, r, c), dtype=p.dtype, device=p.device)
 
-    def _hyper(self, value, like: torch.Tensor):
-        """A group value as a register value: float, or a (K, 1, 1) tensor per replica."""
-        if isinstance(value, int | float):
-            return float(value)
-        t = torch.as_tensor(value, dtype=like.dtype, device=like.device)
-        return t.reshape(-1, 1, 1)
+    def _store(self, b: _Bucket, index: int, value) -> None:
+        """A slot's new value that is not in its own tensors: keep it as the new state."""
+        name = self._plan.slots[index]
+        if not isinstance(value, list | tuple):  # a uniform value
+            for t in b.slots[index]:
+                t.copy_(torch.as_tensor(value, dtype=t.dtype, device=t.device).expand_as(t))
+            return
+        tensors = []
+        for p, st, t in zip(b.params, b.states, value, strict=True):
+            t = t.to(p.dtype)
+            if self._plan.slot_shapes[name] == FULL:
+                st[name] = t.reshape(p.shape)
+                t = st[name] if b.native else self._view(st[name])[0]
+            else:
+                st[name] = t
+            tensors.append(t)
+        b.slots[index] = tensors
 
-    def _as_slot(self, value, params: list[torch.Tensor], index: int) -> list[torch.Tensor]:
-        """Register value -> one tensor per parameter, never aliasing another slot or input."""
-        k = self.replicas or 1
-        if isinstance(value, float):
-            return [torch.full((k, 1, 1), value, dtype=p.dtype, device=p.device) for p in params]
-        if isinstance(value, torch.Tensor):
-            return [value.to(p.dtype).expand(k, 1, 1).clone() for p in params]
-        if self._plan.clone_slot[index]:
-            return [t.clone() for t in value]
-        return value
+    def _hyper(self, b: _Bucket, name: str, value):
+        """A group value as a register value: a float, or with replicas always a
+        ``(K, 1, 1)`` tensor (so that a replica's arithmetic, down to rounding,
+        does not depend on whether the other replicas share its values)."""
+        if isinstance(value, int | float) and self.replicas is None:
+            return float(value)
+        if isinstance(value, int | float):
+            key = (float(value),)
+        elif isinstance(value, list | tuple):
+            key = tuple(value)
+        elif isinstance(value, torch.Tensor):
+            key = (id(value), value._version)
+        else:
+            key = tuple(torch.as_tensor(value).flatten().tolist())
+        cached = b.hyper.get(name)
+        if cached is None or cached[0] != key:
+            t = torch.as_tensor(value, dtype=b.like.dtype, device=b.like.device)
+            t = t.reshape(-1, 1, 1).expand(self.replicas, 1, 1).contiguous()
+            cached = b.hyper[name] = (key, t)
+        return cached[1]
 
     def _refresh_hessian(self) -> None:
         """``h = z * (H z)`` for every parameter with a gradient (Hutchinson, one sample).
@@ -223,21 +335,13 @@ class ProgramOptimizer(torch.optim.Optimizer):
         return sd
 
     def load_state_dict(self, state_dict):
+        """As torch's; raises ValueError for a state dict of another program."""
         source = state_dict.get("program")
         if source is not None and Program.parse(source).hash != self.program.hash:
             raise ValueError("state_dict was saved by an optimizer running a different program")
         state_dict = {k: v for k, v in state_dict.items() if k != "program"}
         super().load_state_dict(state_dict)
-
-
-def _subtract(ws: list[torch.Tensor], update) -> None:
-    """``w <- w - update`` for every view."""
-    if isinstance(update, list):
-        torch._foreach_sub_(ws, update)
-    elif isinstance(update, float):
-        torch._foreach_add_(ws, -update)
-    else:
-        torch._foreach_sub_(ws, [update] * len(ws))
+        self._cache.clear()
 
 
 def _check_value(name: str, value, replicas: int | None) -> None:

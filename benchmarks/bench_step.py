@@ -1,0 +1,160 @@
+"""Step time of ``ProgramOptimizer`` against the reference optimizers, side by side.
+
+Pairs (program optimizer vs reference, same parameters, same gradients):
+
+* zoo ``adamw``  vs ``torch.optim.AdamW(foreach=True)``
+* zoo ``lion``   vs ``pytorch_optimizer.Lion(foreach=True)``
+
+Cases (CPU):
+
+* ``small``: 200 small tensors (a mix of 64 x 64, 64 x 16 matrices and 64-vectors, ~0.4M values)
+* ``large``: 4 tensors totalling about 10M parameters
+
+The machine is shared and noisy, so the two optimizers run in alternating
+blocks of ``--steps`` steps (the order flips every block) and the report is
+the median over blocks of the per-block time ratio ``program / reference``,
+with the 25th-75th percentile range. Gradients are fixed random tensors set
+once, so a step times the optimizer alone. Also printed: optimizer state bytes
+against ``slots x parameter bytes``.
+
+Run::
+
+    .venv/bin/python benchmarks/bench_step.py                 # everything, 1 thread
+    .venv/bin/python benchmarks/bench_step.py --pairs adamw --cases small --blocks 9
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+
+from optforge import zoo
+from optforge.optim import ProgramOptimizer
+
+LION = """\
+def lion(w, g, m, lr, beta1=0.9, beta2=0.99, wd=0.0):
+    update = lr * (sign(interp(m, g, 1 - beta1)) + wd * w)
+    m = interp(m, g, 1 - beta2)
+    return update, m
+"""
+
+
+def lion_program():
+    """The zoo's Lion, or the design sketch's text while the zoo lacks it."""
+    return zoo.load("lion") if "lion" in zoo.names() else LION
+
+
+def shapes(case: str) -> list[tuple[int, ...]]:
+    if case == "small":
+        cycle = [(64, 64), (64,), (64, 16), (16,)]
+        return [cycle[i % len(cycle)] for i in range(200)]
+    if case == "large":
+        return [(1024, 4096), (1024, 4096), (1024, 1536), (4096,)]
+    raise ValueError(f"unknown case {case!r}")
+
+
+def make_params(case: str, seed: int = 0) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    params = []
+    for s in shapes(case):
+        p = torch.randn(s, generator=gen).requires_grad_()
+        p.grad = torch.randn(s, generator=gen)
+        params.append(p)
+    return params
+
+
+def clone_params(params: list[torch.Tensor]) -> list[torch.Tensor]:
+    out = []
+    for p in params:
+        q = p.detach().clone().requires_grad_()
+        q.grad = p.grad.clone()
+        out.append(q)
+    return out
+
+
+PAIRS: dict[str, tuple[Callable, Callable]] = {
+    "adamw": (
+        lambda ps: ProgramOptimizer(ps, zoo.load("adamw"), lr=1e-3, wd=0.01),
+        lambda ps: torch.optim.AdamW(ps, lr=1e-3, weight_decay=0.01, foreach=True),
+    ),
+    "lion": (
+        lambda ps: ProgramOptimizer(ps, lion_program(), lr=1e-4, wd=0.1),
+        lambda ps: __import__("pytorch_optimizer").Lion(ps, lr=1e-4, weight_decay=0.1,
+                                                        foreach=True),
+    ),
+}
+
+
+def state_bytes(opt: torch.optim.Optimizer) -> int:
+    return sum(v.nbytes for s in opt.state.values() for v in s.values()
+               if isinstance(v, torch.Tensor) and v.dim() > 0)
+
+
+def time_block(opt: torch.optim.Optimizer, steps: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        opt.step()
+    return (time.perf_counter() - t0) / steps
+
+
+def bench(pair: str, case: str, blocks: int, steps: int | None) -> dict:
+    make_prog, make_ref = PAIRS[pair]
+    base = make_params(case)
+    prog = make_prog(clone_params(base))
+    ref = make_ref(clone_params(base))
+    if steps is None:
+        steps = 20 if case == "small" else 3
+    for opt in (prog, ref):
+        time_block(opt, 2)  # warm-up: state allocation, first-call overheads
+    t_prog, t_ref, ratios = [], [], []
+    for b in range(blocks):
+        if b % 2 == 0:
+            tp = time_block(prog, steps)
+            tr = time_block(ref, steps)
+        else:
+            tr = time_block(ref, steps)
+            tp = time_block(prog, steps)
+        t_prog.append(tp)
+        t_ref.append(tr)
+        ratios.append(tp / tr)
+    q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
+    n_param_bytes = sum(p.nbytes for p in base)
+    return {
+        "pair": pair, "case": case, "tensors": len(base),
+        "params": sum(p.numel() for p in base),
+        "prog_ms": 1e3 * statistics.median(t_prog), "ref_ms": 1e3 * statistics.median(t_ref),
+        "ratio": statistics.median(ratios), "q1": q[0], "q3": q[2],
+        "state_bytes": state_bytes(prog), "ref_state_bytes": state_bytes(ref),
+        "slots_x_param_bytes": len(prog._plan.slots) * n_param_bytes,
+    }
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--pairs", default="adamw,lion")
+    ap.add_argument("--cases", default="small,large")
+    ap.add_argument("--blocks", type=int, default=15, help="alternating timing blocks")
+    ap.add_argument("--steps", type=int, default=None, help="steps per block")
+    ap.add_argument("--threads", type=int, default=1, help="torch intra-op threads")
+    args = ap.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(f"torch {torch.__version__}, {args.threads} thread(s), {args.blocks} blocks")
+    head = (f"{'pair':6} {'case':6} {'tensors':>7} {'params':>9} {'program ms':>10} "
+            f"{'ref ms':>8} {'ratio':>6} {'[q1, q3]':>14}  state bytes (= slots x param bytes?)")
+    print(head)
+    for pair in args.pairs.split(","):
+        for case in args.cases.split(","):
+            r = bench(pair, case, args.blocks, args.steps)
+            same = "yes" if r["state_bytes"] == r["slots_x_param_bytes"] else "NO"
+            print(f"{r['pair']:6} {r['case']:6} {r['tensors']:7d} {r['params']:9d} "
+                  f"{r['prog_ms']:10.3f} {r['ref_ms']:8.3f} {r['ratio']:6.3f} "
+                  f"[{r['q1']:.3f}, {r['q3']:.3f}]  {r['state_bytes']} ({same}; "
+                  f"reference {r['ref_state_bytes']})", flush=True)
+
+
+if __name__ == "__main__":
+    main()

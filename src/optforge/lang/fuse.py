@@ -1,0 +1,817 @@
+"""Tracing: a plan, run once on symbolic values, becomes a list of fused kernel calls.
+
+A list-valued expression stays *lazy* during tracing, as a linear combination
+
+    c0 + sum_i c_i * t_i,   t_i in {X, A * B, A / B}
+
+of materialised lists ``X, A, B`` with uniform coefficients ``c_i`` (Python
+floats at run time, or per-replica ``(K, 1, 1)`` tensors). It is materialised
+only when an op needs its values (``sqrt``, a reduction, an output), with
+torch's fused multi-tensor kernels (``lerp_``, ``addcmul_``, ``addcdiv_``,
+``add_(alpha=)``, ``mul_``) and in place in one of its own operands when the
+step owns that operand (a temporary, or a state slot whose old value is no
+longer read) and no live value still reads it. So ``m = interp(m, g, 1 - b1)``
+is one ``lerp_`` on the stored moment, ``v = interp(v, g * g, 1 - b2)`` is
+``mul_`` + ``addcmul_``, and AdamW's ``w <- w - lr * (m_hat / (sqrt(v_hat) +
+eps) + wd * w)`` is ``w.mul_(1 - lr wd)`` and one ``addcdiv_``: the kernels
+``torch.optim.AdamW(foreach=True)`` runs. Uniform sub-expressions are folded
+when constant and otherwise computed once per step as floats.
+
+The rewrites are exact up to rounding: ``c (a + b) = c a + c b``, ``x / s =
+x (1 / s)``, ``interp(a, b, t) = (1 - t) a + t b``, ``w - (c w + r) = (1 - c) w
+- r``.
+
+Liveness decides what may be overwritten: a buffer is written in place only
+if the step owns it and no live register, pending output or operand in use
+reads it. The outputs are settled last (see :class:`_Outputs`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import torch
+
+from . import ops
+from .shapes import FULL, SCALAR, Shape, broadcast
+
+if TYPE_CHECKING:
+    from .runtime import Plan
+
+Value = float | torch.Tensor | list
+
+MAX_TERMS = 4  # a lazy combination with more terms is materialised
+
+# unary ops whose torch function has multi-tensor kernels of the same name
+_FOREACH_UNARY = {
+    name: (getattr(torch, f"_foreach_{name}", None), getattr(torch, f"_foreach_{name}_", None))
+    for name in ("neg", "sign", "abs", "sqrt", "rsqrt", "reciprocal", "exp", "log", "log1p",
+                 "expm1", "tanh", "sigmoid", "sin", "cos", "atan", "erf")
+}
+
+
+def trace(plan: Plan, kinds: dict[int, str], apply: bool) -> Trace:
+    """Trace ``plan`` for inputs of ``kinds`` (register -> ``'L'`` list, ``'f'``
+    float, ``'t'`` per-replica tensor); see :meth:`optforge.lang.runtime.Plan.trace`."""
+    return _Tracer(plan, kinds, apply).build()
+
+
+@dataclass
+class Trace:
+    """Kernel calls recorded by tracing, replayed by :meth:`run`.
+
+    ``n_regs`` registers; the caller fills the plan's input, slot and
+    hyperparameter registers and, past them, ``N`` (number of tensors),
+    ``LIKE`` (a tensor giving the dtype and device of per-replica scalars) and
+    ``W`` (the parameters, for a trace that applies the update). Lists may come
+    back as tuples (what ``torch._foreach_*`` returns). ``update`` is the
+    register of the update (``None`` when applied in place); ``slots[i]`` says
+    where slot ``i``'s new value is: ``None`` when it was written into the
+    slot's own tensors, else the register of a list (or scalar) to store.
+    """
+
+    n_regs: int
+    steps: list[Callable[[list], None]]
+    update: int | None
+    slots: list[int | None]
+    n_kernels: int
+
+    def run(self, regs: list) -> None:
+        for step in self.steps:
+            step(regs)
+
+
+N_REG, LIKE_REG, W_REG = 0, 1, 2  # registers past the plan's: tensor count, dtype, parameters
+N_EXTRA = 3
+
+
+@dataclass(frozen=True, eq=False)
+class _S:
+    """A uniform scalar: a trace-time constant, or a float / (K,1,1) tensor register."""
+
+    reg: int | None
+    const: float | None = None
+    tensor: bool = False
+
+
+@dataclass(frozen=True, eq=False)
+class _L:
+    """A materialised list in register ``reg``, living in buffer ``buf``."""
+
+    reg: int
+    buf: int
+    shape: Shape
+    view: bool = False  # a view of another buffer, or one tensor repeated: never written
+
+
+@dataclass(frozen=True, eq=False)
+class _T:
+    """A term ``coef * a`` (``x``), ``coef * a * b`` (``mul``) or ``coef * a / b`` (``div``)."""
+
+    coef: _S
+    kind: str
+    a: _L
+    b: _L | None = None
+
+    @property
+    def shape(self) -> Shape:
+        return self.a.shape if self.b is None else broadcast(self.a.shape, self.b.shape)
+
+    @property
+    def bufs(self) -> set[int]:
+        return {self.a.buf} if self.b is None else {self.a.buf, self.b.buf}
+
+    def operands(self) -> tuple:
+        return (self.a,) if self.b is None else (self.a, self.b)
+
+
+@dataclass(frozen=True, eq=False)
+class _Lin:
+    """A lazy list value ``c0 + sum(terms)``; ``lerp`` is ``(a, b, t)`` when it is
+    exactly ``interp(a, b, t)`` of two lists."""
+
+    terms: tuple[_T, ...]
+    c0: _S | None
+    shape: Shape
+    lerp: tuple[_L, _L, _S] | None = None
+
+
+ONE = _S(None, 1.0)
+MINUS_ONE = _S(None, -1.0)
+_SCALAR_ARGS_OK = {"add", "sub", "mul", "div", "pow"}  # torch takes Python numbers here
+
+
+def _refs(v) -> set[int]:
+    if isinstance(v, _L):
+        return {v.buf}
+    if isinstance(v, _Lin):
+        return set().union(*(t.bufs for t in v.terms))
+    return set()
+
+
+def _is_one(s: _S | None) -> bool:
+    return s is not None and s.const == 1.0
+
+
+def _same_operands(u: _T, t: _T) -> bool:
+    if u.kind != t.kind:
+        return False
+    if u.b is None:
+        return u.a.reg == t.a.reg
+    if u.a.reg == t.a.reg and u.b.reg == t.b.reg:
+        return True
+    return u.kind == "mul" and u.a.reg == t.b.reg and u.b.reg == t.a.reg
+
+
+class _Tracer:
+    """Symbolic execution of a plan, recording kernel calls (see module docstring)."""
+
+    def __init__(self, plan: Plan, kinds: dict[int, str], apply: bool):
+        self.plan = plan
+        self.apply = apply
+        self.n = plan.n_regs + N_EXTRA
+        self.N = plan.n_regs + N_REG
+        self.LIKE = plan.n_regs + LIKE_REG
+        self.steps: list[Callable] = []
+        self.kernels = 0
+        self.owned: set[int] = set()  # buffers this step may overwrite once nothing reads them
+        self.env: dict[int, object] = {}
+        self.hold: list = []  # values in use besides the live registers
+        self.at = 0
+        for r in range(plan.n_regs):
+            kind = kinds.get(r)
+            if r in plan.consts:
+                self.env[r] = _S(None, plan.consts[r])
+            elif kind == "L":
+                self.env[r] = _L(r, r, plan.shape[r])
+            elif kind in ("f", "t"):
+                self.env[r] = _S(r, None, kind == "t")
+        self.owned.update(r for r in plan.slot_regs if kinds.get(r) == "L")
+        needed = (*plan.input_regs.values(), *plan.slot_regs, *plan.hyper_regs.values())
+        missing = [r for r in needed if r not in self.env]
+        if missing:
+            raise ValueError(f"no kind given for registers {missing}")
+        r_w = plan.input_regs.get("w")
+        if r_w is not None and kinds.get(r_w) != "L":
+            raise ValueError("the parameters 'w' must be a list")
+        self.w = _L(r_w, r_w, FULL) if r_w is not None else _L(self.W, self.W, FULL)
+
+    @property
+    def W(self) -> int:
+        return self.plan.n_regs + W_REG
+
+    # ------------------------------------------------------------ emission
+    def _reg(self) -> int:
+        self.n += 1
+        return self.n - 1
+
+    def _get(self, x, expand: bool = True) -> Callable:
+        """Run-time getter of a traced value; per-replica scalars become lists
+        (one entry per tensor) unless ``expand`` is false."""
+        if isinstance(x, _L):
+            r = x.reg
+            return lambda R: R[r]
+        if x.const is not None:
+            c = x.const
+            return lambda R: c
+        r = x.reg
+        if x.tensor and expand:
+            n = self.N
+            return lambda R: [R[r]] * R[n]
+        return lambda R: R[r]
+
+    def emit(self, fn: Callable, *args, dest: int | None = None, kernel: bool = True) -> None:
+        """Record ``R[dest] = fn(*args)`` (args: traced values)."""
+        gets = tuple(self._get(a) for a in args)
+        if len(gets) == 1:
+            (g0,) = gets
+            if dest is None:
+                def step(R):
+                    fn(g0(R))
+            else:
+                def step(R):
+                    R[dest] = fn(g0(R))
+        elif len(gets) == 2:
+            g0, g1 = gets
+            if dest is None:
+                def step(R):
+                    fn(g0(R), g1(R))
+            else:
+                def step(R):
+                    R[dest] = fn(g0(R), g1(R))
+        elif dest is None:
+            def step(R):
+                fn(*[g(R) for g in gets])
+        else:
+            def step(R):
+                R[dest] = fn(*[g(R) for g in gets])
+        self.steps.append(step)
+        self.kernels += kernel
+
+    def fresh(self, fn: Callable, *args, shape: Shape) -> _L:
+        """A list in a new buffer, ``fn(*args)``."""
+        r = self._reg()
+        self.emit(fn, *args, dest=r)
+        self.owned.add(r)
+        return _L(r, r, shape)
+
+    # ------------------------------------------------------------ scalars
+    def sop(self, op: ops.Op, *args: _S) -> _S:
+        """A uniform op, folded now when every operand is a constant."""
+        if all(a.const is not None for a in args) and op.scalar is not None:
+            return _S(None, float(op.scalar(*(a.const for a in args))))
+        r = self._reg()
+        tensor = any(a.tensor for a in args) or op.scalar is None
+        if not tensor:
+            self.emit(op.scalar, *args, dest=r, kernel=False)
+            return _S(r)
+        gets = tuple(self._get(a, expand=False) for a in args)
+        like, fn = self.LIKE, op.fn
+        if op.family == "global":
+            (g0,) = gets
+
+            def step(R):
+                R[r] = fn([scalar_tensor(g0(R), R[like]).reshape(-1, 1, 1)])
+        elif op.name in _SCALAR_ARGS_OK and tensor:
+            def step(R):
+                R[r] = fn(*[g(R) for g in gets])
+        elif op.family == "elementwise":
+            def step(R):
+                R[r] = fn(*[scalar_tensor(g(R), R[like]) for g in gets])
+        else:  # a reduction or matrix op of a uniform value: a (K, 1, 1) view of it
+            def step(R):
+                R[r] = fn(*[scalar_tensor(g(R), R[like]).reshape(-1, 1, 1) for g in gets])
+        self.steps.append(step)
+        return _S(r, None, True)
+
+    def smul(self, a: _S, b: _S) -> _S:
+        if _is_one(a):
+            return b
+        if _is_one(b):
+            return a
+        return self.sop(ops.REGISTRY["mul"], a, b)
+
+    def sadd(self, a: _S | None, b: _S | None) -> _S | None:
+        if a is None or b is None:
+            return b if a is None else a
+        return self.sop(ops.REGISTRY["add"], a, b)
+
+    # ------------------------------------------------------------ liveness
+    def writable(self, x: _L, user=None) -> bool:
+        """May the step overwrite ``x``'s buffer? Only if it owns it and no value
+        reads it but ``user`` (the value being computed from it, skipped once)."""
+        if x.view or x.buf not in self.owned:
+            return False
+        skipped = user is None
+        for v in self.hold:
+            if v is user and not skipped:
+                skipped = True
+            elif x.buf in _refs(v):
+                return False
+        last_use = self.plan.last_use
+        return not any(last_use.get(r, -1) > self.at and x.buf in _refs(v)
+                       for r, v in self.env.items())
+
+    # ------------------------------------------------------------ lazy algebra
+    @staticmethod
+    def lin(v) -> _Lin:
+        if isinstance(v, _Lin):
+            return v
+        return _Lin((_T(ONE, "x", v),), None, v.shape)
+
+    @staticmethod
+    def make(terms, c0, shape, lerp=None):
+        """A lazy value, or the list itself when it is just ``1 * X``."""
+        if len(terms) == 1 and c0 is None and lerp is None:
+            (t,) = terms
+            if t.kind == "x" and _is_one(t.coef):
+                return t.a
+        return _Lin(tuple(terms), c0, shape, lerp)
+
+    def scale(self, v, s: _S):
+        if isinstance(v, _S):
+            return self.smul(v, s)
+        if _is_one(s):
+            return v
+        v = self.lin(v)
+        terms = [_T(self.smul(t.coef, s), t.kind, t.a, t.b) for t in v.terms]
+        c0 = None if v.c0 is None else self.smul(v.c0, s)
+        return self.make(terms, c0, v.shape)
+
+    def combine(self, a, b):
+        """``a + b`` of lazy values, merging like terms; no size limit."""
+        if isinstance(a, _S):
+            a, b = b, a
+        la = self.lin(a)
+        if isinstance(b, _S):
+            return self.make(la.terms, self.sadd(la.c0, b), la.shape)
+        lb = self.lin(b)
+        terms = list(la.terms)
+        for t in lb.terms:
+            for i, u in enumerate(terms):
+                if _same_operands(u, t):
+                    terms[i] = _T(self.sadd(u.coef, t.coef), u.kind, u.a, u.b)
+                    break
+            else:
+                terms.append(t)
+        return self.make(terms, self.sadd(la.c0, lb.c0), broadcast(la.shape, lb.shape))
+
+    def add(self, a, b):
+        if isinstance(a, _S) and isinstance(b, _S):
+            return self.sadd(a, b)
+        out = self.combine(a, b)
+        if isinstance(out, _Lin) and len(out.terms) > MAX_TERMS:
+            self.hold.append(out)
+            out = self.materialize(out)
+            self.hold.pop()
+        return out
+
+    @staticmethod
+    def single(v) -> tuple[_S, _L] | None:
+        """``(c, X)`` when ``v`` is ``c * X``."""
+        if isinstance(v, _L):
+            return ONE, v
+        if isinstance(v, _Lin) and len(v.terms) == 1 and v.c0 is None:
+            (t,) = v.terms
+            if t.kind == "x":
+                return t.coef, t.a
+        return None
+
+    def product(self, kind: str, a, b, shape: Shape):
+        """``a * b`` or ``a / b`` of two list values, as one lazy term."""
+        sa = self.single(a) or (ONE, self.materialize(a))
+        sb = (self.single(b) if kind == "mul" else None) or (ONE, self.materialize(b))
+        return self.make([_T(self.smul(sa[0], sb[0]), kind, sa[1], sb[1])], None, shape)
+
+    # ------------------------------------------------------------ materialisation
+    def materialize(self, v, into: _L | None = None) -> _L:
+        """A list equal to ``v``: in one of its own dying operands when possible,
+        else in a new buffer; ``into`` forces the target (the parameters)."""
+        if isinstance(v, _S):
+            return self.expand(v) if into is None else self._fill(into, v)
+        if isinstance(v, _L):
+            if into is not None and v.reg != into.reg:
+                self.emit(torch._foreach_copy_, into, v)
+                return into
+            return v
+        if v.lerp is not None and into is None:
+            a, b, t = v.lerp
+            if a.shape == v.shape and self.writable(a, v):
+                self.emit(_lerp_, a, b, t)
+                return a
+            return self.fresh(_lerp, a, b, t, shape=v.shape)
+        terms = list(v.terms)
+        target = into
+        if target is None:
+            for t in terms:
+                if (t.a.shape == v.shape and self.writable(t.a, v)
+                        and not any(t.a.buf in u.bufs for u in terms if u is not t)):
+                    target = t.a
+                    break
+        if target is not None:
+            first = next((t for t in terms if t.a.reg == target.reg), None)
+            rest = [t for t in terms if t is not first]
+            # Terms that read the target must see its old value. One of them
+            # may run first when the target keeps coefficient 1 (each element
+            # is read, then written, by the same kernel); the others are
+            # computed aside beforehand.
+            if first is not None and first.kind == "x" and _is_one(first.coef):
+                direct = next((t for t in rest if target.buf in t.bufs and not t.coef.tensor
+                               and all(x.reg == target.reg for x in t.operands()
+                                       if x.buf == target.buf)), None)
+                if direct is not None:
+                    rest.remove(direct)
+                    rest.insert(0, direct)
+            else:
+                direct = None
+            for k, t in enumerate(rest):
+                if t is not direct and target.buf in t.bufs:
+                    self.hold.append(v)
+                    rest[k] = _T(ONE, "x", self.materialize(self.make([t], None, t.shape)))
+                    self.hold.pop()
+            if first is None:
+                self.emit(torch._foreach_zero_, target)
+            else:
+                self._first_in_place(target, first)
+            for t in rest:
+                self._accumulate(target, t)
+            if v.c0 is not None:
+                self.emit(torch._foreach_add_, target, v.c0)
+            return target
+        # a new buffer: the first term (or two, fused) out of place, the rest in place
+        terms.sort(key=lambda t: (t.shape != v.shape, not (t.kind == "x" and _is_one(t.coef))))
+        first, rest = terms[0], terms[1:]
+        if (first.kind == "x" and _is_one(first.coef) and first.shape == v.shape and rest
+                and not rest[0].coef.tensor):
+            second, rest = rest[0], rest[1:]
+            out = self.fresh(_OUT_OF_PLACE[second.kind], first.a, *second.operands(),
+                             second.coef, shape=v.shape)
+        else:
+            out = self._term_out_of_place(first)
+        for t in rest:
+            out = self._accumulate(out, t)
+        if v.c0 is not None:
+            self.emit(torch._foreach_add_, out, v.c0)
+        return out
+
+    def _term_out_of_place(self, t: _T) -> _L:
+        if t.kind == "x":
+            return self.fresh(torch._foreach_mul, t.a, t.coef, shape=t.shape)
+        fn = torch._foreach_mul if t.kind == "mul" else torch._foreach_div
+        out = self.fresh(fn, t.a, t.b, shape=t.shape)
+        if not _is_one(t.coef):
+            self.emit(torch._foreach_mul_, out, t.coef)
+        return out
+
+    def _first_in_place(self, target: _L, t: _T) -> None:
+        if t.kind == "mul":
+            self.emit(torch._foreach_mul_, target, t.b)
+        elif t.kind == "div":
+            self.emit(torch._foreach_div_, target, t.b)
+        if not _is_one(t.coef):
+            self.emit(torch._foreach_mul_, target, t.coef)
+
+    def _accumulate(self, out: _L, t: _T) -> _L:
+        """``out + t``: in place unless broadcasting grows ``out``."""
+        shape = broadcast(out.shape, t.shape)
+        if shape != out.shape:
+            term = self._term_out_of_place(t)
+            return self.fresh(torch._foreach_add, out, term, shape=shape)
+        if t.coef.tensor:  # no fused kernel takes a per-replica alpha: out += (a op b) * c
+            x = t.a if t.kind == "x" else self.fresh(
+                torch._foreach_mul if t.kind == "mul" else torch._foreach_div, t.a, t.b,
+                shape=t.shape)
+            self.emit(torch._foreach_addcmul_, out, x, t.coef)
+        else:
+            self.emit(_IN_PLACE[t.kind], out, *t.operands(), t.coef)
+        return out
+
+    def _fill(self, into: _L, s: _S) -> _L:
+        self.emit(torch._foreach_zero_, into)
+        self.emit(torch._foreach_add_, into, s)
+        return into
+
+    def expand(self, s: _S) -> _L:
+        """A uniform scalar as a list (one shared tensor; never written)."""
+        r = self._reg()
+        g = self._get(s, expand=False)
+        n, like = self.N, self.LIKE
+
+        def step(R):
+            R[r] = [scalar_tensor(g(R), R[like])] * R[n]
+
+        self.steps.append(step)
+        return _L(r, r, SCALAR, view=True)
+
+    # ------------------------------------------------------------ ops
+    def op(self, op: ops.Op, a: list, shape: Shape):
+        """The traced value of ``op(*a)``."""
+        name = op.name
+        if op.family == "global":
+            if isinstance(a[0], _S):
+                return self.sop(op, a[0])
+            r = self._reg()
+            self.emit(op.fn, self.materialize(a[0]), dest=r)
+            return _S(r, None, True)
+        if all(isinstance(x, _S) for x in a):
+            return self.sop(op, *a)
+        if op.family != "elementwise":
+            return self.generic(op, a, shape)
+        if name == "add":
+            return self.add(a[0], a[1])
+        if name == "sub":
+            return self.add(a[0], self.scale(a[1], MINUS_ONE))
+        if name == "neg":
+            return self.scale(a[0], MINUS_ONE)
+        if name == "mul":
+            if isinstance(a[0], _S) or isinstance(a[1], _S):
+                s, x = (a[0], a[1]) if isinstance(a[0], _S) else (a[1], a[0])
+                return self.scale(x, s)
+            return self.product("mul", a[0], a[1], shape)
+        if name == "square":
+            return self.product("mul", a[0], a[0], shape)
+        if name == "div":
+            if isinstance(a[1], _S):
+                return self.scale(a[0], self.sop(ops.REGISTRY["reciprocal"], a[1]))
+            if isinstance(a[0], _S):
+                return self.scale(self.unary(ops.REGISTRY["reciprocal"], a[1], shape), a[0])
+            return self.product("div", a[0], a[1], shape)
+        if name == "interp" and isinstance(a[2], _S):
+            x, y, t = a
+            one_minus_t = self.sop(ops.REGISTRY["sub"], ONE, t)
+            if isinstance(x, _L) and isinstance(y, _L):
+                terms = (_T(one_minus_t, "x", x), _T(t, "x", y))
+                if x.reg != y.reg:
+                    return _Lin(terms, None, shape, (x, y, t))
+            return self.add(self.scale(x, one_minus_t), self.scale(y, t))
+        if op.arity == 1 and name in _FOREACH_UNARY:
+            return self.unary(op, a[0], shape)
+        if name in ("maximum", "minimum", "pow", "clip"):
+            return self.binary(op, a, shape)
+        return self.generic(op, a, shape)
+
+    def unary(self, op: ops.Op, arg, shape: Shape) -> _L:
+        out_fn, in_fn = _FOREACH_UNARY[op.name]
+        x = self.materialize(arg)
+        if in_fn is not None and self.writable(x, arg):
+            self.emit(in_fn, x)
+            return x
+        if out_fn is not None:
+            return self.fresh(out_fn, x, shape=shape)
+        return self.generic(op, [x], shape)
+
+    def binary(self, op: ops.Op, a: list, shape: Shape):
+        """maximum / minimum / pow / clip, in place on a dying first operand."""
+        name = op.name
+        if name in ("maximum", "minimum") and isinstance(a[0], _S):
+            a = [a[1], a[0]]
+        if isinstance(a[0], _S):
+            return self.generic(op, a, shape)
+        x = self.materialize(a[0])
+        self.hold.append(x)
+        y = a[1] if isinstance(a[1], _S) else self.materialize(a[1])
+        self.hold.pop()
+        if x.shape != shape or not self.writable(x, a[0]) or x.buf in _refs(y):
+            return self.generic(op, [x, y], shape)
+        if isinstance(y, _S) and not y.tensor:
+            if name == "pow":
+                c = y.const
+                if c is None or c != c or abs(c) == float("inf"):
+                    return self.generic(op, [x, y], shape)
+                self.emit(torch._foreach_pow_, x, y)
+            elif name == "clip":
+                self.emit(torch._foreach_clamp_min_, x, self.sop(ops.REGISTRY["neg"], y))
+                self.emit(torch._foreach_clamp_max_, x, y)
+            else:
+                fn = torch._foreach_clamp_min_ if name == "maximum" else torch._foreach_clamp_max_
+                self.emit(fn, x, y)
+            return x
+        if name in ("maximum", "minimum") and isinstance(y, _L):
+            fn = torch._foreach_maximum_ if name == "maximum" else torch._foreach_minimum_
+            self.emit(fn, x, y)
+            return x
+        return self.generic(op, [x, y], shape)
+
+    def generic(self, op: ops.Op, args: list, shape: Shape) -> _L:
+        """Any op: its multi-tensor form if it has one, else one call per tensor."""
+        vals = []
+        for a in args:
+            vals.append(a if isinstance(a, _S) else self.materialize(a))
+            self.hold.append(vals[-1])
+        del self.hold[len(self.hold) - len(vals):]
+        if op.name == "transpose":  # a view: shares its operand's buffer
+            x = vals[0]
+            r = self._reg()
+            self.emit(_transpose, x, dest=r)
+            return _L(r, x.buf, shape, view=True)
+        kinds = ["L" if isinstance(v, _L) else "t" if v.tensor else "c" if v.const is not None
+                 else "f" for v in vals]
+        gets = tuple(self._get(v, expand=False) for v in vals)
+        fe = op.foreach if op.family == "elementwise" else None
+        fn, n_reg, like_reg = op.fn, self.N, self.LIKE
+        r = self._reg()
+        consts: dict = {}  # constants as tensors, made once per dtype and device
+
+        def tensor(x, k, like):
+            if k != "c":
+                return scalar_tensor(x, like)
+            key = (x, like.dtype, like.device)
+            if key not in consts:
+                consts[key] = scalar_tensor(x, like)
+            return consts[key]
+
+        def step(R):
+            xs = [g(R) for g in gets]
+            n = R[n_reg]
+            out = None
+            if fe is not None:
+                out = fe(*[[x] * n if k == "t" else x for x, k in zip(xs, kinds, strict=True)])
+            if out is None:
+                like = R[like_reg]
+                cols = [x if k == "L" else [tensor(x, k, like)] * n
+                        for x, k in zip(xs, kinds, strict=True)]
+                out = [fn(*row) for row in zip(*cols, strict=True)]
+            R[r] = list(out)
+
+        self.steps.append(step)
+        self.kernels += 1
+        self.owned.add(r)
+        return _L(r, r, shape)
+
+    # ------------------------------------------------------------ the program
+    def build(self) -> Trace:
+        plan = self.plan
+        for i, ins in enumerate(plan.instrs):
+            self.at = i
+            self.hold = [self.env[a] for a in ins.args]
+            v = self.op(ins.op, list(self.hold), plan.shape[ins.dest])
+            self.hold = []
+            if isinstance(v, _Lin) and plan.uses[ins.dest] > 1 and self.single(v) is None:
+                v = self.materialize(v)  # read more than once: compute it once
+            self.env[ins.dest] = v
+        self.at = len(plan.instrs)
+        vals = [self.env[r] for r in plan.outputs]
+        self.env = {}
+        return _Outputs(self, vals).run()
+
+
+class _Outputs:
+    """The end of a trace: materialise the new slots and apply (or return) the update.
+
+    Order matters: a slot is updated in its own tensors only once no other
+    output reads its old value, and the parameters only once no slot reads
+    them; a cycle is broken by giving one slot a new buffer. A slot's new value
+    is then kept where it is (its own tensors, or a buffer of the step that no
+    other output holds) or copied into its own tensors.
+    """
+
+    def __init__(self, tracer: _Tracer, vals: list):
+        self.t = tracer
+        self.vals = vals
+        tracer.hold = vals  # every output is live until the end
+        plan = tracer.plan
+        self.own = [_L(r, r, plan.shape[r]) if r in tracer.owned else None
+                    for r in plan.slot_regs]
+        self.where: dict[int, int | None] = {}
+        self.claimed: set[int] = set()
+
+    def run(self) -> Trace:
+        t, vals = self.t, self.vals
+        n_slots = len(self.own)
+        todo = [i for i in range(n_slots) if isinstance(vals[1 + i], _Lin)]
+        ready = [i for i in range(n_slots) if i not in todo]
+        update_done = not t.apply
+        while todo or ready or not update_done:
+            progress = False
+            for i in list(todo):
+                v, mine = vals[1 + i], self.own[i]
+                if mine is not None and mine.buf in _refs(v) and not t.writable(mine, v):
+                    continue  # another output still reads the old value
+                vals[1 + i] = t.materialize(v)
+                todo.remove(i)
+                ready.append(i)
+                progress = True
+            ready.sort(key=lambda i: not self.in_own(i))
+            for i in list(ready):
+                if self.secure(i, force=False):
+                    ready.remove(i)
+                    progress = True
+            if not update_done and not any(t.w.buf in _refs(v) for v in vals[1:]):
+                self.apply_update()
+                vals[0] = None  # applied: reads nothing any more
+                update_done = progress = True
+            if not progress:  # a cycle: one slot gets a buffer of its own
+                if todo:
+                    i = todo.pop(0)
+                    vals[1 + i] = t.materialize(vals[1 + i])
+                    ready.append(i)
+                else:
+                    self.secure(ready.pop(0), force=True)
+        update = None
+        if not t.apply:
+            u = vals[0]
+            if isinstance(u, _Lin):
+                u = t.materialize(u)
+            update = self.register(u)
+        slots = [self.where[i] for i in range(n_slots)]
+        return Trace(t.n, t.steps, update, slots, t.kernels)
+
+    def in_own(self, i: int) -> bool:
+        v, mine = self.vals[1 + i], self.own[i]
+        return isinstance(v, _L) and mine is not None and v.reg == mine.reg
+
+    def register(self, v) -> int:
+        if isinstance(v, _L) or v.const is None:
+            return v.reg
+        r, c = self.t._reg(), v.const
+        self.t.steps.append(lambda R: R.__setitem__(r, c))
+        return r
+
+    def secure(self, i: int, force: bool) -> bool:
+        """Settle where slot ``i``'s new value lives (see class docstring)."""
+        t, v, mine = self.t, self.vals[1 + i], self.own[i]
+        if isinstance(v, _L) and not v.view and v.buf in t.owned and v.buf not in self.claimed:
+            self.claimed.add(v.buf)
+            self.where[i] = None if self.in_own(i) else v.reg
+            return True
+        if (mine is not None and mine.buf not in self.claimed and mine.buf not in _refs(v)
+                and t.writable(mine, v)):
+            t.materialize(v, into=mine)
+            self.vals[1 + i] = mine
+            self.claimed.add(mine.buf)
+            self.where[i] = None
+            return True
+        if not force:
+            return False
+        if isinstance(v, _S):
+            self.where[i] = self.register(v)
+            return True
+        c = t.fresh(_clone, v, shape=v.shape)
+        self.vals[1 + i] = c
+        self.claimed.add(c.buf)
+        self.where[i] = c.reg
+        return True
+
+    def apply_update(self) -> None:
+        """``w <- w - update`` in place, as one combination."""
+        t, u, w = self.t, self.vals[0], self.t.w
+        if isinstance(u, _S):
+            t.emit(torch._foreach_add_, w, t.sop(ops.REGISTRY["neg"], u))
+            return
+        target = t.combine(w, t.scale(u, MINUS_ONE))
+        t.hold.append(target)
+        t.materialize(target, into=w)
+        t.hold.pop()
+
+
+def _add_alpha(out, x, c):
+    return torch._foreach_add_(out, x, alpha=c)
+
+
+def _add_alpha_out(x, y, c):
+    return torch._foreach_add(x, y, alpha=c)
+
+
+_IN_PLACE = {"x": _add_alpha, "mul": torch._foreach_addcmul_, "div": torch._foreach_addcdiv_}
+_OUT_OF_PLACE = {"x": _add_alpha_out, "mul": torch._foreach_addcmul,
+                 "div": torch._foreach_addcdiv}
+
+
+def _lerp_(a: list, b: list, t) -> None:
+    """``a <- a + t (b - a)``. Per-replica weights stay float32 for half-precision
+    lists (bf16 would round 0.999 to 1), which ``lerp`` does not take: then
+    ``a (1 - t) + b t``."""
+    if isinstance(t, list) and t[0].dtype != a[0].dtype:
+        torch._foreach_mul_(a, [1 - t[0]] * len(a))
+        torch._foreach_addcmul_(a, b, t)
+    else:
+        torch._foreach_lerp_(a, b, t)
+
+
+def _lerp(a: list, b: list, t) -> list:
+    """``a + t (b - a)`` in new tensors (see :func:`_lerp_`)."""
+    if isinstance(t, list) and t[0].dtype != a[0].dtype:
+        out = torch._foreach_mul(a, [1 - t[0]] * len(a))
+        torch._foreach_addcmul_(out, b, t)
+        return out
+    return torch._foreach_lerp(a, b, t)
+
+
+def _clone(xs: list) -> list:
+    return [x.clone(memory_format=torch.contiguous_format) for x in xs]
+
+
+def _transpose(xs: list) -> list:
+    return [x.mT for x in xs]
+
+
+def scalar_tensor(x: Value, like: torch.Tensor) -> torch.Tensor:
+    """A uniform value as a tensor: a float as a 0-d tensor (it broadcasts against
+    any shape), a per-replica value as it is, ``(K, 1, 1)``."""
+    if isinstance(x, torch.Tensor):
+        return x
+    return torch.tensor(x, dtype=like.dtype, device=like.device)
+
+

@@ -14,8 +14,13 @@ The machine is shared and noisy, so the two optimizers run in alternating
 blocks of ``--steps`` steps (the order flips every block) and the report is
 the median over blocks of the per-block time ratio ``program / reference``,
 with the 25th-75th percentile range. Gradients are fixed random tensors set
-once, so a step times the optimizer alone. Also printed: optimizer state bytes
-against ``slots x parameter bytes``.
+once, so a step times the optimizer alone.
+
+Memory, for each optimizer: the bytes of its state tensors (against
+``slots x parameter bytes``), whether the state tensors after all timed steps
+are the very tensors (same storage) there were after warm-up, and the
+temporary bytes one step allocates (summed over ops by ``torch.profiler``'s
+memory profiling; they are freed by the end of the step).
 
 Run::
 
@@ -26,9 +31,11 @@ Run::
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import torch
 
@@ -94,6 +101,33 @@ def state_bytes(opt: torch.optim.Optimizer) -> int:
                if isinstance(v, torch.Tensor) and v.dim() > 0)
 
 
+def state_storage(opt: torch.optim.Optimizer) -> list[tuple[int, int]]:
+    return [(id(v), v.data_ptr()) for s in opt.state.values() for v in s.values()
+            if isinstance(v, torch.Tensor)]
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """The profiler's C++ side prints start/stop lines on fd 2."""
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def temporary_bytes(opt: torch.optim.Optimizer) -> int:
+    """Bytes allocated by the ops of one step (what each op's outputs keep)."""
+    with _quiet_stderr(), torch.profiler.profile(
+            activities=[torch.profiler.ProfilerActivity.CPU], profile_memory=True) as prof:
+        opt.step()
+    return sum(k.self_cpu_memory_usage for k in prof.key_averages()
+               if k.self_cpu_memory_usage > 0)
+
+
 def time_block(opt: torch.optim.Optimizer, steps: int) -> float:
     t0 = time.perf_counter()
     for _ in range(steps):
@@ -110,6 +144,7 @@ def bench(pair: str, case: str, blocks: int, steps: int | None) -> dict:
         steps = 20 if case == "small" else 3
     for opt in (prog, ref):
         time_block(opt, 2)  # warm-up: state allocation, first-call overheads
+    storage = [state_storage(opt) for opt in (prog, ref)]
     t_prog, t_ref, ratios = [], [], []
     for b in range(blocks):
         if b % 2 == 0:
@@ -123,6 +158,8 @@ def bench(pair: str, case: str, blocks: int, steps: int | None) -> dict:
         ratios.append(tp / tr)
     q = statistics.quantiles(ratios, n=4) if len(ratios) > 1 else [ratios[0]] * 3
     n_param_bytes = sum(p.nbytes for p in base)
+    stable = [state_storage(opt) == before
+              for opt, before in zip((prog, ref), storage, strict=True)]
     return {
         "pair": pair, "case": case, "tensors": len(base),
         "params": sum(p.numel() for p in base),
@@ -130,6 +167,7 @@ def bench(pair: str, case: str, blocks: int, steps: int | None) -> dict:
         "ratio": statistics.median(ratios), "q1": q[0], "q3": q[2],
         "state_bytes": state_bytes(prog), "ref_state_bytes": state_bytes(ref),
         "slots_x_param_bytes": len(prog._plan.slots) * n_param_bytes,
+        "stable": stable, "temp_bytes": [temporary_bytes(opt) for opt in (prog, ref)],
     }
 
 
@@ -143,17 +181,22 @@ def main(argv: list[str] | None = None) -> None:
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
     print(f"torch {torch.__version__}, {args.threads} thread(s), {args.blocks} blocks")
-    head = (f"{'pair':6} {'case':6} {'tensors':>7} {'params':>9} {'program ms':>10} "
-            f"{'ref ms':>8} {'ratio':>6} {'[q1, q3]':>14}  state bytes (= slots x param bytes?)")
-    print(head)
+    print("| pair | case | tensors | params | program ms | reference ms | ratio [q1, q3] "
+          "| state MB (= slots x params?) | same state tensors | temporary MB / step |")
+    print("|---|---|---:|---:|---:|---:|---|---|---|---|")
+    mb = 2.0**-20
     for pair in args.pairs.split(","):
         for case in args.cases.split(","):
             r = bench(pair, case, args.blocks, args.steps)
             same = "yes" if r["state_bytes"] == r["slots_x_param_bytes"] else "NO"
-            print(f"{r['pair']:6} {r['case']:6} {r['tensors']:7d} {r['params']:9d} "
-                  f"{r['prog_ms']:10.3f} {r['ref_ms']:8.3f} {r['ratio']:6.3f} "
-                  f"[{r['q1']:.3f}, {r['q3']:.3f}]  {r['state_bytes']} ({same}; "
-                  f"reference {r['ref_state_bytes']})", flush=True)
+            tp, tr = r["temp_bytes"]
+            print(f"| {r['pair']} | {r['case']} | {r['tensors']} | {r['params']} "
+                  f"| {r['prog_ms']:.3f} | {r['ref_ms']:.3f} "
+                  f"| {r['ratio']:.3f} [{r['q1']:.3f}, {r['q3']:.3f}] "
+                  f"| {r['state_bytes'] * mb:.2f} ({same}; ref {r['ref_state_bytes'] * mb:.2f}) "
+                  f"| {'yes' if r['stable'][0] else 'NO'} (ref "
+                  f"{'yes' if r['stable'][1] else 'NO'}) "
+                  f"| {tp * mb:.2f} (ref {tr * mb:.2f}) |", flush=True)
 
 
 if __name__ == "__main__":

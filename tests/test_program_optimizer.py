@@ -3,6 +3,7 @@ tensor-by-tensor evaluation of the program, and known answers."""
 
 from __future__ import annotations
 
+import copy
 import gc
 import io
 
@@ -123,6 +124,42 @@ def test_state_dict_round_trip(name):
     resumed.load_state_dict(saved["opt"])
     run(resumed, resumed_p, 5, start=5)
     for a, b in zip(resumed_p, straight_p, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("how", ["pickle", "deepcopy"])
+def test_optimizer_copies_continue_like_the_original(how):
+    params = make_params()
+    opt = ProgramOptimizer(params, zoo.load("lion"), lr=1e-2)
+    run(opt, params, 3)
+    if how == "pickle":
+        buf = io.BytesIO()
+        torch.save((params, opt), buf)  # what torch.save(model and optimizer) does
+        buf.seek(0)
+        params2, opt2 = torch.load(buf, weights_only=False)
+    else:
+        params2, opt2 = copy.deepcopy((params, opt))
+    run(opt, params, 3, start=3)
+    run(opt2, params2, 3, start=3)
+    for a, b in zip(params, params2, strict=True):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("name", ["adamw", "lars"])  # native and (K, R, C) view layouts
+def test_swapped_parameter_data_is_followed(name):
+    """``vector_to_parameters`` assigns ``p.data``: the next step must update the new data."""
+    swapped, copied = make_params(), make_params()
+    opts = [ProgramOptimizer(ps, zoo.load(name), lr=1e-2) for ps in (swapped, copied)]
+    for opt, ps in zip(opts, (swapped, copied), strict=True):
+        run(opt, ps, 2)
+    with torch.no_grad():
+        vec = torch.nn.utils.parameters_to_vector(swapped) * 0.5
+        torch.nn.utils.vector_to_parameters(vec, swapped)
+        for p in copied:
+            p.mul_(0.5)
+    for opt, ps in zip(opts, (swapped, copied), strict=True):
+        run(opt, ps, 2, start=2)
+    for a, b in zip(swapped, copied, strict=True):
         assert torch.equal(a, b)
 
 

@@ -19,8 +19,8 @@ Optimizer state is exactly the slots: ``slots x parameter bytes`` for
 full-size slots, plus the integer ``step``.
 
 Per-step work that would be a Python loop over tensors (grouping parameters by
-device, dtype and step count, state lookups, views of parameters and slots) is
-cached per param group and rebuilt when the set of parameters with a gradient
+device, dtype and step count, state lookups, views of slots) is cached per
+param group and rebuilt when the set of parameters with a gradient
 changes, on :meth:`add_param_group` and on :meth:`load_state_dict`. (State
 tensors replaced by hand, ``opt.state[p]["m"] = t``, are not noticed: change
 them in place.) Global reductions (``global_norm``) span the parameters of a
@@ -57,8 +57,7 @@ class _Bucket:
     step: int
     native: bool
     like: torch.Tensor  # dtype and device of per-replica scalars
-    ws: list[torch.Tensor]  # parameters, or their (K, R, C) views
-    copied: list[int]  # (view layout) non-contiguous parameters, stepped on a copy
+    ws: list[torch.Tensor]  # the parameters (native layout; views are made per step)
     slots: list[list[torch.Tensor]]  # per slot, its tensors as the runtime sees them
     h: list[torch.Tensor] | None
     hyper: dict = field(default_factory=dict)  # name -> (value key, per-replica tensor)
@@ -122,11 +121,24 @@ class ProgramOptimizer(torch.optim.Optimizer):
         self.replicas = replicas
         self.hessian_every = hessian_every
         self.hessian_distribution = hessian_distribution
-        self._plan = Plan(program)
-        self._reads_h = program.reads_hessian
-        self._native = self._plan.native and replicas is None
-        self._cache: dict[int, tuple[tuple[int, ...], list[_Bucket]]] = {}
+        self._compile()
         super().__init__(params, defaults)
+
+    def _compile(self) -> None:
+        self._plan = Plan(self.program)
+        self._reads_h = self.program.reads_hessian
+        self._native = self._plan.native and self.replicas is None
+        self._cache: dict[int, tuple[tuple[int, ...], list[_Bucket]]] = {}
+
+    _CONFIG = ("program", "replicas", "hessian_every", "hessian_distribution")
+
+    def __getstate__(self) -> dict:
+        """Pickling and ``copy.deepcopy``: torch's state plus the program and options."""
+        return {**super().__getstate__(), **{k: getattr(self, k) for k in self._CONFIG}}
+
+    def __setstate__(self, state: dict) -> None:
+        super().__setstate__(state)
+        self._compile()
 
     def add_param_group(self, param_group: dict) -> None:
         """As torch's, checking hyperparameter values and replica axes."""
@@ -170,15 +182,17 @@ class ProgramOptimizer(torch.optim.Optimizer):
         gs = [p.grad for p in b.params]
         if any(g.is_sparse for g in gs):
             raise RuntimeError("ProgramOptimizer does not support sparse gradients")
-        if not b.native:
+        ws, copied = b.ws, []
+        if not b.native:  # fresh views: a parameter's .data may have been swapped
+            views = [self._view(p) for p in b.params]
+            ws = [v for v, _ in views]
+            copied = [i for i, (_, c) in enumerate(views) if c]  # stepped on a copy
             gs = [self._view(g)[0] for g in gs]
-            for i in b.copied:  # stepped on a contiguous copy, written back below
-                b.ws[i] = self._view(b.params[i])[0]
         step = b.step + 1
         values = {}
         regs = plan.input_regs
         if "w" in regs:
-            values[regs["w"]] = b.ws
+            values[regs["w"]] = ws
         values[regs["g"]] = gs
         if "h" in regs:
             values[regs["h"]] = b.h
@@ -190,9 +204,9 @@ class ProgramOptimizer(torch.optim.Optimizer):
             values[r] = self._hyper(b, k, group[k])
         for r, tensors in zip(plan.slot_regs, b.slots, strict=True):
             values[r] = tensors
-        trace, out = execute(plan, values, len(b.params), b.like, params=b.ws)
-        for i in b.copied:
-            b.params[i].copy_(b.ws[i].view_as(b.params[i]))
+        trace, out = execute(plan, values, len(b.params), b.like, params=ws)
+        for i in copied:
+            b.params[i].copy_(ws[i].view_as(b.params[i]))
         for i, where in enumerate(trace.slots):
             if where is not None:
                 self._store(b, i, out[where])
@@ -215,17 +229,13 @@ class ProgramOptimizer(torch.optim.Optimizer):
             compute = torch.float32 if dtype in (torch.float16, torch.bfloat16) else dtype
             like = torch.empty(0, dtype=compute, device=device)
             if self._native:
-                ws, copied = list(ps), []
                 slots = [[st[s] for st in states] for s in self._plan.slots]
                 h = [st["h"].view(p.shape) for p, st in zip(ps, states, strict=True)] \
                     if self._reads_h else None
             else:
-                views = [self._view(p) for p in ps]
-                ws = [v for v, _ in views]
-                copied = [i for i, (_, c) in enumerate(views) if c]
                 slots = [[self._slot_view(st[s], s) for st in states] for s in self._plan.slots]
                 h = [st["h"] for st in states] if self._reads_h else None
-            buckets.append(_Bucket(ps, states, step, self._native, like, ws, copied, slots, h))
+            buckets.append(_Bucket(ps, states, step, self._native, like, list(ps), slots, h))
         return buckets
 
     def _view(self, t: torch.Tensor) -> tuple[torch.Tensor, bool]:

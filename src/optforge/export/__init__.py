@@ -1,0 +1,88 @@
+"""``optforge export``: any program as a standalone ``torch.optim.Optimizer`` file.
+
+:func:`export_source` turns a program into the text of a Python module that
+depends only on torch (:mod:`.render` writes the file around the update function
+that :mod:`.lower` generates from the IR with the per-op table of :mod:`.templates`);
+:func:`resolve` reads a program file or a zoo name; :func:`export` does both and
+writes the file. The program is never executed: the file is generated from its IR.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .. import zoo
+from ..lang.errors import ProgramError
+from ..lang.ir import Program
+from .lower import ExportError, lower
+from .render import Origin, check_class_name, render
+
+
+def resolve(spec: str) -> tuple[Program, Origin]:
+    """A program and its origin from a zoo name or a program file path.
+
+    (Run directories, with a rank in their hall of fame, come with the run store;
+    :class:`Origin` already carries ``run``, ``rank`` and ``fitness``.)
+    """
+    if not isinstance(spec, str) or not spec.strip():
+        raise ExportError(f"SOURCE is a program file or a zoo name, got {spec!r}")
+    spec = spec.strip()
+    path = Path(spec)
+    if path.is_dir():
+        raise ExportError(f"{spec!r} is a directory; exporting from a run directory needs "
+                          "the run store, which optforge does not have yet")
+    if spec.endswith(".py") or "/" in spec or path.exists():
+        if not path.is_file():
+            raise ExportError(f"program file {spec!r} does not exist")
+        try:
+            program = Program.parse(path.read_text())
+        except ProgramError as err:
+            raise ExportError(f"{spec}: {err}") from None
+        return program, Origin(source=f"program file {path.name}")
+    try:
+        e = zoo.entry(spec.lower())
+    except KeyError as err:
+        raise ExportError(f"{spec!r} is neither a program file nor a zoo optimizer "
+                          f"({err.args[0]})") from None
+    hessian = {}
+    if e.hessian:
+        hessian = {"hessian_distribution": e.hessian["distribution"],
+                   "hessian_every": e.hessian["every"]}
+    origin = Origin(source=f"zoo optimizer {e.name}", title=e.title, citation=e.citation,
+                    reference=e.reference, space=dict(e.space), **hessian)
+    return zoo.load(e.name), origin
+
+
+def class_name_for(program: Program, origin: Origin | None = None) -> str:
+    """A default class name: the zoo title or the program name in CamelCase."""
+    base = (origin.title if origin and origin.title else "") or program.name
+    words = "".join(ch if ch.isalnum() else " " for ch in base).split()
+    name = "".join(w[:1].upper() + w[1:] for w in words) or "Exported"
+    return name if name[0].isalpha() else f"Opt{name}"
+
+
+def export_source(program: Program | str, name: str | None = None, *, lr: float = 1e-3,
+                  hyperparameters: dict[str, float] | None = None,
+                  origin: Origin | None = None, module: str = "my_optimizer") -> str:
+    """The exported module's text for ``program`` (a Program or program text)."""
+    if isinstance(program, str):
+        program = Program.parse(program)
+    return render(program, name or class_name_for(program, origin), lr=lr,
+                  hyperparameters=hyperparameters, origin=origin, module=module)
+
+
+def export(source: str, out: str | Path, name: str | None = None, *, lr: float = 1e-3,
+           hyperparameters: dict[str, float] | None = None, overwrite: bool = False) -> Path:
+    """Export ``source`` (a program file or zoo name) to the file ``out``."""
+    program, origin = resolve(source)
+    out = Path(out)
+    if out.exists() and not overwrite:
+        raise ExportError(f"{out} exists; pass overwrite=True (--force) to replace it")
+    text = export_source(program, name, lr=lr, hyperparameters=hyperparameters, origin=origin,
+                         module=out.stem if out.stem.isidentifier() else "my_optimizer")
+    out.write_text(text)
+    return out
+
+
+__all__ = ["ExportError", "Origin", "check_class_name", "class_name_for", "export",
+           "export_source", "lower", "render", "resolve"]

@@ -54,5 +54,20 @@ def zoo_show(name: str) -> None:
         console.print(f"[bold]notes[/bold] {e.notes}")
 
 
+@app.command("demo")
+def demo(
+    out: str = typer.Option("demo-out", help="output directory"),
+    quick: bool = typer.Option(False, help="a much smaller run (seconds): a smoke test"),
+) -> None:
+    """The main job: a short search from AdamW and Lion, the best program compared with
+    them on held-out tasks, and exported as a torch optimizer file."""
+    import torch
+
+    from .demo import QUICK, DemoPlan, run_demo
+
+    torch.set_num_threads(1)  # tiny models: one thread is several times faster here
+    run_demo(out, QUICK if quick else DemoPlan(), console)
+
+
 if __name__ == "__main__":  # pragma: no cover
     app()

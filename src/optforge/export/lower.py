@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import keyword
 import math
+import re
 import textwrap
 from collections import Counter
 from dataclasses import dataclass, field
@@ -246,8 +247,10 @@ class Namer:
 class Lowered:
     """The update function and what the optimizer class needs to call it."""
 
-    source: str  # the function's source text
-    function: str  # its name
+    source: str  # the source text of the two functions
+    function: str  # the update function: Python floats, then the kernel function
+    kernels: str  # the kernel function (tensor code only), floats as Python floats
+    tkernels: str  # the same with floats as 0-d tensors: what torch.compile compiles
     inputs: list[str]  # reserved inputs in argument order (w, g, h, lr, step that it reads)
     slots: list[str]  # state slots (their lists follow the inputs w, g, h)
     hyper: list[str]  # hyperparameters, after lr and step
@@ -260,23 +263,58 @@ class Lowered:
 
 @dataclass
 class _Emitter:
-    lines: list[str] = field(default_factory=list)
+    """Python-float code (``scalar``) and tensor code in two flavours: ``kernel`` takes the
+    floats as Python floats, ``tkernel`` as 0-d tensors (for torch.compile, which would
+    specialise on every new float value). The program statement being lowered is written
+    as a comment before its first line in each stream."""
 
-    def comment(self, text: str) -> None:
+    kernel: list[str] = field(default_factory=list)
+    tkernel: list[str] = field(default_factory=list)
+    scalar: list[str] = field(default_factory=list)
+    note: str | None = None
+    noted: list[list[str]] = field(default_factory=list)
+
+    def begin(self, text: str) -> None:
+        self.note, self.noted = text, []
+
+    def end(self) -> None:
+        if self.note is not None and not self.noted:
+            for stream in (self.kernel, self.tkernel):
+                self._comment(stream, self.note)
+                self._comment(stream, "(computed where it is used)")
+        self.note = None
+
+    def line(self, text: str, tensor: str | None = None) -> None:
+        """A line of tensor code; ``tensor`` is its form with 0-d tensor scalars, if other."""
+        self._emit(self.kernel, text)
+        self._emit(self.tkernel, text if tensor is None else tensor)
+
+    def scalar_line(self, text: str) -> None:
+        self._emit(self.scalar, text)
+
+    def _emit(self, stream: list[str], text: str) -> None:
+        if self.note is not None and not any(stream is s for s in self.noted):
+            self._comment(stream, self.note)
+            self.noted.append(stream)
+        stream.extend(wrap_line(INDENT + text))
+
+    @staticmethod
+    def _comment(stream: list[str], text: str) -> None:
         for line in textwrap.wrap(text, LINE - len(INDENT) - 2, subsequent_indent="    "):
-            self.lines.append(f"{INDENT}# {line}")
-
-    def line(self, text: str) -> None:
-        self.lines.extend(_wrap(INDENT + text))
+            stream.append(f"{INDENT}# {line}")
 
 
-def _wrap(line: str) -> list[str]:
+def wrap_line(line: str) -> list[str]:
     """Fit a line of code into LINE characters by breaking inside its last bracket pair."""
     if len(line) <= LINE:
         return [line]
     close = line[-1]
     pairs = {")": "(", "]": "["}
+    indent = line[: len(line) - len(line.lstrip())]
     if close not in pairs:
+        head, eq, rhs = line.partition(" = ")
+        if eq and len(indent + INDENT + rhs) <= LINE:  # x = (\n    long expression\n)
+            return [f"{head} = (", indent + INDENT + rhs, indent + ")"]
         return [line + "  # noqa: E501"]
     depth, start = 0, -1
     for i in range(len(line) - 1, -1, -1):
@@ -288,7 +326,6 @@ def _wrap(line: str) -> list[str]:
             if depth == 0:
                 start = i
                 break
-    indent = line[: len(line) - len(line.lstrip())]
     head, body = line[: start + 1], line[start + 1: -1]
     inner = indent + INDENT + body
     if len(inner) <= LINE:
@@ -336,6 +373,9 @@ class _Lowering:
             self.py[n] = self.names.claim(n)
         self.loop = [self.names.fresh(x) for x in ("x", "y", "z")]
         self.function = self.names.fresh(function or f"{p.name}_update")
+        self.kernels = self.names.fresh(f"{p.name}_kernels")
+        self.tkernels = self.names.fresh(f"{p.name}_tensor_kernels")
+        self.scalars: list[str] = []  # names of Python floats, in order of definition
         self.out = _Emitter()
         self.pending: Counter[ListVar] = Counter()
         self.env: dict[str, Value] = {}
@@ -386,9 +426,10 @@ class _Lowering:
         """Whether ``lv`` may be overwritten by the op now consuming its operands."""
         return lv.owned and self.pending[lv] == 0 and occ[lv] == 1 and lv not in self.stored
 
-    def new_list(self, hint: str, shape: Shape, code: str, owned: bool = True) -> ListVar:
+    def new_list(self, hint: str, shape: Shape, code: str, owned: bool = True,
+                 tensor: str | None = None) -> ListVar:
         lv = ListVar(self.names.claim(hint), shape, owned)
-        self.out.line(f"{lv.name} = {code}")
+        self.out.line(f"{lv.name} = {code}", None if tensor is None else f"{lv.name} = {tensor}")
         return lv
 
     def list_value(self, lv: ListVar, hint: str = "tmp") -> L:
@@ -405,6 +446,7 @@ class _Lowering:
             name = self.names.fresh("c")
             self.emit_scalar(name, e)
             self.coefs[e] = Py(name)
+            self.scalars.append(name)
         return self.coefs[e]
 
     def emit_scalar(self, name: str, e: Expr) -> None:
@@ -415,7 +457,7 @@ class _Lowering:
             if smaller is e:
                 break
             e, text = smaller, scalar_py(smaller).text
-        self.out.line(f"{name} = {text}")
+        self.out.scalar_line(f"{name} = {text}")
 
     def _hoist_largest(self, e: Call) -> Expr:
         sizes = [(len(scalar_py(a).text), i) for i, a in enumerate(e.args)
@@ -427,7 +469,8 @@ class _Lowering:
         if len(scalar_py(arg).text) > LINE - 20 and isinstance(arg, Call):
             arg = self._hoist_largest(arg)
         name = self.names.fresh("s")
-        self.out.line(f"{name} = {scalar_py(arg).text}")
+        self.out.scalar_line(f"{name} = {scalar_py(arg).text}")
+        self.scalars.append(name)
         args = list(e.args)
         args[i] = Var(name)
         return Call(e.op, tuple(args))
@@ -435,14 +478,16 @@ class _Lowering:
     def as_tensor(self, x: F, uniform: bool = False) -> str:
         """A float as a tensor of the parameters' dtype and device (0-d, or 1 x 1 for a
         uniform value in the 2-D view), computed once per step."""
-        py = scalar_py(x.expr)
+        py = self.coef(x.expr)
         like = f"{self.py['w']}[0]"
         shaped = uniform and self.matrix
         key = (py.text, "11" if shaped else "0d")
         if key not in self.hoisted:
             name = self.names.fresh("k")
             code = f"{like}.new_full((1, 1), {py})" if shaped else f"{like}.new_tensor({py})"
-            self.out.line(f"{name} = {code}")
+            tensor = (f"torch.as_tensor({py}, dtype={like}.dtype, device={like}.device)"
+                      + (".reshape(1, 1)" if shaped else ""))
+            self.out.line(f"{name} = {code}", f"{name} = {tensor}")
             self.hoisted[key] = name
         return self.hoisted[key]
 
@@ -515,11 +560,23 @@ class _Lowering:
             elif _is(coef, -1.0):
                 self.out.line(f"torch._foreach_sub_({acc.name}, {a})")
             else:
-                self.out.line(f"torch._foreach_add_({acc.name}, {a}, alpha={c})")
+                self.out.line(f"torch._foreach_add_({acc.name}, {a}, alpha={c})",
+                              None if c.value is not None else
+                              f"torch._foreach_add_({acc.name}, torch._foreach_mul({a}, {c}))")
         else:
             kernel = "addcmul_" if atom.kind == "prod" else "addcdiv_"
             value = "" if _is(coef, 1.0) else f", value={c}"
-            self.out.line(f"torch._foreach_{kernel}({acc.name}, {a}, {b}{value})")
+            self.out.line(f"torch._foreach_{kernel}({acc.name}, {a}, {b}{value})",
+                          None if not value or c.value is not None else
+                          f"torch._foreach_add_({acc.name}, {self._scaled(atom, c)})")
+
+    @staticmethod
+    def _scaled(atom: Atom, c: Py) -> str:
+        """``c * atom`` as one expression of out-of-place kernels (0-d tensor ``c``)."""
+        if atom.kind == "ref":
+            return f"torch._foreach_mul({atom.a.name}, {c})"
+        kernel = "mul" if atom.kind == "prod" else "div"
+        return f"torch._foreach_mul(torch._foreach_{kernel}({atom.a.name}, {atom.b.name}), {c})"
 
     def _combine(self, terms: list, const: Expr | None, shape: Shape, occ: Counter,
                  hint: str) -> ListVar:
@@ -562,7 +619,10 @@ class _Lowering:
             kernel = "addcmul" if atom.kind == "prod" else "addcdiv"
             value = "" if _is(coef, 1.0) else f", value={c}"
             code = f"torch._foreach_{kernel}({x.name}, {atom.a.name}, {atom.b.name}{value})"
-        return self.new_list(hint, shape, code)
+        tensor = None
+        if not _is(coef, 1.0) and c.value is None:
+            tensor = f"torch._foreach_add({x.name}, {self._scaled(atom, c)})"
+        return self.new_list(hint, shape, code, tensor=tensor)
 
     # ------------------------------------------------------------ the algebra
     def scale(self, v: L, c: Expr) -> L:
@@ -664,27 +724,36 @@ class _Lowering:
                 and lists[1].shape == shape):
             lists.reverse()
             writable.reverse()
-        fmt = self._fmt(args, lists)
+            args = args[::-1]
+        fmt, tfmt = self._fmt(args, lists, False), self._fmt(args, lists, True)
         kernel, pattern = steps[0]
         target = lists[pos]
         if target is not None and writable[pos] and target.shape == shape:
-            self.out.line(f"torch._foreach_{kernel}_({pattern.format(**fmt)})")
+            self.out.line(f"torch._foreach_{kernel}_({pattern.format(**fmt)})",
+                          f"torch._foreach_{kernel}_({pattern.format(**tfmt)})")
         else:
-            target = self.new_list(hint, shape, f"torch._foreach_{kernel}({pattern.format(**fmt)})")
+            target = self.new_list(hint, shape, f"torch._foreach_{kernel}({pattern.format(**fmt)})",
+                                   tensor=f"torch._foreach_{kernel}({pattern.format(**tfmt)})")
         for kernel, pattern in steps[1:]:
-            self.out.line(f"torch._foreach_{kernel}_({target.name}, {pattern.format(**fmt)})")
+            self.out.line(f"torch._foreach_{kernel}_({target.name}, {pattern.format(**fmt)})",
+                          f"torch._foreach_{kernel}_({target.name}, {pattern.format(**tfmt)})")
         return self.list_value(target, hint=hint)
 
-    def _fmt(self, args: list[Value], lists: list[ListVar | None]) -> dict[str, str]:
+    def _fmt(self, args: list[Value], lists: list[ListVar | None], tensor: bool
+             ) -> dict[str, str]:
+        """Operands of a ``foreach`` template; with ``tensor``, a float that is not a literal
+        becomes a list of the 0-d tensor (the kernels' list overloads)."""
         fmt: dict[str, str] = {}
+        first = next(x.name for x in lists if x is not None)
         for key, v, x in zip("abc", args, lists, strict=False):
             if x is not None:
-                fmt[key] = x.name
-                fmt[f"neg_{key}"] = f"-{x.name}"  # unused for lists
+                fmt[key] = fmt[f"neg_{key}"] = x.name  # (no template negates a list)
+                continue
+            py, neg = self.coef(v.expr), negate(self.coef(v.expr))
+            if tensor and py.value is None:
+                fmt[key], fmt[f"neg_{key}"] = f"[{py}] * len({first})", f"[{neg}] * len({first})"
             else:
-                py = self.coef(v.expr)
-                fmt[key] = py.text
-                fmt[f"neg_{key}"] = negate(py).text
+                fmt[key], fmt[f"neg_{key}"] = py.text, neg.text
         return fmt
 
     def each(self, name: str, args: list[Value], occ: Counter, hint: str, shape: Shape
@@ -824,6 +893,7 @@ class _Lowering:
             uses = next(counts)
             if n in ("lr", "step"):
                 self.env[n] = F(Var(self.py[n]))
+                self.scalars.append(self.py[n])
             else:
                 shape = self.typing.slot_shapes.get(n, ("R", "C"))
                 lv = ListVar(self.py[n], shape, owned=n in p.slots, slot=n if n in p.slots
@@ -836,16 +906,15 @@ class _Lowering:
         for k, _ in p.hyper:
             next(counts)
             self.env[k] = F(Var(self.py[k]))
+            self.scalars.append(self.py[k])
         self.w = ListVar(w, ("R", "C"), owned=False)
         if "w" in p.params:
             self.w = self.env["w"].terms[0][1].a
         for stmt in p.body:
-            self.out.comment(f"{stmt.target} = {expr_source(stmt.expr)}")
-            start = len(self.out.lines)
+            self.out.begin(f"{stmt.target} = {expr_source(stmt.expr)}")
             value = self.expr(stmt.expr, hint=stmt.target)
             self.env[stmt.target] = self.bind(stmt.target, value, next(counts))
-            if len(self.out.lines) == start:
-                self.out.comment("(computed where it is used)")
+            self.out.end()
         replaced = self.finish()
         return self.result(replaced)
 
@@ -855,6 +924,7 @@ class _Lowering:
                 return v
             name = self.names.claim(target)
             self.emit_scalar(name, v.expr)
+            self.scalars.append(name)
             return F(Var(name))
         if isinstance(v, T):
             return v
@@ -869,7 +939,7 @@ class _Lowering:
     def finish(self) -> list[tuple[str, str]]:
         """New slot values, then ``w <- w - update``; returns (slot, list name) replaced."""
         p = self.program
-        self.out.comment("the new state, then w <- w - update")
+        self.out.begin("the new state, then w <- w - update")
         values = [self.expr(e) for e in p.returns]
         update, slot_values = values[0], values[1:]
         finals: list[tuple[str, ListVar | str]] = []
@@ -878,9 +948,11 @@ class _Lowering:
             name = self.py[s]
             if isinstance(v, F):
                 shape = "(1, 1)" if self.matrix else "()"
-                code = (f"[{self.loop[0]}.new_full({shape}, {self.coef(v.expr)}) "
-                        f"for {self.loop[0]} in {self.py['w']}]")
-                finals.append((s, self.new_list(name, SCALAR, code).name))
+                x, c = self.loop[0], self.coef(v.expr)
+                code = f"[{x}.new_full({shape}, {c}) for {x} in {self.py['w']}]"
+                tensor = (f"[torch.as_tensor({c}, dtype={x}.dtype, device={x}.device)"
+                          f".reshape({shape}).clone() for {x} in {self.py['w']}]")
+                finals.append((s, self.new_list(name, SCALAR, code, tensor=tensor).name))
                 continue
             if isinstance(v, T):
                 code = f"[{v.name}.clone() for _ in {self.py['w']}]"
@@ -912,6 +984,7 @@ class _Lowering:
             replaced.append((s, name))
         self.release(update)
         self.apply_update(update)
+        self.out.end()
         return replaced
 
     def apply_update(self, u: Value) -> None:
@@ -942,24 +1015,50 @@ class _Lowering:
     def result(self, replaced: list[tuple[str, str]]) -> Lowered:
         p = self.program
         inputs = ["w", "g"] + [n for n in ("h", "lr", "step") if n in p.params]
-        args = [self.py[n] for n in inputs if n in ("w", "g", "h")]
-        args += [self.py[s] for s in p.slots]
-        args += [self.py[n] for n in inputs if n in ("lr", "step")]
-        args += [self.py[k] for k, _ in p.hyper]
-        head = f"def {self.function}({', '.join(args)}):"
+        lists = [self.py[n] for n in inputs if n in ("w", "g", "h")]
+        lists += [self.py[s] for s in p.slots]
+        floats = [self.py[n] for n in inputs if n in ("lr", "step")]
+        floats += [self.py[k] for k, _ in p.hyper]
+        code = "\n".join(line for line in self.out.kernel + self.out.tkernel
+                         if not line.lstrip().startswith("#"))
+        used = [n for n in dict.fromkeys(self.scalars)
+                if re.search(rf"(?<![\w.]){n}(?!\w)", code)]
         what = "w and the state lists" if p.slots else "w"
         ret = (f"; returns the new lists of {', '.join(s for s, _ in replaced)}" if replaced
                else "")
-        doc = [f'{INDENT}"""One {p.name} step on lists of tensors (one per parameter).', "",
-               f"{INDENT}Updates {what} in place{ret}.", f'{INDENT}"""']
-        lines = _wrap(head) + doc + self.out.lines
+        back = []
         if replaced:
-            lines.append(f"{INDENT}return {', '.join(n for _, n in replaced)}"
-                         + ("," if len(replaced) == 1 else ""))
-        source = "\n".join(lines) + "\n"
-        return Lowered(source, self.function, inputs, list(p.slots), [k for k, _ in p.hyper],
-                       [s for s, _ in replaced], dict(self.typing.slot_shapes), self.matrix,
-                       "h" in p.params, p)
+            back.append(f"{INDENT}return {', '.join(n for _, n in replaced)}"
+                        + ("," if len(replaced) == 1 else ""))
+        kernels = wrap_line(f"def {self.kernels}({', '.join(lists + used)}):")
+        kernels += _doc(f"The tensor work of one {p.name} step, on lists of tensors (one per "
+                        f"parameter) and Python floats: updates {what} in place{ret}.")
+        kernels += self.out.kernel + back
+        tkernels = wrap_line(f"def {self.tkernels}({', '.join(lists + used)}):")
+        tkernels += _doc(f"{self.kernels} with its floats as 0-d tensors, for torch.compile "
+                         "(which would compile anew for every new float value).")
+        tkernels += self.out.tkernel + back
+        update = wrap_line(f"def {self.function}({', '.join(lists + floats)}, "
+                       f"kernels={self.kernels}):")
+        update += _doc(f"One {p.name} step: the uniform scalars as Python floats, then "
+                       f"``kernels`` ({self.kernels}, or it compiled) on the tensors.")
+        update += self.out.scalar
+        update += wrap_line(f"{INDENT}return kernels({', '.join(lists + used)})")
+        source = "\n\n\n".join("\n".join(f) for f in (kernels, tkernels, update)) + "\n"
+        return Lowered(source, self.function, self.kernels, self.tkernels, inputs,
+                       list(p.slots),
+                       [k for k, _ in p.hyper], [s for s, _ in replaced],
+                       dict(self.typing.slot_shapes), self.matrix, "h" in p.params, p)
+
+
+def _doc(text: str) -> list[str]:
+    """A function docstring, wrapped to the line length."""
+    lines = textwrap.wrap(f'"""{text}', LINE - len(INDENT))
+    if len(lines[-1]) + 3 + len(INDENT) <= LINE:
+        lines[-1] += '"""'
+    else:
+        lines.append('"""')
+    return [INDENT + line for line in lines]
 
 
 def _atom(py: Py) -> str:

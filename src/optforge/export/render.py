@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from ..lang.ir import Program, format_number
 from ..lang.symbolic import formula
-from .lower import LINE, ExportError, Lowered, lower
+from .lower import LINE, ExportError, Lowered, lower, wrap_line
 from .templates import HELPERS, helpers_used
 
 CLASS_RESERVED = frozenset({
@@ -84,7 +84,7 @@ def render(program: Program, class_name: str, *, lr: float = 1e-3,
     except (KeyError, ValueError) as err:
         raise ExportError(str(err.args[0])) from None
     lo = lower(program)
-    if class_name == lo.function:
+    if class_name in (lo.function, lo.kernels, lo.tkernels):
         raise ExportError(f"class name {class_name!r} is the update function's name")
     every = origin.hessian_every
     if lo.reads_hessian and isinstance(every, str) and every not in program.hyperparameters:
@@ -199,6 +199,20 @@ def _check(name, value):
         raise ValueError(f"invalid learning rate: {value}")
 '''
 
+_COMPILED = '''
+def _compiled(kernels):
+    """``kernels`` through torch.compile, its float arguments passed as 0-d tensors of the
+    parameters' dtype and device (so that new values of lr, step and the like reuse the
+    compiled code instead of compiling it anew)."""
+    compiled = torch.compile(kernels)
+
+    def run(*args):
+        like = args[0][0]
+        return compiled(*(like.new_tensor(a) if isinstance(a, float) else a for a in args))
+
+    return run
+'''
+
 _MATRIX = '''
 def _matrix(t):
     """The 2-D view R x C of a tensor (a copy if it is not contiguous)."""
@@ -208,7 +222,7 @@ def _matrix(t):
 
 
 def _helpers(lo: Lowered) -> str:
-    parts = [_CHECK.strip()]
+    parts = [_CHECK.strip(), _COMPILED.strip()]
     if lo.matrix:
         parts.append(_MATRIX.strip())
     parts += [HELPERS[h].strip() for h in helpers_used(lo.source)]
@@ -289,7 +303,8 @@ def _class(lo: Lowered, name: str, program: Program, lr: float, origin: Origin) 
             "        self.hessian_distribution = hessian_distribution",
         ]
     b += ["        super().__init__(params, defaults)",
-          f"        self._update = torch.compile({lo.function}) if compile else {lo.function}",
+          *wrap_line(f"        self._kernels = _compiled({lo.tkernels}) if compile "
+                     f"else {lo.kernels}"),
           "",
           "    def add_param_group(self, param_group):",
           '        """Add a parameter group; its hyperparameters are checked like the '
@@ -404,11 +419,12 @@ def _step_methods(lo: Lowered, name: str) -> list[str]:
         args.append("float(step)")
     args += [f'float(group["{k}"])' for k in lo.hyper]
     new = [f"new_{i}" for i in range(len(lo.replaced))]
-    call = "self._update("
+    call = f"{lo.function}("
     if new:
         call = f"{', '.join(new)}{',' if len(new) == 1 else ''} = {call}"
     b.append(f"        {call}")
     b += [f"            {a}," for a in args]
+    b.append("            kernels=self._kernels,")
     b.append("        )")
     if new:
         loop = [f"t{i}" for i in range(len(new))]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import gc
 import io
+import random
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from optforge.lang.ir import Call, Const, Program, Var
 from optforge.lang.runtime import Plan
 from optforge.lang.shapes import view2d
 from optforge.optim import ProgramOptimizer
+from optforge.search.mutate import MutationConfig, Mutator
 
 D = torch.float64
 SHAPES = [(4, 2, 3, 3), (4,), (5, 7), (7, 5), ()]  # 4-D, 1-D, wide, tall, 0-d
@@ -354,10 +356,35 @@ FUSION = {
     "interp_by_list": "def f(w, g, m, lr):\n    m = interp(m, g, sigmoid(g))\n"
                       "    return lr * m, m\n",
     "scalar_over_list": "def f(w, g, lr):\n    return lr / (1 + abs(g)) * g - (-lr * 0.1) * g\n",
+    "square_of_sum": "def f(w, g, m, s, lr):\n    s = square(g - m)\n    m = atan(s)\n"
+                     "    return lr * g, m, s\n",
+    "global_of_uniform": "def f(w, g, lr, b=0.5):\n"  # b is 1 x 1 in each of the 5 tensors
+                         "    return lr * g * global_norm(b) / global_mean(b)\n",
     "matmul": "def f(w, g, lr):\n    gg = matmul(g, transpose(g))\n"
               "    return lr * matmul(gg, g) / (norm(gg) * norm(g) + 1)\n",
 }
 ZOO = [n for n in zoo.names() if not zoo.load(n).reads_hessian]
+
+
+def naive_trajectory(program: Program, replicas: int | None, steps: int = 3):
+    """ProgramOptimizer and :func:`naive_step` side by side; returns the optimizer,
+    its parameters and the naive (K, R, C) weights and slots."""
+    lr = 0.05 if replicas is None else [0.05, 0.02]
+    params = make_params(k=replicas)
+    opt = ProgramOptimizer(params, program, lr=lr, replicas=replicas)
+    k = replicas or 1
+    views = [p.detach().clone().reshape(k, *view2d(p.shape[1:] if replicas else p.shape))
+             for p in params]
+    shapes = Plan(program).slot_shapes
+    slots = [[torch.zeros(k, v.shape[1] if shapes[s][0] == "R" else 1,
+                          v.shape[2] if shapes[s][1] == "C" else 1, dtype=D) for v in views]
+             for s in program.slots]
+    for t in range(steps):
+        set_grads(params, t)
+        gs = [p.grad.reshape(v.shape) for p, v in zip(params, views, strict=True)]
+        views, slots = naive_step(program, views, gs, slots, lr, t + 1, program.hyperparameters)
+        opt.step()
+    return opt, params, views, slots
 
 
 @pytest.mark.parametrize("replicas", [None, 2])
@@ -365,23 +392,7 @@ ZOO = [n for n in zoo.names() if not zoo.load(n).reads_hessian]
 def test_runtime_matches_naive_evaluation(name, replicas):
     """Fused, in-place execution equals the program evaluated op by op (float64)."""
     program = zoo.load(name) if name in ZOO else Program.parse(FUSION[name])
-    lr = 0.05 if replicas is None else [0.05, 0.02]
-    params = make_params(k=replicas)
-    opt = ProgramOptimizer(params, program, lr=lr, replicas=replicas)
-    k = replicas or 1
-    views = [p.detach().clone().reshape(k, *view2d(p.shape[1:] if replicas else p.shape))
-             for p in params]
-    size = {1: 1}
-    slots = []
-    for s in program.slots:
-        dr, dc = Plan(program).slot_shapes[s]
-        slots.append([torch.zeros(k, size.get(dr, v.shape[1]), size.get(dc, v.shape[2]),
-                                  dtype=D) for v in views])
-    for t in range(4):
-        set_grads(params, t)
-        gs = [p.grad.reshape(v.shape) for p, v in zip(params, views, strict=True)]
-        views, slots = naive_step(program, views, gs, slots, lr, t + 1, program.hyperparameters)
-        opt.step()
+    opt, params, views, slots = naive_trajectory(program, replicas, steps=4)
     for p, v in zip(params, views, strict=True):
         torch.testing.assert_close(p.detach().reshape(v.shape), v, rtol=1e-11, atol=1e-13)
     for s, vals in zip(program.slots, slots, strict=True):
@@ -389,6 +400,30 @@ def test_runtime_matches_naive_evaluation(name, replicas):
             got = opt.state[p][s]
             torch.testing.assert_close(got.reshape(v.shape) if got.numel() == v.numel()
                                        else got.expand(v.shape), v, rtol=1e-11, atol=1e-13)
+
+
+def test_runtime_matches_naive_evaluation_on_mutated_programs():
+    """Random valid programs (chains of the search's mutations of zoo programs) agree
+    with the op-by-op evaluation. Tolerance 1e-9: mutations make ill-conditioned
+    programs. Where an intermediate is infinite, IEEE arithmetic does not distribute
+    (``u + 0 (w - u)`` is NaN for ``u = inf``, its rewrite ``(1 - 0) u + 0 w`` is inf),
+    so there both results need only be non-finite."""
+    rng = random.Random(7)
+    mutator = Mutator(MutationConfig(), rng)
+    names = [n for n in zoo.names() if not zoo.load(n).reads_hessian]
+    checked = 0
+    while checked < 24:
+        program = zoo.load(rng.choice(names))
+        for _ in range(rng.randint(1, 6)):
+            program, _ = mutator.mutate(program)
+        if program.reads_hessian:
+            continue
+        _, params, views, _ = naive_trajectory(program, None if checked % 2 else 2)
+        for p, v in zip(params, views, strict=True):
+            a = p.detach().reshape(v.shape)
+            both_inf_or_nan = ~torch.isfinite(a) & ~torch.isfinite(v)
+            assert (torch.isclose(a, v, rtol=1e-9, atol=1e-11) | both_inf_or_nan).all(), program
+        checked += 1
 
 
 # ------------------------------------------------------------------ dtypes

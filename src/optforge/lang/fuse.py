@@ -19,7 +19,10 @@ when constant and otherwise computed once per step as floats.
 
 The rewrites are exact up to rounding: ``c (a + b) = c a + c b``, ``x / s =
 x (1 / s)``, ``interp(a, b, t) = (1 - t) a + t b``, ``w - (c w + r) = (1 - c) w
-- r``.
+- r``, on finite values. IEEE arithmetic does not distribute over infinities
+(for ``u = inf``, ``u + 0 (w - u)`` is NaN, its rewrite ``(1 - 0) u + 0 w`` is
+inf), so where an intermediate is infinite both are non-finite, not always
+the same non-finite value.
 
 Liveness decides what may be overwritten: a buffer is written in place only
 if the step owns it and no live register, pending output or operand in use
@@ -269,11 +272,12 @@ class _Tracer:
             return _S(r)
         gets = tuple(self._get(a, expand=False) for a in args)
         like, fn = self.LIKE, op.fn
-        if op.family == "global":
+        if op.family == "global":  # a uniform value is a 1 x 1 value in every parameter
             (g0,) = gets
+            n = self.N
 
             def step(R):
-                R[r] = fn([scalar_tensor(g0(R), R[like]).reshape(-1, 1, 1)])
+                R[r] = fn([scalar_tensor(g0(R), R[like]).reshape(-1, 1, 1)] * R[n])
         elif op.name in _SCALAR_ARGS_OK and tensor:
             def step(R):
                 R[r] = fn(*[g(R) for g in gets])
@@ -382,7 +386,10 @@ class _Tracer:
     def product(self, kind: str, a, b, shape: Shape):
         """``a * b`` or ``a / b`` of two list values, as one lazy term."""
         sa = self.single(a) or (ONE, self.materialize(a))
-        sb = (self.single(b) if kind == "mul" else None) or (ONE, self.materialize(b))
+        if b is a:  # square(x): one operand, materialised once
+            sb = sa
+        else:
+            sb = (self.single(b) if kind == "mul" else None) or (ONE, self.materialize(b))
         return self.make([_T(self.smul(sa[0], sb[0]), kind, sa[1], sb[1])], None, shape)
 
     # ------------------------------------------------------------ materialisation
@@ -613,13 +620,16 @@ class _Tracer:
         fn, n_reg, like_reg = op.fn, self.N, self.LIKE
         r = self._reg()
         consts: dict = {}  # constants as tensors, made once per dtype and device
+        # element-wise ops broadcast a 0-d scalar against any layout; matrix ops and
+        # reductions see every operand as (K, R, C)
+        dims = (-1, 1, 1) if op.family != "elementwise" else ()
 
         def tensor(x, k, like):
             if k != "c":
-                return scalar_tensor(x, like)
+                return scalar_tensor(x, like).reshape(dims) if dims else scalar_tensor(x, like)
             key = (x, like.dtype, like.device)
             if key not in consts:
-                consts[key] = scalar_tensor(x, like)
+                consts[key] = scalar_tensor(x, like).reshape(dims)
             return consts[key]
 
         def step(R):

@@ -213,6 +213,7 @@ def test_bad_param_group_raises_value_error():
     opt = ProgramOptimizer(make_params()[:2], zoo.load("adamw"))
     with pytest.raises(ValueError, match="learning rate"):
         opt.add_param_group({"params": make_params()[2:], "lr": -1.0})
+    assert len(opt.param_groups) == 1
 
 
 def test_hessian_program_without_create_graph_raises():

@@ -144,15 +144,19 @@ class ProgramOptimizer(torch.optim.Optimizer):
         """As torch's, checking hyperparameter values and replica axes."""
         super().add_param_group(param_group)
         group = self.param_groups[-1]
-        for name in self.defaults:
-            _check_value(name, group[name], self.replicas)
-        if self.replicas is not None:
-            for p in group["params"]:
-                if p.dim() == 0 or p.shape[0] != self.replicas:
-                    raise ValueError(
-                        f"with replicas={self.replicas} every parameter needs a leading axis "
-                        f"of that size; got shape {tuple(p.shape)}"
-                    )
+        try:
+            for name in self.defaults:
+                _check_value(name, group[name], self.replicas)
+            if self.replicas is not None:
+                for p in group["params"]:
+                    if p.dim() == 0 or p.shape[0] != self.replicas:
+                        raise ValueError(
+                            f"with replicas={self.replicas} every parameter needs a leading "
+                            f"axis of that size; got shape {tuple(p.shape)}"
+                        )
+        except ValueError:
+            self.param_groups.pop()  # a rejected group is not kept
+            raise
         self._cache.clear()
 
     # ------------------------------------------------------------ the step

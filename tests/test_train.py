@@ -224,3 +224,19 @@ def test_result_round_trip_and_steps_to_target():
     assert hit[0] in (10, 20, 30, 40) and hit[1] is None  # lr 0 never learns
     assert res.eval_metric[0, 1] == res.eval_metric[-1, 1]
     assert "digits_logreg/tiny" in res.summary()
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph")
+def test_hessian_programs_are_reproducible_with_clipping_and_freezing():
+    """Programs reading ``h`` need graph-carrying gradients: clipping and masking keep them."""
+    kw = dict(seeds=[0, 1], hparams={"lr": [1e-3, 1e6]}, steps=12, clip=1.0)
+    a, b = (train("digits_mlp", "sophiah", **kw) for _ in range(2))
+    assert a.status == [OK, DIVERGED] and a.error is None
+    assert np.array_equal(a.train_loss, b.train_loss, equal_nan=True)
+
+
+@pytest.mark.filterwarnings("ignore:Using backward\\(\\) with create_graph")
+def test_train_leaves_the_global_generator_alone():
+    torch.manual_seed(5)
+    train("digits_mlp", "sophiah", seeds=[0], steps=3)
+    assert torch.equal(torch.rand(3), torch.rand(3, generator=torch.Generator().manual_seed(5)))

@@ -51,11 +51,11 @@ class CharLM(Task):
             metric="bpc", higher_is_better=False,
             specs={
                 "tiny": Spec({"context": 32, "width": 32, "layers": 1}, steps=1000,
-                             target=2.8, batch=16, adamw={"lr": 3e-2, "wd": 0.01}),
+                             target=2.9, batch=8, adamw={"lr": 3e-2, "wd": 0.01}),
                 "small": Spec({"context": 64, "width": 64, "layers": 2}, steps=2000,
-                              target=2.5, batch=16, adamw={"lr": 1e-2, "wd": 0.01}),
+                              target=2.1, batch=16, adamw={"lr": 1e-2, "wd": 0.01}),
                 "medium": Spec({"context": 128, "width": 128, "layers": 2}, steps=4000,
-                               target=2.0, batch=16, adamw={"lr": 1e-2, "wd": 0.01}),
+                               target=1.9, batch=16, adamw={"lr": 3e-3, "wd": 0.01}),
             },
         )
 

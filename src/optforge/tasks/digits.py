@@ -44,10 +44,10 @@ class DigitsLogReg(Task):
             specs={
                 "tiny": Spec({"res": 8}, steps=500, target=0.95, batch=64,
                              adamw={"lr": 3e-2, "wd": 0.0}),
-                "small": Spec({"res": 16}, steps=1000, target=0.9, batch=64,
-                              adamw={"lr": 1e-2, "wd": 0.0}),
-                "medium": Spec({"res": 32}, steps=2000, target=0.9, batch=64,
-                               adamw={"lr": 1e-2, "wd": 0.0}),
+                "small": Spec({"res": 16}, steps=1000, target=0.95, batch=64,
+                              adamw={"lr": 3e-2, "wd": 0.0}),
+                "medium": Spec({"res": 32}, steps=2000, target=0.95, batch=64,
+                               adamw={"lr": 3e-2, "wd": 0.0}),
             },
         )
 
@@ -73,10 +73,10 @@ class DigitsMLP(Task):
             specs={
                 "tiny": Spec({"width": 32}, steps=500, target=0.95, batch=64,
                              adamw={"lr": 1e-2, "wd": 0.01}),
-                "small": Spec({"width": 128}, steps=1000, target=0.9, batch=64,
-                              adamw={"lr": 3e-3, "wd": 0.01}),
-                "medium": Spec({"width": 512}, steps=2000, target=0.9, batch=64,
-                               adamw={"lr": 1e-3, "wd": 0.01}),
+                "small": Spec({"width": 128}, steps=1000, target=0.97, batch=64,
+                              adamw={"lr": 1e-2, "wd": 0.01}),
+                "medium": Spec({"width": 512}, steps=2000, target=0.97, batch=64,
+                               adamw={"lr": 3e-3, "wd": 0.01}),
             },
         )
 
@@ -111,10 +111,10 @@ class DigitsAE(Task):
             specs={
                 "tiny": Spec({"width": 32, "code": 8}, steps=500, target=0.025, batch=64,
                              adamw={"lr": 3e-2, "wd": 0.0}),
-                "small": Spec({"width": 128, "code": 16}, steps=1000, target=0.03, batch=64,
-                              adamw={"lr": 3e-3, "wd": 0.0}),
-                "medium": Spec({"width": 512, "code": 32}, steps=2000, target=0.03, batch=64,
-                               adamw={"lr": 1e-3, "wd": 0.0}),
+                "small": Spec({"width": 128, "code": 16}, steps=1000, target=0.008, batch=64,
+                              adamw={"lr": 3e-2, "wd": 0.0}),
+                "medium": Spec({"width": 512, "code": 32}, steps=2000, target=0.008, batch=64,
+                               adamw={"lr": 1e-2, "wd": 0.0}),
             },
         )
 

@@ -52,10 +52,10 @@ class MNIST1DCNN(Task):
             specs={
                 "tiny": Spec({"channels": 16}, steps=1000, target=0.85, batch=64,
                              adamw={"lr": 3e-2, "wd": 0.01}),
-                "small": Spec({"channels": 32}, steps=2000, target=0.85, batch=64,
-                              adamw={"lr": 3e-3, "wd": 0.01}),
-                "medium": Spec({"channels": 64}, steps=4000, target=0.9, batch=128,
-                               adamw={"lr": 3e-3, "wd": 0.01}),
+                "small": Spec({"channels": 32}, steps=2000, target=0.93, batch=64,
+                              adamw={"lr": 3e-2, "wd": 0.01}),
+                "medium": Spec({"channels": 64}, steps=4000, target=0.93, batch=128,
+                               adamw={"lr": 1e-2, "wd": 0.01}),
             },
         )
 

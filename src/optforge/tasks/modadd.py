@@ -29,9 +29,9 @@ class ModAdd(Task):
             specs={
                 "tiny": Spec({"p": 31, "width": 32}, steps=1000, target=0.9, batch=128,
                              adamw={"lr": 2e-2, "wd": 1.0}),
-                "small": Spec({"p": 59, "width": 64}, steps=2000, target=0.9, batch=256,
-                              adamw={"lr": 3e-3, "wd": 1.0}),
-                "medium": Spec({"p": 97, "width": 128}, steps=3000, target=0.9, batch=256,
+                "small": Spec({"p": 59, "width": 64}, steps=2000, target=0.95, batch=256,
+                              adamw={"lr": 1e-2, "wd": 1.0}),
+                "medium": Spec({"p": 97, "width": 128}, steps=3000, target=0.95, batch=256,
                                adamw={"lr": 3e-3, "wd": 1.0}),
             },
         )

@@ -106,5 +106,7 @@ def attention(x: torch.Tensor, w_qkv: torch.Tensor, w_out: torch.Tensor, heads: 
     else:
         qkv = linear(x, w_qkv).view(k, b, t, 3, heads, dh)
         q, kk, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (K, B, H, T, dh)
-    y = F.scaled_dot_product_attention(q, kk, v, is_causal=causal)
+    # 4-D (K * B, H, T, dh) inputs: the shape torch's fused CPU attention kernel takes
+    q, kk, v = (z.reshape(k * b, heads, -1, dh) for z in (q, kk, v))
+    y = F.scaled_dot_product_attention(q, kk, v, is_causal=causal).view(k, b, heads, t, dh)
     return linear(y.transpose(2, 3).reshape(k, b, t, d), w_out)

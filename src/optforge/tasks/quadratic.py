@@ -58,12 +58,12 @@ class NoisyQuadratic(Task):
             metric="loss",
             higher_is_better=False,
             specs={
-                "tiny": Spec({"dim": 100}, steps=500, target=1e-2, batch=0,
-                             adamw={"lr": 0.3, "wd": 0.0}),
-                "small": Spec({"dim": 1000}, steps=1000, target=1e-2, batch=0,
-                              adamw={"lr": 0.1, "wd": 0.0}),
-                "medium": Spec({"dim": 10000}, steps=2000, target=1e-2, batch=0,
-                               adamw={"lr": 0.1, "wd": 0.0}),
+                "tiny": Spec({"dim": 100}, steps=500, target=5e-3, batch=0,
+                             adamw={"lr": 1.0, "wd": 0.0}),
+                "small": Spec({"dim": 1000}, steps=1000, target=5e-3, batch=0,
+                              adamw={"lr": 1.0, "wd": 0.0}),
+                "medium": Spec({"dim": 10000}, steps=2000, target=5e-3, batch=0,
+                               adamw={"lr": 1.0, "wd": 0.0}),
             },
         )
 

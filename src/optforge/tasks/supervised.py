@@ -18,6 +18,11 @@ from .base import Batches, TaskInstance
 Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
+def _take(t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+    """``t[idx]`` for a 2-D index (one ``index_select``, faster than advanced indexing)."""
+    return t.index_select(0, idx.reshape(-1)).view(*idx.shape, *t.shape[1:])
+
+
 class Supervised(TaskInstance):
     """``K`` replicas of ``forward`` trained on ``objective``, validated on ``metric``.
 
@@ -53,7 +58,7 @@ class Supervised(TaskInstance):
         """Minibatch ``(x, y)`` for indices ``idx (K, B)``; ``None``: the whole set (axis 1)."""
         if idx is None:
             return self.train_x.unsqueeze(0), self.train_y.unsqueeze(0)
-        return self.train_x[idx], self.train_y[idx]
+        return _take(self.train_x, idx), _take(self.train_y, idx)
 
     def loss(self, step: int) -> torch.Tensor:
         x, y = self.fetch(self.batches(step) if self.batches is not None else None)

@@ -38,10 +38,12 @@ from ..lang.ir import Program
 from ..optim import ProgramOptimizer
 from ..tasks import Task, TaskInstance
 from ..tasks import get as get_task
+from ..tasks.base import mix
 from .result import DIVERGED, ERROR, OK, TrainResult
 from .schedule import multipliers
 
 FAILURES = (ProgramError, RuntimeError, ArithmeticError)
+RNG_TAG = 4  # stream tag of the global generator's seed during a run
 
 
 def resolve_program(program: Program | str) -> Program:
@@ -79,21 +81,27 @@ def replica_hparams(hparams: Mapping[str, float | Sequence[float]] | None,
     return out
 
 
+def clip_scale(grads: list[torch.Tensor], max_norm: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-replica global gradient norms ``(K,)`` and the factors ``min(1, max_norm / norm)``."""
+    k = grads[0].shape[0]
+    with torch.no_grad():
+        norms = torch.stack([g.reshape(k, -1).square().sum(1) for g in grads]).sum(0).sqrt()
+        return norms, (max_norm / (norms + 1e-6)).clamp(max=1.0)
+
+
 def clip_per_replica(grads: list[torch.Tensor], max_norm: float) -> torch.Tensor:
     """Scale each replica's gradients (all its slices together) to global norm ``<= max_norm``.
 
-    Returns the per-replica norms before clipping, ``(K,)``.
+    In place; returns the per-replica norms before clipping, ``(K,)``.
     """
+    norms, scale = clip_scale(grads, max_norm)
     k = grads[0].shape[0]
-    sq = torch.stack([g.reshape(k, -1).square().sum(1) for g in grads]).sum(0)
-    norms = sq.sqrt()
-    scale = (max_norm / (norms + 1e-6)).clamp(max=1.0)
     torch._foreach_mul_(grads, [scale.view(k, *([1] * (g.dim() - 1))) for g in grads])
     return norms
 
 
-class _Run:
-    """The mutable state of one run (kept out of ``train`` for readability)."""
+class _Guard:
+    """Divergence detection and the freezing of diverged replicas (see the module docstring)."""
 
     def __init__(self, inst: TaskInstance, opt: ProgramOptimizer, lrs: list[float],
                  explode: float):
@@ -144,6 +152,9 @@ class _Run:
         if not training:
             self.restore()
 
+    def _mask(self, t: torch.Tensor) -> torch.Tensor:
+        return self.active.view(self.k, *([1] * (t.dim() - 1)))
+
     @torch.no_grad()
     def _zero_state(self, which: torch.Tensor) -> None:
         """Zero the optimizer state of replicas ``which``."""
@@ -156,8 +167,20 @@ class _Run:
     def restore(self) -> None:
         """Reset frozen replicas' weights to their initial values (never during a backward)."""
         for p, p0 in zip(self.inst.params, self.init, strict=True):
-            mask = self.active.view(self.k, *([1] * (p.dim() - 1)))
-            p.copy_(torch.where(mask, p, p0))
+            p.copy_(torch.where(self._mask(p), p, p0))
+
+    def total(self, loss: torch.Tensor) -> torch.Tensor:
+        """The sum of live replicas' losses (``torch.where``: a NaN cannot reach the sum)."""
+        if not self.any_frozen:
+            return loss.sum()
+        return torch.where(self.active, loss, torch.zeros_like(loss)).sum()
+
+    def mask_grads(self) -> None:
+        """Zero frozen replicas' gradients (out of place: they may carry a graph for ``h``)."""
+        zero = torch.zeros((), dtype=self.dtype, device=self.device)
+        for p in self.inst.params:
+            if p.grad is not None:
+                p.grad = torch.where(self._mask(p), p.grad, zero)
 
     def set_lr(self, factor: float) -> None:
         """Scheduled learning rates, computed in double and rounded once (0 when frozen)."""
@@ -170,13 +193,62 @@ class _Run:
         for group in self.opt.param_groups:
             group["lr"] = lr
 
-    @torch.no_grad()
-    def mask_grads(self) -> None:
-        for p in self.inst.params:
-            if p.grad is not None:
-                mask = self.active.view(self.k, *([1] * (p.dim() - 1)))
-                p.grad.copy_(torch.where(mask, p.grad, torch.zeros((), dtype=p.dtype,
-                                                                   device=p.device)))
+
+def _clip(params: list[torch.Tensor], max_norm: float) -> None:
+    """Per-replica clipping, out of place when the gradients carry a graph (for ``h``)."""
+    params = [p for p in params if p.grad is not None]
+    if not params[0].grad.requires_grad:
+        clip_per_replica([p.grad for p in params], max_norm)
+        return
+    _, scale = clip_scale([p.grad for p in params], max_norm)
+    for p in params:
+        p.grad = p.grad * scale.view(-1, *([1] * (p.dim() - 1)))
+
+
+class _Curves:
+    """Training losses, evaluations and timing of one run."""
+
+    def __init__(self, task: Task, steps: int, k: int, eval_every: int, device):
+        self.task = task
+        self.eval_at = sorted({0, steps, *range(eval_every, steps + 1, eval_every)})
+        self.losses = torch.full((steps, k), math.nan, dtype=torch.float64, device=device)
+        self.eval_loss = np.full((len(self.eval_at), k), np.nan)
+        self.eval_metric = np.full((len(self.eval_at), k), np.nan)
+        self.n_eval = 0
+        self.seconds = {"setup": 0.0, "eval": 0.0, "train": 0.0}
+
+    def due(self, step: int) -> bool:
+        return self.n_eval < len(self.eval_at) and step == self.eval_at[self.n_eval]
+
+    def evaluate(self, guard: _Guard, step: int) -> None:
+        start = time.perf_counter()
+        ev = guard.inst.evaluate()
+        guard.check(ev["loss"].detach(), step, training=False)
+        live = guard.active.cpu().numpy()
+        for out, key in ((self.eval_loss, "loss"), (self.eval_metric, self.task.metric)):
+            out[self.n_eval] = np.where(live, ev[key].double().cpu().numpy(), np.nan)
+        self.n_eval += 1
+        self.seconds["eval"] += time.perf_counter() - start
+
+    def train_loss(self, guard: _Guard | None) -> np.ndarray:
+        out = self.losses.cpu().numpy()
+        for k, s in enumerate(guard.diverged_step if guard else []):
+            if s is not None:
+                out[s - 1:, k] = np.nan
+        return out
+
+
+def _build(task: Task, prog: Program, tier: str, seeds: list[int], hp: dict[str, list[float]],
+           device, dtype) -> tuple[TaskInstance, ProgramOptimizer]:
+    unknown = set(hp) - {"lr"} - set(prog.hyperparameters)
+    if unknown:
+        raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)} for program "
+                         f"{prog.name!r}; it takes {sorted(prog.hyperparameters) or 'none'}")
+    inst = task.instantiate(tier, seeds, device, dtype)
+    # one value where all replicas agree: the optimizer then computes with a scalar
+    values = {name: (v[0] if len(set(v)) == 1 else v) for name, v in hp.items()}
+    opt = ProgramOptimizer(inst.params, prog, replicas=len(seeds), **values)
+    return inst, opt
 
 
 def train(task: Task | str, program: Program | str, tier: str = "tiny",
@@ -221,88 +293,57 @@ def train(task: Task | str, program: Program | str, tier: str = "tiny",
         raise ValueError(f"explode must exceed 1, got {explode}")
     factors = multipliers(schedule, steps, warmup, final_lr)
     hp = replica_hparams(hparams, k)
-
-    eval_at = sorted({0, steps, *range(eval_every, steps + 1, eval_every)})
-    train_loss = np.full((steps, k), np.nan)
-    eval_loss = np.full((len(eval_at), k), np.nan)
-    eval_metric = np.full((len(eval_at), k), np.nan)
-    n_eval = 0
+    dev = torch.device(device)
+    curves = _Curves(task, steps, k, eval_every, dev)
     source = str(program) if isinstance(program, Program) else program
     error: str | None = None
-    run: _Run | None = None
-    losses: torch.Tensor | None = None
+    guard: _Guard | None = None
     t0 = time.perf_counter()
-    times = {"setup": 0.0, "eval": 0.0, "train": 0.0}
-
-    def record_eval(step: int) -> None:
-        nonlocal n_eval
-        start = time.perf_counter()
-        ev = run.inst.evaluate()
-        run.check(ev["loss"].detach(), step, training=False)
-        live = run.active.cpu().numpy()
-        eval_loss[n_eval] = np.where(live, ev["loss"].double().cpu().numpy(), np.nan)
-        eval_metric[n_eval] = np.where(live, ev[task.metric].double().cpu().numpy(), np.nan)
-        n_eval += 1
-        times["eval"] += time.perf_counter() - start
-
-    try:
-        prog = resolve_program(program)
-        source = str(prog)
-        unknown = set(hp) - {"lr"} - set(prog.hyperparameters)
-        if unknown:
-            raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)} for program "
-                             f"{prog.name!r}; it takes {sorted(prog.hyperparameters) or 'none'}")
-        inst = task.instantiate(tier, seeds, device, dtype)
-        extra = {name: (v[0] if len(set(v)) == 1 else v) for name, v in hp.items() if name != "lr"}
-        lrs = hp["lr"]
-        opt = ProgramOptimizer(inst.params, prog, lr=lrs[0] if len(set(lrs)) == 1 else lrs,
-                               replicas=k, **extra)
-        run = _Run(inst, opt, lrs, explode)
-        reads_h = prog.reads_hessian
-        times["setup"] = time.perf_counter() - t0
-        record_eval(0)
-        loop_start, eval0 = time.perf_counter(), times["eval"]
-        losses = torch.full((steps, k), math.nan, dtype=torch.float64, device=inst.params[0].device)
-        for t in range(1, steps + 1):
-            loss = inst.loss(t - 1)
-            ld = loss.detach()
-            run.check(ld, t)
-            losses[t - 1] = ld
-            if run.any_frozen:  # torch.where: a NaN loss cannot reach the sum
-                total = torch.where(run.active, loss, torch.zeros_like(loss)).sum()
-            else:
-                total = loss.sum()
-            opt.zero_grad(set_to_none=True)
-            total.backward(create_graph=reads_h)
-            if run.any_frozen:
-                run.mask_grads()
-            if clip is not None:
-                clip_per_replica([p.grad for p in inst.params if p.grad is not None], clip)
-            run.set_lr(factors[t - 1])
-            opt.step()
-            if run.any_frozen:
-                run.restore()
-            if t == eval_at[n_eval]:
-                record_eval(t)
-        times["train"] = time.perf_counter() - loop_start - (times["eval"] - eval0)
-    except FAILURES as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    finally:
-        if run is not None:
-            for p in run.inst.params:
-                p.grad = None
-    if losses is not None:
-        train_loss[:] = losses.cpu().numpy()
-        for j, s in enumerate(run.diverged_step):
-            if s is not None:
-                train_loss[s - 1:, j] = np.nan
-    status = [ERROR] * k if error else run.status
+    # programs that read ``h`` draw Hutchinson probes from torch's global generator: seed it
+    # from the replicas' seeds for reproducible runs, and give the caller's state back after
+    with torch.random.fork_rng(devices=[dev] if dev.type == "cuda" else []):
+        torch.manual_seed(mix(*seeds, RNG_TAG))
+        try:
+            prog = resolve_program(program)
+            source = str(prog)
+            inst, opt = _build(task, prog, tier, seeds, hp, dev, dtype)
+            guard = _Guard(inst, opt, hp["lr"], explode)
+            create_graph = prog.reads_hessian
+            curves.seconds["setup"] = time.perf_counter() - t0
+            curves.evaluate(guard, 0)
+            start, eval_before = time.perf_counter(), curves.seconds["eval"]
+            for t in range(1, steps + 1):
+                loss = inst.loss(t - 1)
+                guard.check(loss.detach(), t)
+                curves.losses[t - 1] = loss.detach()
+                opt.zero_grad(set_to_none=True)
+                guard.total(loss).backward(create_graph=create_graph)
+                if guard.any_frozen:
+                    guard.mask_grads()
+                if clip is not None:
+                    _clip(inst.params, clip)
+                guard.set_lr(factors[t - 1])
+                opt.step()
+                if guard.any_frozen:
+                    guard.restore()
+                if curves.due(t):
+                    curves.evaluate(guard, t)
+            curves.seconds["train"] = (time.perf_counter() - start
+                                       - (curves.seconds["eval"] - eval_before))
+        except FAILURES as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        finally:
+            for p in guard.inst.params if guard else []:
+                p.grad = None  # breaks the grad <-> parameter cycle of create_graph
+    n = curves.n_eval
     return TrainResult(
         task=task.name, tier=tier, program=source, metric=task.metric,
         higher_is_better=task.higher_is_better, seeds=seeds, hparams=hp, steps=steps,
-        schedule=schedule, train_loss=train_loss, eval_steps=np.array(eval_at[:n_eval]),
-        eval_loss=eval_loss[:n_eval], eval_metric=eval_metric[:n_eval], status=status,
-        diverged_step=run.diverged_step if run else [None] * k,
-        reason=run.reason if run else [None] * k,
-        wall_time=time.perf_counter() - t0, error=error, extra={"seconds": times},
+        schedule=schedule, train_loss=curves.train_loss(guard),
+        eval_steps=np.array(curves.eval_at[:n]), eval_loss=curves.eval_loss[:n],
+        eval_metric=curves.eval_metric[:n],
+        status=[ERROR] * k if error else guard.status,
+        diverged_step=guard.diverged_step if guard else [None] * k,
+        reason=guard.reason if guard else [None] * k,
+        wall_time=time.perf_counter() - t0, error=error, extra={"seconds": curves.seconds},
     )

@@ -8,8 +8,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from . import zoo as zoo_api
-from .search.command import search_command
 from .bench.cli import bench_command
+from .search.command import search_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Discover, verify, benchmark and ship optimizers.")
@@ -66,7 +66,8 @@ def demo(
     from .demo import QUICK, DemoPlan, run_demo
 
     torch.set_num_threads(1)  # tiny models: one thread is several times faster here
-    run_demo(out, QUICK if quick else DemoPlan(), console)
+    wide = console if console.is_terminal else Console(width=120)
+    run_demo(out, QUICK if quick else DemoPlan(), wide)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import sympy as sp
 import torch
 
-from .shapes import COL, ROW, SCALAR, Shape, ShapeClash, broadcast, show
+from .shapes import SCALAR, Shape, ShapeClash, broadcast, show
 
 Tensor = torch.Tensor
 REDUCE = (-2, -1)  # the 2-D view's axes; axis 0 is the replica axis

@@ -305,35 +305,36 @@ class _Emitter:
 
 
 def wrap_line(line: str) -> list[str]:
-    """Fit a line of code into LINE characters by breaking inside its last bracket pair."""
+    """Fit a line of code into LINE characters: break inside its longest bracket pair
+    (one argument per line if they do not fit on one), recursively."""
     if len(line) <= LINE:
         return [line]
-    close = line[-1]
-    pairs = {")": "(", "]": "["}
     indent = line[: len(line) - len(line.lstrip())]
-    if close not in pairs:
+    stack, best = [], None
+    for i, ch in enumerate(line):
+        if ch in "([{":
+            stack.append(i)
+        elif ch in ")]}" and stack:
+            j = stack.pop()
+            if i - j > 1 and (best is None or i - j > best[1] - best[0]):
+                best = (j, i)
+    if best is None:
         head, eq, rhs = line.partition(" = ")
         if eq and len(indent + INDENT + rhs) <= LINE:  # x = (\n    long expression\n)
             return [f"{head} = (", indent + INDENT + rhs, indent + ")"]
         return [line + "  # noqa: E501"]
-    depth, start = 0, -1
-    for i in range(len(line) - 1, -1, -1):
-        ch = line[i]
-        if ch in ")]":
-            depth += 1
-        elif ch in "([":
-            depth -= 1
-            if depth == 0:
-                start = i
-                break
-    head, body = line[: start + 1], line[start + 1: -1]
-    inner = indent + INDENT + body
-    if len(inner) <= LINE:
-        return [head, inner, indent + close]
+    j, i = best
+    head, body, tail = line[: j + 1], line[j + 1: i], line[i:]
+    inner = indent + INDENT + body.strip()
     parts = _split_top(body)
-    if len(parts) > 1 and all(len(indent + INDENT + p) < LINE for p in parts):
-        return [head, *(f"{indent}{INDENT}{p.strip()}," for p in parts), indent + close]
-    return [line + "  # noqa: E501"]
+    if len(inner) > LINE and len(parts) > 1:
+        lines = [head]
+        for part in parts:
+            lines += wrap_line(f"{indent}{INDENT}{part},")
+        return [*lines, indent + tail]
+    if len(inner) >= len(line):  # no progress
+        return [line + "  # noqa: E501"]
+    return [head, *wrap_line(inner), indent + tail]
 
 
 def _split_top(text: str) -> list[str]:
@@ -371,6 +372,8 @@ class _Lowering:
         self.py: dict[str, str] = {}  # signature name -> Python name
         for n in [*p.params, *(k for k, _ in p.hyper)]:
             self.py[n] = self.names.claim(n)
+        if "w" not in self.py:  # w is always an argument: the update is applied to it
+            self.py["w"] = self.names.claim("w")
         self.loop = [self.names.fresh(x) for x in ("x", "y", "z")]
         self.function = self.names.fresh(function or f"{p.name}_update")
         self.kernels = self.names.fresh(f"{p.name}_kernels")
@@ -769,8 +772,8 @@ class _Lowering:
                                 else _atom(self.coef(v.expr)))
                 else:
                     fmt[key] = v.name
-            if ops.REGISTRY[name].family == "global":
-                fmt["a"], fmt["x"] = f"[{fmt['a']}]", self.loop[0]
+            if ops.REGISTRY[name].family == "global":  # a uniform value: once per parameter
+                fmt["a"], fmt["x"] = f"[{fmt['a']}] * len({self.py['w']})", self.loop[0]
             t = T(self.names.claim(hint))
             self.out.line(f"{t.name} = {tpl.each.format(**fmt)}")
             return t
@@ -901,8 +904,6 @@ class _Lowering:
                 v = L(((ONE, Atom("ref", lv)),), None, shape, 0, n)
                 self.set_uses(v, uses)
                 self.env[n] = v
-        if "w" not in p.params:  # w is always an argument: the update is applied to it
-            self.py["w"] = w = self.names.fresh("w")
         for k, _ in p.hyper:
             next(counts)
             self.env[k] = F(Var(self.py[k]))

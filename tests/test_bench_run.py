@@ -91,7 +91,8 @@ def test_targets_speedups_and_profile(bench):
     assert fit.budgets == [8, 15, 30, 60, 120] and fit.fit is not None
     assert fit.losses[3] == base.final_loss.mean
     lion = result.entry("lion", "quadratic")
-    want = stats.data_equivalent_speedup(stats.PowerLaw(**fit.fit), lion.final_loss.mean, 60, 2.0)
+    want = stats.data_equivalent_speedup(stats.PowerLaw(**fit.fit), lion.final_loss.mean, 60, 2.0,
+                                         (fit.budgets, fit.losses))
     assert lion.speedup == want
     times = {e.optimizer: {"quadratic": e.steps_to_target} for e in result.entries}
     assert result.scores == pytest.approx(stats.profile_scores(times, 4.0))

@@ -180,6 +180,30 @@ def test_data_equivalent_speedup():
     assert sp.value == pytest.approx(0.01) and sp.clipped == "below" and str(sp) == "<0.01x"
 
 
+def test_speedup_follows_the_measured_baseline_inside_its_range():
+    # measured baseline: loss halves with every doubling of the budget
+    measured = ([100, 200, 400], [1.0, 0.5, 0.25])
+    # a fit that disagrees with the measurements (it would call 0.6 at 200 steps a speedup)
+    bad_fit = stats.PowerLaw(E=0.0, A=1e4, alpha=1.5, s_min=100.0, s_max=400.0)
+    assert bad_fit.inverse(0.6) > 200
+    # worse than the baseline at the same budget: below 1, interpolated in log-log space
+    sp = stats.data_equivalent_speedup(bad_fit, 0.6, 200.0, 4.0, measured)
+    assert sp.value == pytest.approx(100 * 2 ** (math.log(1 / 0.6) / math.log(2)) / 200)
+    assert sp.value < 1 and sp.clipped is None
+    # between the 200 and 400 budgets: 0.5 / sqrt(2) is reached at 200 * sqrt(2)
+    sp = stats.data_equivalent_speedup(bad_fit, 0.5 / math.sqrt(2), 200.0, 4.0, measured)
+    assert sp.value == pytest.approx(math.sqrt(2))
+    # exactly the baseline's loss at the same budget: 1
+    assert stats.data_equivalent_speedup(bad_fit, 0.5, 200.0, 4.0, measured).value == 1.0
+    # a budget that did worse than a smaller one counts as the smaller one's loss
+    sp = stats.data_equivalent_speedup(bad_fit, 0.45, 200.0, 4.0, ([100, 200, 400], [1, 0.4, 0.5]))
+    assert 100 < sp.baseline_steps < 200
+    # beyond the measured range the fit extrapolates, never back inside the range
+    good_fit = stats.PowerLaw(E=0.0, A=100.0, alpha=1.0, s_min=100.0, s_max=400.0)
+    sp = stats.data_equivalent_speedup(good_fit, 0.2, 200.0, 4.0, measured)
+    assert sp.baseline_steps == pytest.approx(500.0) and sp.clipped is None
+
+
 # ------------------------------------------------------------------ performance profiles
 
 TIMES = {

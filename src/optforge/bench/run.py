@@ -104,6 +104,7 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
         task_info[task.name] = info
         base_entry: Entry | None = None
         fit: stats.PowerLaw | None = None
+        measured = None
         for cand in cands:
             what = f"{task.name}: {cand.label}"
             tick(0, what)
@@ -119,9 +120,11 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
                                          lambda u, w=what: tick(u, f"{w} (budget curve)"))
                     info["baseline_fit"] = bfit
                     fit = stats.PowerLaw(**bfit.fit) if bfit.fit else None
+                    measured = (bfit.budgets, bfit.losses)
                 else:
                     tick(_units(0, 0, 1, T, scaling), what)  # the budget curve is skipped
-            _compare(entry, base_entry, baseline, fit, info["target"], T, max_extrapolation)
+            _compare(entry, base_entry, baseline, fit, measured, info["target"], T,
+                     max_extrapolation)
         tick(0, f"{task.name}: done")
     times = {c.label: {} for c in cands}
     for e in entries:
@@ -217,7 +220,7 @@ def _record(entry: Entry, res) -> None:
 
 
 def _compare(entry: Entry, base: Entry | None, baseline: str, fit: stats.PowerLaw | None,
-             target: float | None, T: int, max_extrapolation: float) -> None:
+             measured, target: float | None, T: int, max_extrapolation: float) -> None:
     """Steps to the baseline's final loss, speedup and t-test against the baseline."""
     if entry.status != OK or target is None:
         entry.steps_to_target = math.inf if target is not None else None
@@ -229,7 +232,7 @@ def _compare(entry: Entry, base: Entry | None, baseline: str, fit: stats.PowerLa
             entry.speedup = stats.Speedup(1.0, float(T), None)  # by definition
         else:
             entry.speedup = stats.data_equivalent_speedup(fit, entry.final_loss.mean, T,
-                                                          max_extrapolation)
+                                                          max_extrapolation, measured)
     if entry.optimizer != baseline and base is not None and base.status == OK:
         entry.ttest = stats.welch(_finals(entry), _finals(base))
 

@@ -19,6 +19,7 @@ JSON writer turns non-finite numbers into ``null``/strings.
 
 from __future__ import annotations
 
+import itertools
 import math
 import warnings
 from collections.abc import Mapping, Sequence
@@ -256,21 +257,64 @@ class Speedup:
 
 
 def data_equivalent_speedup(fit: PowerLaw, loss: float, steps: float,
-                            max_extrapolation: float = 4.0) -> Speedup:
-    """Speedup of a run that reached ``loss`` in ``steps`` steps, against the fitted baseline."""
+                            max_extrapolation: float = 4.0,
+                            measured: tuple[Sequence[float], Sequence[float]] | None = None
+                            ) -> Speedup:
+    """Speedup of a run that reached ``loss`` in ``steps`` steps, against the baseline.
+
+    ``measured`` gives the baseline's measured ``(budgets, final losses)``. Inside
+    their range the baseline steps come from those points (their running minimum,
+    so more budget never looks worse, interpolated linearly in log-log space):
+    the speedup then agrees with the measurements, whatever the quality of the
+    fit; in particular a candidate that ends above the baseline's loss at the same
+    budget has a speedup below 1. The power law ``fit`` only extrapolates beyond
+    the measured budgets (and is used alone when ``measured`` is None).
+    """
     if steps <= 0:
         raise ValueError(f"steps must be positive, got {steps}")
     if max_extrapolation < 1:
         raise ValueError(f"max_extrapolation must be >= 1, got {max_extrapolation}")
     if not math.isfinite(loss):
         return Speedup(0.0, math.inf, None)
-    s_star = fit.inverse(loss)
+    s_star = _measured_inverse(measured, loss) if measured is not None else None
+    if s_star is None:
+        s_star = fit.inverse(loss)
+        if measured is not None:  # beyond the measured range: never inside it
+            s_star = max(s_star, max(b for b, _ in _monotone(measured)))
     ceiling = max_extrapolation * fit.s_max
     if s_star > ceiling:
         return Speedup(ceiling / steps, s_star, "above")
     if s_star < fit.s_min:
         return Speedup(fit.s_min / steps, s_star, "below")
     return Speedup(s_star / steps, s_star, None)
+
+
+def _monotone(measured: tuple[Sequence[float], Sequence[float]]) -> list[tuple[float, float]]:
+    """Finite measured points by budget, losses replaced by their running minimum."""
+    pts = sorted((float(b), float(v)) for b, v in zip(*measured, strict=True)
+                 if b > 0 and math.isfinite(v))
+    best = math.inf
+    out = []
+    for b, v in pts:
+        best = min(best, v)
+        out.append((b, best))
+    return out
+
+
+def _measured_inverse(measured, loss: float) -> float | None:
+    """Budget at which the measured baseline reaches ``loss``; None outside their range."""
+    pts = _monotone(measured)
+    if len(pts) < 2 or loss > pts[0][1] or loss < pts[-1][1]:
+        return None
+    for (b0, v0), (b1, v1) in itertools.pairwise(pts):
+        if v1 <= loss <= v0:
+            if loss in (v0, v1):  # a measured point: its budget exactly (the earliest one)
+                return b0 if loss == v0 else b1
+            if v1 > 0 and loss > 0:
+                t = math.log(v0 / loss) / math.log(v0 / v1)
+                return math.exp(math.log(b0) + t * math.log(b1 / b0))
+            return b0 + (v0 - loss) / (v0 - v1) * (b1 - b0)
+    return pts[0][0]
 
 
 # ------------------------------------------------------------------ performance profiles

@@ -575,3 +575,48 @@ def test_compiled_step_matches(folder, name):
     ours, eager = (verify.trajectory(m, 12) for m in make)
     assert verify.deviation(ours, eager) <= TOLERANCE
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+
+
+# ------------------------------------------------------------------ the command
+
+
+def cli_app():
+    import typer
+
+    from optforge.export.cli import export_command
+
+    app = typer.Typer()
+    app.command("export")(export_command)
+    app.command("other")(lambda: None)  # (a group, so that "export" is a subcommand)
+    return app
+
+
+def test_cli_writes_a_working_file(tmp_path, folder):
+    from typer.testing import CliRunner
+
+    out = tmp_path / "my_optimizer.py"
+    done = CliRunner().invoke(cli_app(), ["export", "adamw", "--out", str(out), "--name",
+                                          "MyOpt", "--lr", "3e-4", "--set", "wd=0.1"])
+    assert done.exit_code == 0, done.output
+    assert "class MyOpt" in done.output
+    cls = load(folder, out.read_text()).MyOpt
+    assert cls([torch.nn.Parameter(torch.ones(2))]).defaults["wd"] == 0.1
+    assert "from my_optimizer import MyOpt" in out.read_text()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["nope"], "neither a program file nor a zoo optimizer"),
+    (["adamw", "--set", "wd"], "NAME=VALUE"),
+    (["adamw", "--set", "wd=x"], "not a number"),
+    (["adamw", "--set", "wd=inf"], "finite"),
+    (["adamw", "--set", "beta9=0.1"], "unknown hyperparameters"),
+    (["adamw", "--name", "1x"], "identifier"),
+    (["adamw", "--out", "x.txt"], "must end in .py"),
+])
+def test_cli_errors(tmp_path, args, message, monkeypatch):
+    from typer.testing import CliRunner
+
+    monkeypatch.chdir(tmp_path)
+    done = CliRunner().invoke(cli_app(), ["export", *args])
+    assert done.exit_code == 2
+    assert message in " ".join(done.output.split())

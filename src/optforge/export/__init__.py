@@ -71,17 +71,22 @@ def export_source(program: Program | str, name: str | None = None, *, lr: float 
                   hyperparameters=hyperparameters, origin=origin, module=module)
 
 
-def export(source: str, out: str | Path, name: str | None = None, *, lr: float = 1e-3,
-           hyperparameters: dict[str, float] | None = None, overwrite: bool = False) -> Path:
-    """Export ``source`` (a program file or zoo name) to the file ``out``."""
+def export(source: str, out: str | Path | None = None, name: str | None = None, *,
+           lr: float = 1e-3, hyperparameters: dict[str, float] | None = None,
+           overwrite: bool = False, return_class_name: bool = False):
+    """Export ``source`` (a program file or zoo name) to the file ``out`` (default
+    ``<program name>_optimizer.py``); returns its path (and the class name if asked)."""
     program, origin = resolve(source)
-    out = Path(out)
-    if out.exists() and not overwrite:
+    out = Path(out) if out is not None else Path(f"{program.name}_optimizer.py")
+    if out.suffix != ".py":
+        raise ExportError(f"the output file {str(out)!r} must end in .py")
+    if out.is_dir() or (out.exists() and not overwrite):
         raise ExportError(f"{out} exists; pass overwrite=True (--force) to replace it")
+    name = name or class_name_for(program, origin)
     text = export_source(program, name, lr=lr, hyperparameters=hyperparameters, origin=origin,
                          module=out.stem if out.stem.isidentifier() else "my_optimizer")
     out.write_text(text)
-    return out
+    return (out, name) if return_class_name else out
 
 
 __all__ = ["ExportError", "Origin", "check_class_name", "class_name_for", "export",

@@ -1,0 +1,64 @@
+"""``optforge export``: the command-line shell over :func:`optforge.export.export`.
+
+Registered in ``optforge.cli`` as ``app.command("export")(export_command)``.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+
+def parse_settings(items: list[str]) -> dict[str, float]:
+    """``["beta1=0.95", "wd=0.1"]`` -> ``{"beta1": 0.95, "wd": 0.1}``; precise errors."""
+    out: dict[str, float] = {}
+    for item in items:
+        key, eq, text = item.partition("=")
+        key = key.strip()
+        if not eq or not key:
+            raise ValueError(f"--set takes NAME=VALUE, got {item!r}")
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"--set {key}: {text.strip()!r} is not a number") from None
+        if not math.isfinite(value):
+            raise ValueError(f"--set {key}: the value must be finite, got {text.strip()}")
+        if key in out:
+            raise ValueError(f"--set {key} given twice")
+        out[key] = value
+    return out
+
+
+def export_command(
+    source: Annotated[str, typer.Argument(
+        help="A program file (path/to/rule.py) or a zoo name (see `optforge zoo list`).")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="The file to write (default: <program name>_optimizer.py).")] = None,
+    name: Annotated[str | None, typer.Option(
+        "--name", "-n",
+        help="Class name (default: the zoo title or the program name in CamelCase).")] = None,
+    lr: Annotated[float, typer.Option(
+        help="Recommended learning rate: the constructor's default.")] = 1e-3,
+    set_: Annotated[list[str] | None, typer.Option(
+        "--set", help="A recommended hyperparameter value, NAME=VALUE (repeatable): the "
+        "constructor's default instead of the program's.")] = None,
+    force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
+) -> None:
+    """Write a program as a standalone torch.optim.Optimizer file that depends only on torch."""
+    from . import ExportError, export
+
+    console = Console()
+    try:
+        path, cls = export(source, out, name, lr=lr, hyperparameters=parse_settings(set_ or []),
+                           overwrite=force, return_class_name=True)
+    except (ExportError, ValueError) as err:
+        console.print(f"[red]error:[/red] {err.args[0] if err.args else err}")
+        raise typer.Exit(2) from None
+    module = path.stem if path.stem.isidentifier() else "<module>"
+    console.print(f"wrote [bold]{path}[/bold]: class {cls}, depends only on torch")
+    console.print(f"  from {module} import {cls}")
+    console.print(f"  opt = {cls}(model.parameters(), lr={lr:g})")

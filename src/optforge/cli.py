@@ -9,6 +9,7 @@ from rich.table import Table
 
 from . import zoo as zoo_api
 from .bench.cli import bench_command
+from .export.cli import export_command
 from .search.command import search_command
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
@@ -18,6 +19,7 @@ app.add_typer(zoo_app, name="zoo")
 app.command("bench")(bench_command)
 console = Console()
 app.command("search")(search_command)
+app.command("export")(export_command)
 
 
 @zoo_app.command("list")

@@ -18,7 +18,6 @@ from optforge.tasks.base import Batches, Init, generator
 from optforge.train import train
 
 NAMES = tasks.names()
-SLOW = {"charlm", "modadd"}  # their AdamW target runs take over ~20 s on one thread
 
 
 # ------------------------------------------------------------------ layers vs references
@@ -199,9 +198,9 @@ def test_task_is_deterministic_and_replicas_are_independent(name):
         torch.testing.assert_close(value[2:3], alone.evaluate()[key], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.parametrize("name", [
-    pytest.param(n, marks=pytest.mark.slow) if n in SLOW else n for n in NAMES])
+@pytest.mark.parametrize("name", NAMES)
 def test_tuned_adamw_reaches_documented_target(name):
+    """Two seeds at the tiny tier (charlm, the slowest, takes about 15 s on one thread)."""
     task = tasks.get(name)
     spec = task.spec("tiny")
     result = train(task, "adamw", "tiny", seeds=[0, 1], hparams=spec.adamw)

@@ -75,7 +75,7 @@ class DigitsMLP(Task):
                              adamw={"lr": 1e-2, "wd": 0.01}),
                 "small": Spec({"width": 128}, steps=1000, target=0.97, batch=64,
                               adamw={"lr": 1e-2, "wd": 0.01}),
-                "medium": Spec({"width": 512}, steps=2000, target=0.97, batch=64,
+                "medium": Spec({"width": 512}, steps=2000, target=0.98, batch=64,
                                adamw={"lr": 3e-3, "wd": 0.01}),
             },
         )
@@ -113,8 +113,8 @@ class DigitsAE(Task):
                              adamw={"lr": 3e-2, "wd": 0.0}),
                 "small": Spec({"width": 128, "code": 16}, steps=1000, target=0.008, batch=64,
                               adamw={"lr": 3e-2, "wd": 0.0}),
-                "medium": Spec({"width": 512, "code": 32}, steps=2000, target=0.008, batch=64,
-                               adamw={"lr": 1e-2, "wd": 0.0}),
+                "medium": Spec({"width": 512, "code": 32}, steps=2000, target=0.004, batch=64,
+                               adamw={"lr": 3e-3, "wd": 0.0}),
             },
         )
 

@@ -99,14 +99,16 @@ def attention(x: torch.Tensor, w_qkv: torch.Tensor, w_out: torch.Tensor, heads: 
     k, b, t, d = x.shape
     dh = d // heads
     if last_only:
-        q = linear(x[:, :, -1:], w_qkv[:, :d]).view(k, b, 1, heads, dh).transpose(2, 3)
-        kv = linear(x, w_qkv[:, d:]).view(k, b, t, 2, heads, dh).permute(3, 0, 1, 4, 2, 5)
-        kk, v = kv.unbind(0)
-        causal, t = False, 1
+        q = linear(x[:, :, -1], w_qkv[:, :d]).view(k, b, 1, heads, dh)
+        kk, v = linear(x, w_qkv[:, d:]).view(k, b, t, 2, heads, dh).unbind(3)  # (K, B, T, H, dh)
+        # one query over a few keys: element-wise products beat tiny matmuls and fused kernels
+        att = torch.softmax((q * kk).sum(-1) / math.sqrt(dh), dim=2)  # (K, B, T, H)
+        y = (att.unsqueeze(-1) * v).sum(2, keepdim=True).transpose(2, 3)  # (K, B, H, 1, dh)
+        t = 1
     else:
         qkv = linear(x, w_qkv).view(k, b, t, 3, heads, dh)
         q, kk, v = qkv.permute(3, 0, 1, 4, 2, 5).unbind(0)  # each (K, B, H, T, dh)
-    # 4-D (K * B, H, T, dh) inputs: the shape torch's fused CPU attention kernel takes
-    q, kk, v = (z.reshape(k * b, heads, -1, dh) for z in (q, kk, v))
-    y = F.scaled_dot_product_attention(q, kk, v, is_causal=causal).view(k, b, heads, t, dh)
+        # 4-D (K * B, H, T, dh) inputs: the shape torch's fused CPU attention kernel takes
+        q, kk, v = (z.reshape(k * b, heads, t, dh) for z in (q, kk, v))
+        y = F.scaled_dot_product_attention(q, kk, v, is_causal=causal).view(k, b, heads, t, dh)
     return linear(y.transpose(2, 3).reshape(k, b, t, d), w_out)

@@ -155,6 +155,9 @@ SPECIAL = {  # matrix ops whose result must keep the parameter's R x C shape
     ("transpose", "L"): "transpose(transpose(g + m))",
     ("matmul", "LL"): "matmul(g, matmul(transpose(w), m + g))",
     ("matmul", "FF"): "matmul(a, b)",
+    ("matmul", "LF"): "matmul(row_mean(col_mean(g)), a)",  # 1 x 1 lists by a float
+    ("matmul", "FL"): "matmul(a, col_mean(g))",
+    ("matmul", "TL"): "matmul(global_norm(g), col_mean(g))",
     ("orthogonalize", "L"): "orthogonalize(g + m)",
 }
 
@@ -228,6 +231,13 @@ def t(w, g, s, k, lr, step, beta=0.9):
     k = step * 2
     update = lr * g / (s + k)
     return update, s, k
+""",
+    "update terms share a list": """
+def t(w, g, m, lr, beta=0.9):
+    m = interp(m, g, 1 - beta)
+    d = abs(m) + 0.5
+    update = lr * (g / d + 0.01 * d * w)
+    return update, m
 """,
     "update is uniform": """
 def t(w, g, lr):

@@ -778,9 +778,10 @@ class _Lowering:
             self.out.line(f"{t.name} = {tpl.each.format(**fmt)}")
             return t
         loops: list[tuple[str, str]] = []
+        matrix_op = ops.REGISTRY[name].family != "elementwise"  # sees floats as 1 x 1
         for key, i, v in zip("abc", range(3), args, strict=False):
             if isinstance(v, F):
-                fmt[key] = (self.as_tensor(v) if i in tpl.tensor_args
+                fmt[key] = (self.as_tensor(v, uniform=matrix_op) if i in tpl.tensor_args
                             else _atom(self.coef(v.expr)))
             elif isinstance(v, T):
                 fmt[key] = v.name
@@ -995,13 +996,13 @@ class _Lowering:
             self.out.line(f"torch._foreach_add_({w.name}, {negate(self.coef(u.expr))})")
             return
         lu = self.lin(u)
+        occ = Counter(lu.refs())  # a list read by two terms is not overwritten by one
         cw: Expr | None = None
         terms = []
         for c, atom in lu.terms:
             if atom.kind == "ref" and atom.a is w:
                 cw = s_add(cw, c)
             elif w in (atom.a, atom.b):  # reads w: written out before w changes
-                occ = Counter([atom.a, atom.b])
                 x = self._term_list(ONE, atom, occ, "tmp", atom.shape)
                 terms.append((c, Atom("ref", x)))
             else:

@@ -232,11 +232,13 @@ def _helpers(lo: Lowered) -> str:
 # ------------------------------------------------------------------ the class
 
 
-def _shape_code(shape, native_full: bool) -> str:
-    if native_full:
-        return "p.shape"
+def _shape_code(shape, matrix: bool) -> str:
+    """A state tensor's shape: the parameter's own, or 0-d for 1 x 1 (element-wise
+    programs); the 2-D view's R x C, R x 1, ... (programs with matrix ops)."""
+    if not matrix:
+        return "p.shape" if shape == ("R", "C") else "()"
     names = {"R": "rows", "C": "cols", 1: "1"}
-    return f"({names[shape[0]]}, {names[shape[1]]})" if shape != (1, 1) else "()"
+    return f"({names[shape[0]]}, {names[shape[1]]})"
 
 
 def _class(lo: Lowered, name: str, program: Program, lr: float, origin: Origin) -> str:
@@ -342,8 +344,7 @@ def _state_methods(lo: Lowered) -> list[str]:
         b.append("        rows = p.shape[0] if p.dim() else 1")
     if "C" in used:
         b.append("        cols = math.prod(p.shape[1:])")
-    items = [f'"{k}": {_shape_code(shapes[k], not lo.matrix and shapes[k] == ("R", "C"))}'
-             for k in keys]
+    items = [f'"{k}": {_shape_code(shapes[k], lo.matrix)}' for k in keys]
     line = f"        return {{{', '.join(items)}}}"
     if len(line) <= LINE:
         b.append(line)

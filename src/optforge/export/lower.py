@@ -1043,7 +1043,7 @@ class _Lowering:
         update = wrap_line(f"def {self.function}({', '.join(lists + floats)}, "
                        f"kernels={self.kernels}):")
         update += _doc(f"One {p.name} step: the uniform scalars as Python floats, then "
-                       f"``kernels`` ({self.kernels}, or it compiled) on the tensors.")
+                       f"``kernels`` ({self.kernels}, or its compiled form) on the tensors.")
         update += self.out.scalar
         update += wrap_line(f"{INDENT}return kernels({', '.join(lists + used)})")
         source = "\n\n\n".join("\n".join(f) for f in (kernels, tkernels, update)) + "\n"

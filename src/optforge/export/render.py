@@ -255,10 +255,16 @@ def _class(lo: Lowered, name: str, program: Program, lr: float, origin: Origin) 
     sig.append("compile=False")
     args_doc = [
         "params: an iterable of parameters, or of dicts defining parameter groups.",
-        f"lr: learning rate (default {format_number(lr)}).",
+        f"lr: learning rate (default {format_number(lr)}"
+        + (f"; tuned in [{origin.space['lr'][1]:g}, {origin.space['lr'][2]:g}], "
+           f"{origin.space['lr'][0]} scale" if "lr" in origin.space else "") + ").",
     ]
-    args_doc += [f"{k}: hyperparameter of the update rule (default {format_number(v)})."
-                 for k, v in program.hyper]
+    for k, v in program.hyper:
+        line = f"{k}: hyperparameter of the update rule (default {format_number(v)}"
+        if k in origin.space:
+            scale, low, high = origin.space[k]
+            line += f"; tuned in [{low:g}, {high:g}], {scale} scale"
+        args_doc.append(line + ").")
     if h:
         when = (f"the value of {every}" if isinstance(every, str) else str(every))
         args_doc += [

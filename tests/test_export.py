@@ -636,12 +636,9 @@ def test_cli_errors(tmp_path, args, message, monkeypatch):
 
 
 def mutated_programs(n: int, seed: int) -> list[Program]:
-    """Zoo programs (not reading h) after 1-6 random mutations of the search's operators,
-    skipping those with a state slot whose new value is uniform: ProgramOptimizer
-    mis-stores those (two slots share one tensor), reported to its owner."""
+    """Zoo programs (not reading h) after 1-6 random mutations of the search's operators."""
     import random
 
-    from optforge.lang.infer import evaluate, infer
     from optforge.search.mutate import MutationConfig, Mutator
 
     rng = random.Random(seed)
@@ -652,9 +649,7 @@ def mutated_programs(n: int, seed: int) -> list[Program]:
         program = zoo.load(rng.choice(names))
         for _ in range(rng.randint(1, 6)):
             program, _ = mutator.mutate(program)
-        env = infer(program).env
-        if not any(evaluate(e, env).uniform for e in program.returns[1:]):
-            out.append(program)
+        out.append(program)
     return out
 
 

@@ -480,3 +480,19 @@ def test_state_is_slots_times_parameter_bytes_and_does_not_grow(name, slots):
     gc.collect()
     assert sum(issubclass(type(o), torch.Tensor) for o in gc.get_objects()) == live
     assert [(id(t), t.data_ptr()) for t in state_tensors(opt)] == ids  # updated in place
+
+
+def test_a_uniform_slot_value_does_not_alias_a_slot_handed_on_in_the_same_step():
+    """``m`` takes ``s1``'s new value (its tensors) while ``s1`` becomes a uniform
+    value: the two slots must stay apart (hand-computed: m = 0.01, 0.515, 0.525)."""
+    src = ("def p(w, g, m, s1, lr, step):\n    update = lr * (g + m)\n"
+           "    s1 = interp(s1, step, 0.01)\n    return update, s1, row_norm(0.5)\n")
+    q = torch.nn.Parameter(torch.ones(3, 2, dtype=torch.float64))
+    opt = ProgramOptimizer([q], src, lr=1e-3)
+    for want in (0.01, 0.515, 0.525):
+        q.grad = torch.ones_like(q)
+        opt.step()
+        st = opt.state[q]
+        assert st["m"].flatten().tolist() == pytest.approx([want])
+        assert st["s1"].flatten().tolist() == pytest.approx([0.5])
+        assert st["m"].data_ptr() != st["s1"].data_ptr()

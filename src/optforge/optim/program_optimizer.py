@@ -270,10 +270,11 @@ class ProgramOptimizer(torch.optim.Optimizer):
     def _store(self, b: _Bucket, index: int, value) -> None:
         """A slot's new value that is not in its own tensors: keep it as the new state."""
         name = self._plan.slots[index]
-        if not isinstance(value, list | tuple):  # a uniform value
-            for t in b.slots[index]:
-                t.copy_(torch.as_tensor(value, dtype=t.dtype, device=t.device).expand_as(t))
-            return
+        if not isinstance(value, list | tuple):
+            # a uniform value, in new tensors: the slot's old tensors may have been
+            # handed to another slot by this very step
+            value = [torch.as_tensor(value, dtype=t.dtype, device=t.device).expand_as(t).clone()
+                     for t in b.slots[index]]
         tensors = []
         for p, st, t in zip(b.params, b.states, value, strict=True):
             t = t.to(p.dtype)

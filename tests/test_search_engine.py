@@ -102,7 +102,7 @@ def test_the_command_maps_every_config_field_to_a_flag(tmp_path):
     import typer
     from typer.testing import CliRunner
 
-    from optforge.search.command import search_command
+    from optforge.search.command import RUN_OPTIONS, search_command
     from optforge.search.config import flags
 
     app = typer.Typer()
@@ -111,7 +111,7 @@ def test_the_command_maps_every_config_field_to_a_flag(tmp_path):
     runner = CliRunner()
     command = typer.main.get_command(app).commands["search"]
     options = {o for p in command.params for o in p.opts}
-    assert {flag for flag, *_ in flags()} | {"--config", "-c", "--out"} == options
+    assert {flag for flag, *_ in flags()} | {"--config", "-c", "--out"} | RUN_OPTIONS == options
     cfg = tmp_path / "s.toml"
     cfg.write_text('evaluations = 100\ntiers = ["tiny:quadratic@20"]\nheldout = ""\n')
     out = tmp_path / "out"

@@ -4,13 +4,18 @@ Register it with ``app.command("search")(search_command)``. Its options are
 generated from :class:`~optforge.search.config.SearchConfig`, one flag per
 field (``max_length`` <-> ``--max-length``; list fields repeat the flag:
 ``--init adamw --init lion``; booleans are ``--simplify-nodes/--no-simplify-nodes``),
-plus ``--config FILE`` (TOML; flags override it) and ``--out DIR``.
+plus ``--config FILE`` (TOML; flags override it), ``--out DIR`` (the run
+directory: the run store, ``result.json``, ``config.toml``, the winners; default
+``runs/search-TIMESTAMP``), ``--resume DIR``, ``--cache-from DIR`` and the
+evaluator options ``--backend``, ``--workers``, ``--timeout``, ``--retries``,
+``--ray-address`` (docs/RUNS.md).
 """
 
 from __future__ import annotations
 
 import inspect
 import json
+import time
 from dataclasses import fields
 from pathlib import Path
 from typing import Annotated, Any, get_type_hints
@@ -41,30 +46,82 @@ def write_results(result: SearchResult, config: SearchConfig, out: Path) -> list
     return written
 
 
-def _run(config: Path | None, out: Path | None, **flags: Any) -> None:
+RUN_OPTIONS = {"--resume", "--cache-from", "--backend", "--workers", "--timeout", "--retries",
+               "--ray-address"}
+
+
+def default_run_dir(root: Path = Path("runs"), kind: str = "search") -> Path:
+    """``runs/KIND-YYYYmmdd-HHMMSS`` (with a suffix if taken)."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    path, n = root / f"{kind}-{stamp}", 1
+    while path.exists():
+        n += 1
+        path = root / f"{kind}-{stamp}-{n}"
+    return path
+
+
+def _open_run(config: Path | None, out: Path | None, resume: Path | None,
+              given: dict[str, Any]):
+    from ..store import RunStore
+
+    if resume is not None:
+        if given or config is not None or out is not None:
+            raise ValueError("--resume takes the configuration from the run directory; "
+                             "give no --config, --out or search options with it")
+        store = RunStore.open(resume)
+        if store.kind != "search":
+            store.close()
+            raise ValueError(f"{resume} is a {store.kind} run, not a search run")
+        return SearchConfig.from_dict(store.config), store
+    cfg = SearchConfig.from_toml(config) if config is not None else SearchConfig()
+    cfg = cfg.override(**given)
+    cfg.check_tasks()
+    return cfg, RunStore.create(out or default_run_dir(), "search", cfg.as_dict())
+
+
+def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from: list[Path],
+         backend: str, workers: int | None, timeout: float, retries: int,
+         ray_address: str | None, **flags: Any) -> None:
+    from ..runtime import make_backend
+    from ..store import RunStore, StoreError
+
     console = Console()
     given = {k: v for k, v in flags.items() if v is not None and v != [] and v != ()}
     given = {k: list(v) if isinstance(v, tuple) else v for k, v in given.items()}
     try:
-        cfg = SearchConfig.from_toml(config) if config is not None else SearchConfig()
-        cfg = cfg.override(**given)
-        cfg.check_tasks()
-    except (ValueError, KeyError, OSError) as err:
+        if backend not in ("inline", "process", "ray"):
+            raise ValueError(f"unknown backend {backend!r}; use inline, process or ray")
+        caches = [RunStore.open(p, readonly=True) for p in cache_from or []]
+        cfg, store = _open_run(config, out, resume, given)
+    except (ValueError, KeyError, OSError, StoreError) as err:
         console.print(f"[red]error:[/red] {err.args[0] if err.args else err}")
         raise typer.Exit(2) from None
-    with LiveDisplay(Console(stderr=True)) as display:
-        result = Search(cfg, on_progress=display.update).run()
+    console.print(f"run directory: {store.path}", highlight=False)
+
+    def evaluator(fitness):
+        return make_backend(backend, fitness, workers, timeout, retries, ray_address)
+
+    try:
+        with LiveDisplay(Console(stderr=True)) as display:
+            result = Search(cfg, on_progress=display.update, store=store, caches=caches,
+                            make_evaluator=evaluator).run()
+    except KeyboardInterrupt:
+        console.print(f"interrupted; continue with: optforge search --resume {store.path}")
+        raise typer.Exit(130) from None
+    finally:
+        store.close()
+        for c in caches:
+            c.close()
+    out = store.path
     console.print(result.summary(sources=False))
     for i, w in enumerate(result.winners, 1):
         console.print(f"[bold]winner {i}[/bold] (fitness {w.simplified_fitness:+.4f})")
         console.print(Syntax(w.source, "python", theme="ansi_dark"))
         console.print(w.formula)
         console.print(f"LaTeX: {w.latex}")
-    if out is not None:
-        paths = write_results(result, cfg, out)
-        console.print(f"wrote {', '.join(str(p) for p in paths)}")
-    else:
-        console.print_json(json.dumps(result.counters))
+    paths = write_results(result, cfg, out)
+    console.print(f"wrote {', '.join(str(p) for p in paths)}")
+    console.print_json(json.dumps(result.counters))
 
 
 def _signature() -> inspect.Signature:
@@ -74,8 +131,29 @@ def _signature() -> inspect.Signature:
             Path | None, typer.Option("--config", "-c", help="TOML file of search options "
                                       "(flags override it).")]),
         inspect.Parameter("out", kw, default=None, annotation=Annotated[
-            Path | None, typer.Option("--out", help="Directory for result.json, config.toml "
-                                      "and the winners' source.")]),
+            Path | None, typer.Option("--out", help="The run directory (new or empty): run "
+                                      "store, result.json, config.toml, the winners' source "
+                                      "[default: runs/search-TIMESTAMP].")]),
+        inspect.Parameter("resume", kw, default=None, annotation=Annotated[
+            Path | None, typer.Option("--resume", help="Continue the run in this directory "
+                                      "exactly where it stopped.")]),
+        inspect.Parameter("cache_from", kw, default=None, annotation=Annotated[
+            list[Path] | None, typer.Option("--cache-from", help="Reuse the complete "
+                                            "evaluations of another run (repeatable).")]),
+        inspect.Parameter("backend", kw, default="process", annotation=Annotated[
+            str, typer.Option("--backend", help="Evaluator: inline, process or ray.")]),
+        inspect.Parameter("workers", kw, default=None, annotation=Annotated[
+            int | None, typer.Option("--workers", min=1, help="Evaluations in parallel "
+                                     "[default: one per core; inline: 1].")]),
+        inspect.Parameter("timeout", kw, default=0.0, annotation=Annotated[
+            float, typer.Option("--timeout", min=0.0, help="Seconds per evaluation before it "
+                                "is killed and recorded failed (0: none).")]),
+        inspect.Parameter("retries", kw, default=2, annotation=Annotated[
+            int, typer.Option("--retries", min=0, help="Reruns of an evaluation whose worker "
+                              "died, before it is recorded failed.")]),
+        inspect.Parameter("ray_address", kw, default=None, annotation=Annotated[
+            str | None, typer.Option("--ray-address", help="Ray cluster: auto or HOST:PORT "
+                                     "(default: a local one).")]),
     ]
     hints = get_type_hints(SearchConfig)
     for f in fields(SearchConfig):

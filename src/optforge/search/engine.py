@@ -18,9 +18,10 @@ Example::
 
 from __future__ import annotations
 
+import json
 import random
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
 
@@ -41,11 +42,19 @@ class Search:
 
     def __init__(self, config: SearchConfig | None = None, *, fitness: Fitness | None = None,
                  evaluator: Evaluator | None = None,
-                 on_progress: Callable[[Progress], None] | None = None):
+                 on_progress: Callable[[Progress], None] | None = None,
+                 store=None, caches: Sequence = (),
+                 make_evaluator: Callable[[Fitness], Evaluator] | None = None):
+        """``store`` (a :class:`~optforge.store.RunStore`) records the run and replays what it
+        already holds (resume); ``caches`` are other runs' stores whose complete evaluations
+        are reused; ``make_evaluator(fitness)`` builds the backend (default: inline)."""
         self.config = config or SearchConfig()
         self._fitness = fitness
         self._evaluator = evaluator
+        self._make_evaluator = make_evaluator
         self.on_progress = on_progress
+        self.store = store
+        self.caches = list(caches)
         self._keys = 0
 
     # ------------------------------------------------------------ parts
@@ -85,7 +94,13 @@ class Search:
         start = time.perf_counter()
         initial = load_programs(cfg.init)
         fitness = self._fitness or self.build_fitness()
-        evaluator = self._evaluator or InlineEvaluator(fitness)
+        if isinstance(fitness, TrainerFitness):
+            self._baselines(fitness)
+        evaluator = self._evaluator or (self._make_evaluator(fitness) if self._make_evaluator
+                                        else InlineEvaluator(fitness))
+        own = self._evaluator is None
+        if self.store is not None:
+            evaluator = self._recording(evaluator)
         stages = list(cfg.stages())
         tiers = [s for s in stages if s != "heldout"]
         rng = random.Random(cfg.seed)
@@ -95,9 +110,12 @@ class Search:
                                   cfg.time_limit)
         hurdles = Hurdles(cfg.hurdle_percentile, cfg.hurdle_warmup)
         evolution = Evolution(evo_cfg, tiers[0], evaluator, mutator, rng, hurdles,
-                              self.on_progress)
+                              self._snapshots(lambda: evolution, mutator))
         try:
             evolved = evolution.run(initial)
+            if self.store is not None:
+                self.store.add_individuals(list(evolved.individuals.values()))
+                self.store.event("phase", phase="funnel")
             counters = evolved.counters
             best = evolved.best.fitness if evolved.best else WORST
             individuals = list(evolved.individuals.values())
@@ -116,16 +134,94 @@ class Search:
                 if all(w.simplified.hash != other.simplified.hash for other in winners):
                     winners.append(w)
         finally:
-            if self._evaluator is None:
+            if own:
                 evaluator.close()
         baselines = {}
         if isinstance(fitness, TrainerFitness):
             baselines = {f"{task}/{size}/{steps}": {"lr": b.lr, "final": b.final,
                                                      "at": {str(k): v for k, v in b.at.items()}}
                          for (task, size, steps), b in sorted(fitness.baselines.items())}
-        return SearchResult(fame, pareto, winners, counters.as_dict(), funnel.records,
-                            evolved.history, baselines, cfg.as_dict(),
-                            time.perf_counter() - start)
+        result = SearchResult(fame, pareto, winners, counters.as_dict(), funnel.records,
+                              evolved.history, baselines, cfg.as_dict(),
+                              time.perf_counter() - start)
+        if self.store is not None:
+            self._finish(result, evaluator)
+        return result
+
+    # ------------------------------------------------------------ the run store
+    def _recording(self, backend: Evaluator) -> Evaluator:
+        from ..store import RecordingEvaluator
+
+        store = self.store
+        in_flight = store.meta("in_flight")
+        if in_flight is None:
+            in_flight = backend.capacity
+            store.set_meta(in_flight=in_flight)
+            store.event("start", in_flight=in_flight)
+        else:
+            store.set_meta(status="running")
+            store.event("resume", recorded=store.count("evaluations"))
+        return RecordingEvaluator(store, backend, self.caches, capacity=in_flight)
+
+    def _snapshots(self, evolution: Callable[[], Evolution], mutator: Mutator):
+        """The progress hook: after each result, write (or, on replay, check) a snapshot."""
+        if self.store is None:
+            return self.on_progress
+        from ..store import ReplayError
+        from ..store.db import dumps
+
+        store, written = self.store, set()
+
+        def hook(progress: Progress) -> None:
+            evo = evolution()
+            n = progress.counters.evaluated
+            population = [i.id for i in evo.population]
+            rng = {"evolution": evo.rng.getstate(), "mutator": mutator.rng.getstate()}
+            stored = store.snapshot_at(n)
+            if stored is None:
+                new = [i for k, i in evo.individuals.items() if k not in written]
+                store.snapshot(n, population, rng, progress.counters.as_dict(), progress.best,
+                               new)
+                written.update(i.id for i in new)
+            elif stored != (population, json.loads(dumps(rng))):
+                raise ReplayError(f"{store.path}: the replayed search differs from the stored "
+                                  f"one after {n} evaluations (population or random state); "
+                                  "the code or the configuration changed")
+            if self.on_progress is not None:
+                self.on_progress(progress)
+
+        return hook
+
+    @staticmethod
+    def _baseline_rows(fitness: TrainerFitness) -> list:
+        return [[task, size, steps, b.lr, b.final, sorted(b.at.items())]
+                for (task, size, steps), b in sorted(fitness.baselines.items())]
+
+    def _baselines(self, fitness: TrainerFitness) -> None:
+        """Tune the first tier's baselines in the driver (workers inherit them), kept in the
+        store so that a resumed run does not train them again."""
+        from .fitness import Baseline
+
+        if self.store is not None:
+            for task, size, steps, lr, final, at in self.store.meta("baselines", []):
+                fitness.baselines.setdefault((task, size, int(steps)),
+                                             Baseline(lr, final, {float(f): v for f, v in at}))
+        if "tier0" in fitness.stages:
+            for task in fitness.stages["tier0"].tasks:
+                fitness.baseline("tier0", task)
+        if self.store is not None:
+            self.store.set_meta(baselines=self._baseline_rows(fitness))
+
+    def _finish(self, result: SearchResult, evaluator) -> None:
+        store = self.store
+        best = result.best
+        store.set_meta(status="finished", finished=time.time(),
+                       best=None if best is None else best.fitness,
+                       counters=result.counters)
+        store.event("finish", replayed=evaluator.replayed, computed=evaluator.computed,
+                    reused=evaluator.reused, seconds=result.seconds,
+                    store_seconds=store.seconds)
+        (store.path / "result.json").write_text(result.to_json())
 
     def _winner(self, survivor, evaluator: Evaluator, first: str, heldout: bool,
                 mutator: Mutator) -> Winner:

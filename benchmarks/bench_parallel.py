@@ -1,0 +1,94 @@
+"""Evaluations per hour with 1 and 2 process workers, and the run store's overhead.
+
+The same small real search (regularized evolution from AdamW on
+``tiny:quadratic,digits_mlp@STEPS``, hurdles off, no funnel) runs with the
+process-pool backend at 1 worker and at N workers (``--workers``, default 2),
+alternating, ``--repeats`` times each, every run recorded in a fresh run store.
+The baselines are tuned once beforehand and shared, so only evolution is timed.
+
+Reported: evaluations per hour for each worker count (median over repeats), the
+scaling ratio ``rate(N) / rate(1)`` (target >= 1.7 at N = 2: needs N idle
+cores), and the store overhead ``time in store writes / time evaluating`` summed
+over all runs (target < 1%).
+
+Run::
+
+    .venv/bin/python benchmarks/bench_parallel.py                   # 24 evaluations, 2 repeats
+    .venv/bin/python benchmarks/bench_parallel.py --evaluations 48 --repeats 3 --workers 4
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--evaluations", type=int, default=24)
+    ap.add_argument("--steps", type=int, default=100)
+    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--backend", default="process", help="process or ray (against process)")
+    args = ap.parse_args()
+
+    import torch
+
+    torch.set_num_threads(1)
+    from optforge.runtime import make_backend
+    from optforge.search import Search, SearchConfig
+    from optforge.store import RunStore
+
+    cfg = SearchConfig(seed=0, evaluations=args.evaluations, population=8, tournament=3,
+                       tiers=[f"tiny:quadratic,digits_mlp@{args.steps}"], heldout="",
+                       hurdle_percentile=0, simplify_top=0, promote_threshold=1e9)
+    fitness = Search(cfg).build_fitness()
+    t = time.perf_counter()
+    for task in fitness.stages["tier0"].tasks:
+        fitness.baseline("tier0", task)
+    print(f"baselines tuned in {time.perf_counter() - t:.1f} s; cores: {os.cpu_count()}, "
+          f"load average {os.getloadavg()[0]:.2f}")
+
+    from optforge import zoo
+    from optforge.search.evaluator import Job
+
+    warm = make_backend("process", fitness, 1)  # starts the fork server (once per process)
+    warm.submit(Job(0, zoo.load("adamw"), "tier0"))
+    warm.take()
+    warm.close()
+
+    kinds = [("process", 1), (args.backend, args.workers)]
+    rates: dict[tuple[str, int], list[float]] = {k: [] for k in kinds}
+    store_s = eval_s = 0.0
+    with tempfile.TemporaryDirectory() as tmp:
+        for r in range(args.repeats):
+            for i, (backend, workers) in enumerate(kinds if r % 2 == 0 else kinds[::-1]):
+                path = Path(tmp) / f"run-{r}-{i}"
+                with RunStore.create(path, "search", cfg.as_dict()) as store:
+                    backend_obj = make_backend(backend, fitness, workers)
+                    t = time.perf_counter()
+                    result = Search(cfg, fitness=fitness, store=store,
+                                    evaluator=backend_obj).run()
+                    wall = time.perf_counter() - t
+                    backend_obj.close()
+                    n = result.counters["evaluated"]
+                    rates[(backend, workers)].append(n / wall * 3600)
+                    store_s += store.seconds
+                    eval_s += sum(x for (x,) in store.rows("SELECT seconds FROM evaluations"))
+                    print(f"{backend} x{workers}: {n} evaluations in {wall:.1f} s "
+                          f"({n / wall * 3600:.0f}/h), store {store.seconds * 1e3:.1f} ms")
+    base = statistics.median(rates[kinds[0]])
+    for k in kinds:
+        print(f"{k[0]} x{k[1]}: median {statistics.median(rates[k]):.0f} evaluations/hour")
+    print(f"scaling {kinds[1][0]} x{kinds[1][1]} / process x1: "
+          f"{statistics.median(rates[kinds[1]]) / base:.2f}x")
+    print(f"store overhead: {store_s:.3f} s in writes / {eval_s:.1f} s evaluating = "
+          f"{store_s / eval_s:.3%}")
+
+
+if __name__ == "__main__":
+    main()

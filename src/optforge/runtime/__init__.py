@@ -1,0 +1,31 @@
+"""Evaluation backends: inline, process pool (the default), Ray (optional; docs/RUNS.md).
+
+``make_backend(name, fitness, ...)`` builds one; the core imports Ray only when
+``name == "ray"``.
+"""
+
+from __future__ import annotations
+
+from ..search.fitness import Fitness
+from .base import ERROR, LOST, OK, TIMEOUT, InlineBackend, Outcome
+from .pool import ProcessBackend
+
+BACKENDS = ("inline", "process", "ray")
+
+
+def make_backend(name: str, fitness: Fitness, workers: int | None = None, timeout: float = 0.0,
+                 retries: int = 2, ray_address: str | None = None):
+    """A backend by name; ``workers`` defaults to one per core (inline: 1)."""
+    if name == "inline":
+        return InlineBackend(fitness, workers or 1, timeout)
+    if name == "process":
+        return ProcessBackend(fitness, workers, timeout, retries)
+    if name == "ray":
+        from .ray_backend import RayBackend
+
+        return RayBackend(fitness, workers, timeout, retries, ray_address)
+    raise ValueError(f"unknown backend {name!r}; backends: {', '.join(BACKENDS)}")
+
+
+__all__ = ["BACKENDS", "ERROR", "LOST", "OK", "TIMEOUT", "InlineBackend", "Outcome",
+           "ProcessBackend", "make_backend"]

@@ -1,0 +1,213 @@
+"""The process-pool backend: one long-lived worker process per slot, one pipe each.
+
+Why not ``concurrent.futures.ProcessPoolExecutor``: when one of its workers
+dies the whole pool breaks and every in-flight future fails, so the pool cannot
+say *which* evaluation killed it. Here each worker owns one pipe and runs one job
+at a time, so the driver knows exactly which job a dead worker held:
+
+* a worker that dies (SIGKILL, OOM killer, segfault) is replaced and its job is
+  resubmitted, up to ``retries`` times; then the job is recorded ``lost``;
+* a job running longer than ``timeout`` seconds gets its worker killed (SIGKILL)
+  and is recorded ``timeout`` (a hang is not retried: it would hang again);
+* an exception inside the fitness is a failed evaluation (``error``), and the
+  worker carries on.
+
+Workers start from a fork server (``forkserver`` context: a clean single-threaded
+process that imported torch once, so a worker starts in milliseconds and inherits
+no threads or locks from the driver; ``context="spawn"`` also works), set
+``torch.set_num_threads(1)`` and receive the fitness once, pickled; they exit
+when the driver closes the pipe or dies (EOF on the pipe).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import multiprocessing as mp
+import os
+import time
+from collections import deque
+from multiprocessing.connection import wait
+
+from ..search.evaluator import Job
+from ..search.fitness import Evaluation, Fitness
+from .base import LOST, TIMEOUT, Outcome, failed, run_job, worker_name
+
+PRELOAD = ["torch", "optforge.runtime.pool", "optforge.search.fitness", "optforge.optim",
+           "optforge.train", "optforge.tasks", "optforge.runtime._warm"]
+
+
+def _serve(conn, fitness: Fitness, threads: int) -> None:  # pragma: no cover - in a child
+    import torch
+
+    torch.set_num_threads(threads)
+    name = worker_name()
+    while True:
+        try:
+            job = conn.recv()
+        except (EOFError, OSError):
+            return
+        if job is None:
+            return
+        try:
+            conn.send(None)  # started: the timeout counts from here, not from the spawn
+            ev, status, sec = run_job(fitness, job)
+            conn.send((job.key, ev, status, sec, name))
+        except (BrokenPipeError, OSError):
+            return
+
+
+class _Worker:
+    def __init__(self, ctx, fitness: Fitness, threads: int):
+        self.conn, child = ctx.Pipe()
+        self.proc = ctx.Process(target=_serve, args=(child, fitness, threads), daemon=True)
+        self.proc.start()
+        child.close()
+        self.job: Job | None = None
+        self.attempts = 0
+        self.started = math.inf  # when the worker acknowledged the job
+
+    def stop(self, kill: bool = False) -> None:
+        if kill:
+            self.proc.kill()
+        else:
+            with contextlib.suppress(BrokenPipeError, OSError):
+                self.conn.send(None)
+        self.proc.join(timeout=0 if kill else 5)
+        if self.proc.is_alive():
+            self.proc.kill()
+            self.proc.join()
+        self.conn.close()
+
+
+class ProcessBackend:
+    """Evaluate jobs in ``workers`` processes (default: one per core); see the module docstring."""
+
+    def __init__(self, fitness: Fitness, workers: int | None = None, timeout: float = 0.0,
+                 retries: int = 2, context: str = "forkserver", threads: int = 1):
+        self.capacity = workers or os.cpu_count() or 1
+        if self.capacity < 1 or retries < 0 or timeout < 0:
+            raise ValueError("workers must be >= 1, retries and timeout >= 0")
+        self.fitness, self.timeout, self.retries, self.threads = fitness, timeout, retries, threads
+        self._ctx = mp.get_context(context)
+        if context == "forkserver":  # import torch once in the server; workers fork from it
+            self._ctx.set_forkserver_preload(PRELOAD)
+        self._idle: list[_Worker] = []
+        self._busy: list[_Worker] = []
+        self._queue: deque[tuple[Job, int]] = deque()
+        self._done: deque[Outcome] = deque()
+        self.deaths = 0
+
+    # ---- workers
+    def _worker(self) -> _Worker | None:
+        while self._idle:
+            w = self._idle.pop()
+            if w.proc.is_alive():
+                return w
+            w.stop(kill=True)
+        if len(self._busy) < self.capacity:
+            return _Worker(self._ctx, self.fitness, self.threads)
+        return None
+
+    def _dispatch(self) -> None:
+        while self._queue:
+            w = self._worker()
+            if w is None:
+                return
+            job, attempts = self._queue.popleft()
+            try:
+                w.conn.send(job)
+            except (BrokenPipeError, OSError):  # died while idle: not the job's fault
+                w.stop(kill=True)
+                self._queue.appendleft((job, attempts))
+                continue
+            w.job, w.attempts, w.started = job, attempts, math.inf
+            self._busy.append(w)
+
+    def _lost(self, w: _Worker, why: str) -> None:
+        self._busy.remove(w)
+        w.proc.join(timeout=1)
+        code = w.proc.exitcode
+        w.stop(kill=True)
+        self.deaths += 1
+        job, attempts = w.job, w.attempts
+        if attempts > self.retries:
+            self._done.append(failed(job, LOST, f"worker died ({why}, exit code {code}) on "
+                                     f"{attempts} attempts", worker=f"pid {w.proc.pid}",
+                                     attempts=attempts))
+        else:
+            self._queue.appendleft((job, attempts + 1))
+
+    # ---- the protocol
+    def submit(self, job: Job) -> None:
+        self._queue.append((job, 1))
+        self._dispatch()
+
+    def pending(self) -> int:
+        return len(self._queue) + len(self._busy) + len(self._done)
+
+    def take_outcome(self) -> Outcome:
+        while not self._done:
+            self._dispatch()
+            if not self._busy:
+                raise RuntimeError("take() with no job in flight")
+            limit = None
+            if self.timeout and any(w.started < math.inf for w in self._busy):
+                now = time.perf_counter()
+                limit = max(0.0, min(w.started + self.timeout - now for w in self._busy))
+            handles = [w.conn for w in self._busy] + [w.proc.sentinel for w in self._busy]
+            ready = set(wait(handles, limit))
+            for w in list(self._busy):
+                if w.conn in ready:
+                    try:
+                        msg = w.conn.recv()
+                    except (EOFError, OSError):
+                        self._lost(w, "pipe closed")
+                        continue
+                    if msg is None:  # the worker started the job
+                        w.started = time.perf_counter()
+                        continue
+                    key, ev, status, sec, name = msg
+                    self._busy.remove(w)
+                    self._done.append(Outcome(w.job, ev, status, sec, name, w.attempts))
+                    w.job, w.started = None, math.inf
+                    self._idle.append(w)
+                elif w.proc.sentinel in ready:
+                    self._lost(w, "process ended")
+            if self.timeout:
+                now = time.perf_counter()
+                for w in list(self._busy):
+                    if now - w.started >= self.timeout:
+                        self._busy.remove(w)
+                        w.stop(kill=True)
+                        self._done.append(failed(w.job, TIMEOUT,
+                                                 f"timed out after {self.timeout:g} s",
+                                                 now - w.started, f"pid {w.proc.pid}",
+                                                 w.attempts))
+        return self._done.popleft()
+
+    def take(self) -> tuple[Job, Evaluation]:
+        o = self.take_outcome()
+        return o.job, o.evaluation
+
+    def running(self) -> list[tuple[int, Job]]:
+        """``(pid, job)`` of the workers evaluating a job right now."""
+        return [(w.proc.pid, w.job) for w in self._busy if w.started < math.inf]
+
+    def workers(self) -> list[int]:
+        """PIDs of the live workers (busy first)."""
+        return [w.proc.pid for w in self._busy + self._idle if w.proc.is_alive()]
+
+    def close(self) -> None:
+        for w in self._busy + self._idle:
+            w.stop(kill=w in self._busy)
+        self._busy.clear()
+        self._idle.clear()
+        self._queue.clear()
+        self._done.clear()
+
+    def __enter__(self) -> ProcessBackend:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()

@@ -1,0 +1,264 @@
+"""The run store: one SQLite database per run directory, written by the driver only.
+
+``RUN_DIR/run.sqlite`` (WAL journal, ``synchronous=NORMAL``: in WAL mode a
+committed transaction survives the death of the process at any instant, which
+is the failure this store is for; only a power cut can lose the last few
+commits, and those evaluations are simply computed again on resume).
+
+Tables (see docs/RUNS.md):
+
+* ``meta(key, value)``: format, kind (``search``/``bench``), config (JSON),
+  fitness identity, jobs in flight, status, created/finished times;
+* ``programs(hash, source, fingerprint)``: every distinct program met;
+* ``individuals(id, hash, parent, mutation, born, reused, fitness)``: lineage;
+* ``evaluations(seq, key, hash, stage, thresholds, fitness, complete, status,
+  error, seconds, worker, attempts, source, evaluation, finished)``: one row per
+  finished job, ``seq`` its submission number (unique, so nothing is recorded
+  twice), ``evaluation`` the whole result (scores, losses, best learning rate
+  per task, checkpoint scores) as JSON;
+* ``snapshots(evaluated, population, rng, counters, best, time)``: after every
+  result the search consumes: population ids, RNG states, counters;
+* ``events(id, time, kind, data)``: start, resume, phase, finish, errors.
+
+Every write is one transaction. A file that is not an optforge store (or is
+corrupt) raises :class:`StoreError` and is never written to.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from ..search.fitness import Evaluation
+
+FILE = "run.sqlite"
+FORMAT = "optforge-run-1"
+APPLICATION_ID = 0x6F70666F  # "opfo"
+
+SCHEMA = """
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE programs (hash TEXT PRIMARY KEY, source TEXT NOT NULL, fingerprint TEXT);
+CREATE TABLE individuals (id INTEGER PRIMARY KEY, hash TEXT NOT NULL REFERENCES programs(hash),
+    parent INTEGER, mutation TEXT NOT NULL, born INTEGER NOT NULL, reused INTEGER NOT NULL,
+    fitness REAL);
+CREATE TABLE evaluations (seq INTEGER PRIMARY KEY, key INTEGER NOT NULL,
+    hash TEXT NOT NULL, stage TEXT NOT NULL, thresholds TEXT NOT NULL, fitness REAL,
+    complete INTEGER NOT NULL, status TEXT NOT NULL, error TEXT, seconds REAL NOT NULL,
+    worker TEXT NOT NULL, attempts INTEGER NOT NULL, source TEXT NOT NULL,
+    evaluation TEXT NOT NULL, finished REAL NOT NULL);
+CREATE INDEX evaluations_hash ON evaluations (hash, stage);
+CREATE TABLE snapshots (evaluated INTEGER PRIMARY KEY, population TEXT NOT NULL,
+    rng TEXT NOT NULL, counters TEXT NOT NULL, best REAL, time REAL NOT NULL);
+CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL,
+    kind TEXT NOT NULL, data TEXT NOT NULL);
+"""
+
+
+class StoreError(Exception):
+    """A run directory that cannot be used (missing, foreign, corrupt, or already a run)."""
+
+
+def dumps(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+
+
+def evaluation_json(ev: Evaluation) -> str:
+    return dumps(asdict(ev))
+
+
+def evaluation_from(text: str) -> Evaluation:
+    return Evaluation(**json.loads(text))
+
+
+def _real(x: float) -> float | None:
+    return None if isinstance(x, float) and math.isnan(x) else x
+
+
+class RunStore:
+    """An open run directory. ``RunStore.create`` a new one, ``RunStore.open`` an existing one."""
+
+    def __init__(self, path: Path, db: sqlite3.Connection, readonly: bool):
+        self.path, self.db, self.readonly = path, db, readonly
+        self.seconds = 0.0  # time spent in writes (store overhead)
+
+    # ---------------------------------------------------------- opening
+    @classmethod
+    def create(cls, path: str | Path, kind: str, config: dict, **meta: Any) -> RunStore:
+        """A new run in ``path`` (which must not exist, or be an empty directory)."""
+        path = Path(path)
+        if path.exists() and not path.is_dir():
+            raise StoreError(f"{path} is a file, not a run directory; nothing was written")
+        if path.is_dir() and any(path.iterdir()):
+            hint = (" (it is a run: resume it with --resume)" if (path / FILE).exists()
+                    else "")
+            raise StoreError(f"{path} exists and is not empty{hint}; pick a new directory")
+        path.mkdir(parents=True, exist_ok=True)
+        db = cls._connect(path / FILE)
+        with db:
+            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            db.executescript(SCHEMA)
+            rows = {"format": FORMAT, "kind": kind, "config": dumps(config), "status": "running",
+                    "created": repr(time.time()), **{k: dumps(v) for k, v in meta.items()}}
+            db.executemany("INSERT INTO meta VALUES (?, ?)", rows.items())
+        return cls(path, db, readonly=False)
+
+    @classmethod
+    def open(cls, path: str | Path, readonly: bool = False) -> RunStore:
+        """An existing run; :class:`StoreError` (nothing written) if ``path`` is not one."""
+        path = Path(path)
+        if not path.exists():
+            raise StoreError(f"run directory {path} does not exist")
+        if not path.is_dir():
+            raise StoreError(f"{path} is a file, not a run directory")
+        file = path / FILE
+        if not file.is_file():
+            raise StoreError(f"{path} is not an optforge run directory (no {FILE})")
+        cls._check(file)
+        db = sqlite3.connect(f"file:{file}?mode=ro", uri=True) if readonly else cls._connect(file)
+        return cls(path, db, readonly)
+
+    @staticmethod
+    def _check(file: Path) -> None:
+        """Inspect read-only: an optforge store of a known format, or StoreError."""
+        try:
+            with file.open("rb") as f:
+                head = f.read(16)
+            if head != b"SQLite format 3\x00":
+                raise StoreError(f"{file} is not an SQLite database (corrupt or foreign file); "
+                                 "it was left untouched")
+            db = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+            try:
+                app = db.execute("PRAGMA application_id").fetchone()[0]
+                if app != APPLICATION_ID:
+                    raise StoreError(f"{file} is an SQLite database of another application; "
+                                     "it was left untouched")
+                fmt = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
+                if fmt is None or fmt[0] != FORMAT:
+                    raise StoreError(f"{file} has unknown store format {fmt and fmt[0]!r}")
+            finally:
+                db.close()
+        except sqlite3.DatabaseError as err:
+            raise StoreError(f"{file} is corrupt ({err}); it was left untouched") from None
+
+    @staticmethod
+    def _connect(file: Path) -> sqlite3.Connection:
+        db = sqlite3.connect(file, isolation_level="DEFERRED")
+        db.execute("PRAGMA journal_mode=WAL")
+        db.execute("PRAGMA synchronous=NORMAL")
+        db.execute("PRAGMA foreign_keys=ON")
+        return db
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> RunStore:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    # ---------------------------------------------------------- meta
+    def meta(self, key: str, default: Any = None) -> Any:
+        row = self.db.execute("SELECT value FROM meta WHERE key=?", (key,)).fetchone()
+        if row is None:
+            return default
+        if key in ("format", "kind", "status"):
+            return row[0]
+        return json.loads(row[0])
+
+    def set_meta(self, **values: Any) -> None:
+        with self._write():
+            self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)",
+                                [(k, v if k in ("status", "kind") else dumps(v))
+                                 for k, v in values.items()])
+
+    @property
+    def kind(self) -> str:
+        return self.meta("kind")
+
+    @property
+    def config(self) -> dict:
+        return self.meta("config")
+
+    # ---------------------------------------------------------- writing
+    @contextmanager
+    def _write(self) -> Iterator[None]:
+        """One transaction, timed into ``self.seconds``."""
+        if self.readonly:
+            raise StoreError(f"{self.path} was opened read-only")
+        t = time.perf_counter()
+        with self.db:
+            yield
+        self.seconds += time.perf_counter() - t
+
+    def event(self, kind: str, **data: Any) -> None:
+        with self._write():
+            self.db.execute("INSERT INTO events (time, kind, data) VALUES (?, ?, ?)",
+                            (time.time(), kind, dumps(data)))
+
+    def record_evaluation(self, seq: int, outcome, source: str = "run") -> None:
+        """One finished job (an :class:`~optforge.runtime.Outcome`), in one transaction."""
+        job, ev = outcome.job, outcome.evaluation
+        program = job.program
+        with self._write():
+            self.db.execute("INSERT OR IGNORE INTO programs VALUES (?, ?, ?)",
+                            (program.hash, str(program), None))
+            self.db.execute(
+                "INSERT INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (seq, job.key, program.hash, job.stage, dumps(dict(job.thresholds)),
+                 _real(ev.fitness), int(ev.complete), outcome.status, ev.error, outcome.seconds,
+                 outcome.worker, outcome.attempts, source, evaluation_json(ev), time.time()))
+
+    def add_individuals(self, individuals: list) -> None:
+        with self._write():
+            self._individuals(individuals)
+
+    def _individuals(self, individuals: list) -> None:
+        self.db.executemany("INSERT OR IGNORE INTO programs VALUES (?, ?, ?)",
+                            [(i.hash, str(i.program), i.fingerprint) for i in individuals])
+        self.db.executemany("UPDATE programs SET fingerprint=? WHERE hash=?",
+                            [(i.fingerprint, i.hash) for i in individuals])
+        self.db.executemany(
+            "INSERT OR IGNORE INTO individuals VALUES (?,?,?,?,?,?,?)",
+            [(i.id, i.hash, i.parent, i.mutation, i.born, int(i.reused), _real(i.fitness))
+             for i in individuals])
+
+    def snapshot(self, evaluated: int, population: list[int], rng: dict, counters: dict,
+                 best: float, individuals: list) -> None:
+        """New individuals and the search state after ``evaluated`` results, in one transaction."""
+        with self._write():
+            self._individuals(individuals)
+            self.db.execute("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?,?)",
+                            (evaluated, dumps(population), dumps(rng), dumps(counters),
+                             _real(best), time.time()))
+
+    # ---------------------------------------------------------- reading
+    def evaluation(self, seq: int) -> sqlite3.Row | None:
+        cur = self.db.execute("SELECT key, hash, stage, thresholds, evaluation, status "
+                              "FROM evaluations WHERE seq=?", (seq,))
+        return cur.fetchone()
+
+    def cached(self, program_hash: str, stage: str) -> Evaluation | None:
+        """A complete evaluation of this program on this stage, if the run has one."""
+        row = self.db.execute("SELECT evaluation FROM evaluations WHERE hash=? AND stage=? "
+                              "AND complete=1 AND status='ok' ORDER BY seq LIMIT 1",
+                              (program_hash, stage)).fetchone()
+        return evaluation_from(row[0]) if row else None
+
+    def snapshot_at(self, evaluated: int) -> tuple[list[int], dict] | None:
+        row = self.db.execute("SELECT population, rng FROM snapshots WHERE evaluated=?",
+                              (evaluated,)).fetchone()
+        return (json.loads(row[0]), json.loads(row[1])) if row else None
+
+    def rows(self, sql: str, *args: Any) -> Iterator[tuple]:
+        return iter(self.db.execute(sql, args).fetchall())
+
+    def count(self, table: str) -> int:
+        return self.db.execute(f"SELECT COUNT(*) FROM {table}").fetchone()[0]  # noqa: S608

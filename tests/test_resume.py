@@ -1,0 +1,154 @@
+"""Resume: SIGKILL a search at random points, resume it, compare with an uninterrupted run."""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from optforge import zoo
+from optforge.runtime import InlineBackend
+from optforge.search import Search, SearchConfig
+from optforge.search.fitness import TargetFitness
+from optforge.store import ReplayError, RunStore
+
+CONFIG = dict(seed=3, evaluations=100, population=10, tournament=4, init=["sgd"],
+              tiers=["tiny:quadratic@20", "tiny:quadratic@30"], heldout="",
+              promote_threshold=-50.0, promote_max=2, simplify_top=1, simplify_evaluations=4)
+IN_FLIGHT = 2
+
+
+class Slow:
+    """TargetFitness (towards AdamW) taking >= 10 ms per evaluation, so kills land mid-run."""
+
+    def __init__(self, delay: float = 0.01):
+        self.fitness, self.delay, self.calls = TargetFitness(zoo.load("adamw")), delay, 0
+
+    def evaluate(self, program, stage, thresholds=None):
+        self.calls += 1
+        time.sleep(self.delay)
+        return self.fitness.evaluate(program, stage, thresholds)
+
+
+def run(path: Path, config: dict = CONFIG, caches=(), delay: float = 0.01):
+    """Create or resume the run in ``path``; return the result and the fitness."""
+    cfg = SearchConfig(**config)
+    store = RunStore.open(path) if path.exists() else RunStore.create(path, "search",
+                                                                      cfg.as_dict())
+    fitness = Slow(delay)
+    with store:
+        result = Search(cfg, fitness=fitness, store=store, caches=caches,
+                        make_evaluator=lambda f: InlineBackend(f, IN_FLIGHT)).run()
+    return result, fitness
+
+
+CHILD = f"""
+import sys
+from pathlib import Path
+sys.path.insert(0, {str(Path(__file__).parent)!r})
+from test_resume import Slow, run
+Slow()  # the first optimizer step's lazy imports, before the test starts its clock
+print("running", flush=True)
+run(Path(sys.argv[1]), delay=float(sys.argv[2]))
+print("done", flush=True)
+"""
+
+
+def tables(path: Path) -> dict:
+    """Everything that must match an uninterrupted run (not times, workers or events)."""
+    with RunStore.open(path, readonly=True) as s:
+        return {
+            "evaluations": list(s.rows("SELECT seq, key, hash, stage, thresholds, fitness, "
+                                       "complete, status, evaluation FROM evaluations "
+                                       "ORDER BY seq")),
+            "programs": list(s.rows("SELECT * FROM programs ORDER BY hash")),
+            "individuals": list(s.rows("SELECT * FROM individuals ORDER BY id")),
+            "snapshots": list(s.rows("SELECT evaluated, population, rng, counters, best "
+                                     "FROM snapshots ORDER BY evaluated")),
+            "status": s.meta("status"),
+        }
+
+
+def _result(path: Path) -> dict:
+    data = json.loads((path / "result.json").read_text())
+    data.pop("seconds")
+    for w in data["winners"]:
+        for ev in (w.get("heldout") or {},):
+            ev.pop("seconds", None)
+    return data
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    path = tmp_path_factory.mktemp("ref") / "run"
+    result, fitness = run(path)
+    assert fitness.calls == len(tables(path)["evaluations"]) > CONFIG["evaluations"]
+    return path
+
+
+def test_killed_at_random_points_and_resumed_equals_uninterrupted(tmp_path, reference):
+    path = tmp_path / "run"
+    rng = random.Random(7)
+    kills, mid_run, env = 0, 0, {**os.environ, "PYTHONHASHSEED": "random"}
+    for attempt in range(8):
+        child = subprocess.Popen([sys.executable, "-c", CHILD, str(path), "0.01"],
+                                 stdout=subprocess.PIPE, text=True, env=env)
+        assert child.stdout.readline().strip() == "running"
+        if attempt < 3:
+            time.sleep(rng.uniform(0.1, 1.5))
+            child.send_signal(signal.SIGKILL)
+        code = child.wait(timeout=120)
+        if code == -signal.SIGKILL:
+            kills += 1
+            if path.exists():
+                with RunStore.open(path, readonly=True) as s:
+                    mid_run += s.count("evaluations") > 0 and s.meta("status") == "running"
+            continue
+        assert code == 0
+        break
+    assert mid_run >= 2, "the search was not killed mid-run"
+    got, want = tables(path), tables(reference)
+    seqs = [row[0] for row in got["evaluations"]]
+    assert seqs == list(range(len(seqs)))  # no gaps, no duplicates
+    assert got == want
+    assert _result(path) == _result(reference)
+    with RunStore.open(path, readonly=True) as s:
+        resumes = next(s.rows("SELECT COUNT(*) FROM events WHERE kind='resume'"))[0]
+    assert mid_run <= resumes <= kills
+
+
+def test_resuming_a_finished_run_trains_nothing(tmp_path, reference):
+    import shutil
+
+    path = tmp_path / "copy"
+    shutil.copytree(reference, path)
+    result, fitness = run(path)
+    assert fitness.calls == 0
+    assert tables(path) == tables(reference)
+
+
+def test_resume_with_another_configuration_is_refused(tmp_path):
+    path = tmp_path / "run"
+    run(path, {**CONFIG, "evaluations": 12}, delay=0)
+    before = tables(path)
+    cfg = SearchConfig(**{**CONFIG, "evaluations": 12, "seed": 4})
+    with RunStore.open(path) as store, pytest.raises(ReplayError, match="changed"):
+        Search(cfg, fitness=Slow(0), store=store,
+               make_evaluator=lambda f: InlineBackend(f, IN_FLIGHT)).run()
+    assert tables(path)["evaluations"] == before["evaluations"]
+
+
+def test_cache_from_another_run_reuses_its_evaluations(tmp_path, reference):
+    with RunStore.open(reference, readonly=True) as cache:
+        result, fitness = run(tmp_path / "new", caches=[cache], delay=0)
+    assert fitness.calls == 0  # every program was evaluated in the reference run
+    got, want = tables(tmp_path / "new"), tables(reference)
+    assert got == want
+    with RunStore.open(tmp_path / "new", readonly=True) as s:
+        sources = {r[0] for r in s.rows("SELECT DISTINCT source FROM evaluations")}
+    assert sources == {f"cache:{reference}"}

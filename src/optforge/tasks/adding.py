@@ -91,7 +91,7 @@ class AddingRNN(Task):
                              adamw={"lr": 1e-2, "wd": 0.0}),
                 "small": Spec({"length": 40, "hidden": 64}, steps=2000, target=0.03, batch=64,
                               adamw={"lr": 3e-3, "wd": 0.0}),
-                "medium": Spec({"length": 80, "hidden": 128}, steps=4000, target=0.05,
+                "medium": Spec({"length": 60, "hidden": 128}, steps=4000, target=0.03,
                                batch=64, adamw={"lr": 1e-3, "wd": 0.0}),
             },
         )

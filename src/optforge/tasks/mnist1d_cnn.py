@@ -54,8 +54,8 @@ class MNIST1DCNN(Task):
                              adamw={"lr": 3e-2, "wd": 0.01}),
                 "small": Spec({"channels": 32}, steps=2000, target=0.93, batch=64,
                               adamw={"lr": 3e-2, "wd": 0.01}),
-                "medium": Spec({"channels": 64}, steps=4000, target=0.93, batch=128,
-                               adamw={"lr": 1e-2, "wd": 0.01}),
+                "medium": Spec({"channels": 64}, steps=4000, target=0.95, batch=128,
+                               adamw={"lr": 3e-2, "wd": 0.01}),
             },
         )
 

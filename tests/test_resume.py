@@ -61,11 +61,16 @@ print("done", flush=True)
 
 def tables(path: Path) -> dict:
     """Everything that must match an uninterrupted run (not times, workers or events)."""
+    def untimed(text: str) -> dict:
+        ev = json.loads(text)
+        ev.pop("seconds")  # wall time inside the fitness
+        return ev
+
     with RunStore.open(path, readonly=True) as s:
         return {
-            "evaluations": list(s.rows("SELECT seq, key, hash, stage, thresholds, fitness, "
-                                       "complete, status, evaluation FROM evaluations "
-                                       "ORDER BY seq")),
+            "evaluations": [(*row[:-1], untimed(row[-1])) for row in s.rows(
+                "SELECT seq, key, hash, stage, thresholds, fitness, complete, status, evaluation "
+                "FROM evaluations ORDER BY seq")],
             "programs": list(s.rows("SELECT * FROM programs ORDER BY hash")),
             "individuals": list(s.rows("SELECT * FROM individuals ORDER BY id")),
             "snapshots": list(s.rows("SELECT evaluated, population, rng, counters, best "
@@ -77,10 +82,8 @@ def tables(path: Path) -> dict:
 def _result(path: Path) -> dict:
     data = json.loads((path / "result.json").read_text())
     data.pop("seconds")
-    for w in data["winners"]:
-        for ev in (w.get("heldout") or {},):
-            ev.pop("seconds", None)
-    return data
+    return json.loads(json.dumps(data), object_hook=lambda d: {k: v for k, v in d.items()
+                                                                if k != "seconds"})
 
 
 @pytest.fixture(scope="module")
@@ -152,3 +155,38 @@ def test_cache_from_another_run_reuses_its_evaluations(tmp_path, reference):
     with RunStore.open(tmp_path / "new", readonly=True) as s:
         sources = {r[0] for r in s.rows("SELECT DISTINCT source FROM evaluations")}
     assert sources == {f"cache:{reference}"}
+
+
+def _cli(*args: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "optforge.cli", "search", *args],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def test_cli_real_trainer_process_pool_killed_and_resumed(tmp_path):
+    """The real trainer on 2 process workers: SIGKILL the driver mid-run, --resume, compare."""
+    cfg = tmp_path / "s.toml"
+    cfg.write_text('evaluations = 8\npopulation = 4\ntournament = 2\ninit = ["adamw"]\n'
+                   'tiers = ["tiny:quadratic@20"]\nheldout = ""\nsimplify_top = 0\n')
+    flags = ["-c", str(cfg), "--backend", "process", "--workers", "2"]
+    ref = _cli(*flags, "--out", str(tmp_path / "ref"))
+    run_dir = tmp_path / "run"
+    child = _cli(*flags, "--out", str(run_dir))
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        if (run_dir / "run.sqlite").exists():
+            with RunStore.open(run_dir, readonly=True) as s:
+                if s.count("evaluations") >= 3:
+                    break
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    assert child.wait(timeout=60) == -signal.SIGKILL
+    assert ref.wait(timeout=300) == 0, ref.stdout.read()
+    with RunStore.open(run_dir, readonly=True) as s:
+        assert s.meta("status") == "running" and s.count("evaluations") < 9
+    again = _cli("--resume", str(run_dir), "--backend", "process", "--workers", "2")
+    out = again.communicate(timeout=300)[0]
+    assert again.returncode == 0, out
+    assert tables(run_dir) == tables(tmp_path / "ref")
+    assert _result(run_dir) == _result(tmp_path / "ref")
+    bad = _cli("--resume", str(run_dir), "--evaluations", "3")
+    assert bad.wait(timeout=60) == 2 and "--resume takes the configuration" in bad.stdout.read()

@@ -240,3 +240,19 @@ def test_train_leaves_the_global_generator_alone():
     torch.manual_seed(5)
     train("digits_mlp", "sophiah", seeds=[0], steps=3)
     assert torch.equal(torch.rand(3), torch.rand(3, generator=torch.Generator().manual_seed(5)))
+
+
+def test_on_eval_sees_every_evaluation_and_can_stop_the_run():
+    seen = []
+
+    def on_eval(step, losses):
+        seen.append((step, losses.shape))
+        return step == 20
+
+    res = train("digits_logreg", "adamw", seeds=[0, 1], steps=60, eval_every=10, on_eval=on_eval)
+    assert seen == [(0, (2,)), (10, (2,)), (20, (2,))] and res.stopped_at == 20
+    assert list(res.eval_steps) == [0, 10, 20] and res.status == [OK, OK]
+    assert np.isfinite(res.train_loss[:20]).all() and np.isnan(res.train_loss[20:]).all()
+    assert np.array_equal(res.final_metric, res.eval_metric[-1])
+    full = train("digits_logreg", "adamw", seeds=[0, 1], steps=60, eval_every=10)
+    assert full.stopped_at is None and np.array_equal(full.eval_loss[:3], res.eval_loss)

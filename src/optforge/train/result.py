@@ -21,7 +21,9 @@ class TrainResult:
     last evaluation, NaN for replicas that diverged or errored.
     ``status[k]`` is ``ok``, ``diverged`` (with ``diverged_step[k]`` and
     ``reason[k]``) or ``error`` (the program raised; ``error`` holds the
-    message and every replica carries it). ``extra["seconds"]`` splits the
+    message and every replica carries it). ``stopped_at`` is the step at which
+    an ``on_eval`` callback stopped the run (its curves end there; final
+    values are those of that evaluation). ``extra["seconds"]`` splits the
     wall time into ``setup`` (building the task and optimizer), ``eval`` and
     ``train`` (the training steps alone).
     """
@@ -44,6 +46,7 @@ class TrainResult:
     reason: list[str | None]
     wall_time: float
     error: str | None = None
+    stopped_at: int | None = None
     extra: dict = field(default_factory=dict)
 
     @property

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -257,7 +257,8 @@ def train(task: Task | str, program: Program | str, tier: str = "tiny",
           steps: int | None = None, schedule: str = "cosine", warmup: int | float = 0.05,
           clip: float | None = None, eval_every: int | None = None,
           device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-          explode: float = 1e3, final_lr: float = 0.0) -> TrainResult:
+          explode: float = 1e3, final_lr: float = 0.0,
+          on_eval: Callable[[int, np.ndarray], bool] | None = None) -> TrainResult:
     """Train ``len(seeds)`` replicas of ``task`` at ``tier`` with ``program``.
 
     Args:
@@ -274,6 +275,10 @@ def train(task: Task | str, program: Program | str, tier: str = "tiny",
         eval_every: validation period in steps (default ``steps // 10``);
             step 0 and the last step are always evaluated.
         explode: divergence threshold as a multiple of the initial loss.
+        on_eval: called after every evaluation with the step and the
+            validation losses ``(K,)`` (NaN for frozen replicas); returning
+            True stops the run there (``TrainResult.stopped_at``), for
+            pruners and hurdles.
     """
     task = get_task(task) if isinstance(task, str) else task
     spec = task.spec(tier)
@@ -298,6 +303,7 @@ def train(task: Task | str, program: Program | str, tier: str = "tiny",
     source = str(program) if isinstance(program, Program) else program
     error: str | None = None
     guard: _Guard | None = None
+    stopped_at: int | None = None
     t0 = time.perf_counter()
     # programs that read ``h`` draw Hutchinson probes from torch's global generator: seed it
     # from the replicas' seeds for reproducible runs, and give the caller's state back after
@@ -310,9 +316,18 @@ def train(task: Task | str, program: Program | str, tier: str = "tiny",
             guard = _Guard(inst, opt, hp["lr"], explode)
             create_graph = prog.reads_hessian
             curves.seconds["setup"] = time.perf_counter() - t0
-            curves.evaluate(guard, 0)
+
+            def evaluate(step: int) -> bool:
+                """Record an evaluation; True when ``on_eval`` asks to stop."""
+                curves.evaluate(guard, step)
+                losses = curves.eval_loss[curves.n_eval - 1].copy()
+                return on_eval is not None and bool(on_eval(step, losses))
+
+            stopped_at = 0 if evaluate(0) else None
             start, eval_before = time.perf_counter(), curves.seconds["eval"]
             for t in range(1, steps + 1):
+                if stopped_at is not None:
+                    break
                 loss = inst.loss(t - 1)
                 guard.check(loss.detach(), t)
                 curves.losses[t - 1] = loss.detach()
@@ -326,8 +341,8 @@ def train(task: Task | str, program: Program | str, tier: str = "tiny",
                 opt.step()
                 if guard.any_frozen:
                     guard.restore()
-                if curves.due(t):
-                    curves.evaluate(guard, t)
+                if curves.due(t) and evaluate(t):
+                    stopped_at = t
             curves.seconds["train"] = (time.perf_counter() - start
                                        - (curves.seconds["eval"] - eval_before))
         except FAILURES as exc:
@@ -345,5 +360,6 @@ def train(task: Task | str, program: Program | str, tier: str = "tiny",
         status=[ERROR] * k if error else guard.status,
         diverged_step=guard.diverged_step if guard else [None] * k,
         reason=guard.reason if guard else [None] * k,
-        wall_time=time.perf_counter() - t0, error=error, extra={"seconds": curves.seconds},
+        wall_time=time.perf_counter() - t0, error=error, stopped_at=stopped_at,
+        extra={"seconds": curves.seconds},
     )

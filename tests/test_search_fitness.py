@@ -93,9 +93,9 @@ def test_the_baseline_is_trained_once_per_task_and_budget(monkeypatch):
     calls = []
     real = f._train
 
-    def counting(task, stage, program, lrs, steps):
+    def counting(task, stage, program, lrs, steps, on_eval=None):
         calls.append(program.name)
-        return real(task, stage, program, lrs, steps)
+        return real(task, stage, program, lrs, steps, on_eval)
 
     monkeypatch.setattr(f, "_train", counting)
     f.evaluate(SGD, "s")

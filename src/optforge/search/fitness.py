@@ -196,47 +196,6 @@ class TargetFitness:
 # ---------------------------------------------------------------- training
 
 
-class _Stop(Exception):
-    """Raised from inside a training run to end it at a hurdle."""
-
-
-class _Watched:
-    """A task instance whose validation calls ``watch(step, losses)`` (True: stop)."""
-
-    def __init__(self, inst, watch: Callable[[int, torch.Tensor], bool]):
-        self._inst, self._watch = inst, watch
-        self.params, self.replicas = inst.params, inst.replicas
-        self.step = 0  # training steps taken: the trainer draws one loss per step
-
-    def loss(self, step: int) -> torch.Tensor:
-        self.step += 1
-        return self._inst.loss(step)
-
-    def evaluate(self) -> dict[str, torch.Tensor]:
-        out = self._inst.evaluate()
-        if self._watch(self.step, out["loss"]):
-            raise _Stop
-        return out
-
-    def __getattr__(self, name: str):
-        return getattr(self._inst, name)
-
-
-class _WatchedTask:
-    """A task whose instances are :class:`_Watched` (the trainer only sees a Task)."""
-
-    def __init__(self, task, watch: Callable[[int, torch.Tensor], bool]):
-        self._task, self._watch = task, watch
-        self.instance: _Watched | None = None
-
-    def instantiate(self, *args, **kwargs) -> _Watched:
-        self.instance = _Watched(self._task.instantiate(*args, **kwargs), self._watch)
-        return self.instance
-
-    def __getattr__(self, name: str):
-        return getattr(self._task, name)
-
-
 def _best(losses) -> tuple[int, float]:
     """Index and value of the smallest finite loss (``(-1, inf)`` if none)."""
     finite = [(float(x), i) for i, x in enumerate(losses) if math.isfinite(float(x))]
@@ -321,13 +280,14 @@ class TrainerFitness:
                 out.setdefault(s, f)
         return out
 
-    def _train(self, task, stage: Stage, program: Program, lrs: Sequence[float], steps: int):
+    def _train(self, task, stage: Stage, program: Program, lrs: Sequence[float], steps: int,
+               on_eval=None):
         from ..train import train
 
         return train(task, program, stage.size, seeds=[self.task_seed] * len(lrs),
                      hparams={"lr": list(lrs)}, steps=steps, eval_every=self.eval_every(steps),
                      device=self.device, dtype=self.dtype, explode=self.divergence,
-                     **self.train_options)
+                     on_eval=on_eval, **self.train_options)
 
     def baseline(self, stage: str, task: str) -> Baseline:
         """The tuned baseline on ``task`` at ``stage``'s tier (computed once, then cached)."""
@@ -349,7 +309,6 @@ class TrainerFitness:
     # ---- the fitness
     def evaluate(self, program: Program, stage: str,
                  thresholds: Mapping[str, float] | None = None) -> Evaluation:
-        from .. import tasks
 
         st = self._stage(stage)
         thresholds = thresholds or {}
@@ -371,28 +330,26 @@ class TrainerFitness:
             points = self.points(n)
             stop: list[tuple[int, float]] = []
 
-            def watch(step: int, step_losses: torch.Tensor, task=task, base=base,
-                      points=points, stop=stop) -> bool:
+            def watch(step: int, step_losses, task=task, base=base, points=points,
+                      stop=stop) -> bool:
                 f = points.get(step)
                 if f is None or f not in base.at:
                     return False
-                s = score(base.at[f], _best(step_losses.double().tolist())[1])
+                s = score(base.at[f], _best(list(map(float, step_losses)))[1])
                 checkpoints[hurdles_mod.key(task, f)] = s
                 if hurdles_mod.trails(s, task, f, thresholds):
                     stop.append((step, s))
                     return True
                 return False
 
-            watched = _WatchedTask(tasks.get(task), watch)
-            try:
-                result = self._train(watched, st, program, self.lr_grid, n)
-            except _Stop:
+            result = self._train(task, st, program, self.lr_grid, n, on_eval=watch)
+            if stop:
                 step, s = stop[0]
                 cost += step * len(self.lr_grid)
                 rest = [s] * (len(st.tasks) - len(scores))
                 return done(aggregate(list(scores.values()) + rest, self.aggregate),
                             complete=False, stopped=hurdles_mod.key(task, points[step]))
-            cost += (watched.instance.step if watched.instance else 0) * len(self.lr_grid)
+            cost += n * len(self.lr_grid)
             if result.error is not None:
                 scores[task] = WORST
                 return done(WORST, error=f"{task}: {result.error}")

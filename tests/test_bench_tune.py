@@ -33,19 +33,36 @@ def fake_result(configs, seeds, steps, evals, curve, status=None, error=None):
         error=error)
 
 
+def stop_early(result, on_eval):
+    """What the real trainer does with ``on_eval``: call it at each evaluation and end
+    the curves where it returns True; the step it stopped at, or None."""
+    for i, step in enumerate(result.eval_steps):
+        if on_eval(int(step), result.eval_loss[i]):
+            n = i + 1
+            result.eval_steps, result.eval_loss = result.eval_steps[:n], result.eval_loss[:n]
+            result.eval_metric = result.eval_metric[:n]
+            result.stopped_at = int(step)
+            return int(step)
+    return None
+
+
 class FakeTrain:
     """Stands in for ``optforge.train.train``; records every call."""
 
     def __init__(self, curve, error=None):
         self.curve, self.error, self.calls = curve, error, []
 
-    def __call__(self, task, program, *, tier, seeds, hparams, steps, eval_every, **kw):
+    def __call__(self, task, program, *, tier, seeds, hparams, steps, eval_every, on_eval=None,
+                 **kw):
         names = list(hparams)
         configs = [{n: hparams[n][k] for n in names} for k in range(len(seeds))]
         self.calls.append({"seeds": list(seeds), "configs": configs, "steps": steps})
-        return fake_result(configs, seeds, steps, max(1, steps // eval_every), self.curve,
-                           status=["error"] * len(seeds) if self.error else None,
-                           error=self.error)
+        result = fake_result(configs, seeds, steps, max(1, steps // eval_every), self.curve,
+                             status=["error"] * len(seeds) if self.error else None,
+                             error=self.error)
+        if on_eval is not None and self.error is None:
+            stop_early(result, on_eval)
+        return result
 
 
 def bowl(config, step):
@@ -104,13 +121,9 @@ def test_live_callback_stops_a_fully_pruned_batch(monkeypatch, adamw):
         names = list(hparams)
         configs = [{n: hparams[n][k] for n in names} for k in range(len(seeds))]
         full = fake_result(configs, seeds, steps, max(1, steps // eval_every), bowl)
-        for i, step in enumerate(full.eval_steps):
-            if on_eval(int(step), full.eval_loss[i]):
-                stops.append(int(step))
-                n = i + 1
-                full.eval_steps, full.eval_loss = full.eval_steps[:n], full.eval_loss[:n]
-                full.eval_metric = full.eval_metric[:n]
-                break
+        step = stop_early(full, on_eval)
+        if step is not None:
+            stops.append(step)
         return full
 
     out = run(monkeypatch, live_train, adamw, pruner="sha", trials=24, batch=1)

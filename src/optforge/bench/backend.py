@@ -2,16 +2,12 @@
 
 :func:`train_replicas` runs :func:`optforge.train.train` with replica ``k``
 configured by ``configs[k]`` and seeded by ``seeds[k]``, and feeds each
-validation evaluation (step > 0) to ``on_eval(step, val_loss)``; once it
-returns True the remaining evaluations are not wanted. When the trainer
-takes an ``on_eval`` callback it is called live (and may stop the run);
-otherwise the recorded evaluations are replayed after the run, which gives
-the same decisions, only without the saving.
+validation evaluation (step > 0) to ``on_eval(step, val_loss)`` as it
+happens; once it returns True the run stops there (pruning saves the rest).
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -48,10 +44,6 @@ def eval_every(steps: int, evals: int) -> int:
     return max(1, steps // max(1, evals))
 
 
-def _live_callback() -> bool:
-    return "on_eval" in inspect.signature(train).parameters
-
-
 def train_replicas(spec: RunSpec, program: Program, configs: Sequence[dict[str, float]],
                    seeds: Sequence[int], on_eval: OnEval | None = None) -> TrainResult:
     """Train ``len(seeds)`` replicas, replica ``k`` with ``configs[k]`` (same keys in each)."""
@@ -63,16 +55,11 @@ def train_replicas(spec: RunSpec, program: Program, configs: Sequence[dict[str, 
                     "steps": spec.steps, "eval_every": spec.eval_every,
                     "schedule": spec.schedule, "device": spec.device}
     stopped = False
-    if on_eval is not None and _live_callback():
+    if on_eval is not None:
         def live(step: int, loss: np.ndarray) -> bool:
             nonlocal stopped
             if step > 0 and not stopped:
                 stopped = bool(on_eval(step, np.asarray(loss, dtype=float)))
             return stopped
         kwargs["on_eval"] = live
-    result = train(spec.task, program, **kwargs)
-    if on_eval is not None and not _live_callback() and result.error is None:
-        for i, step in enumerate(result.eval_steps):
-            if step > 0 and on_eval(int(step), np.asarray(result.eval_loss[i], dtype=float)):
-                break
-    return result
+    return train(spec.task, program, **kwargs)

@@ -8,13 +8,15 @@ The baselines are tuned once beforehand and shared, so only evolution is timed.
 
 Reported: evaluations per hour for each worker count (median over repeats), the
 scaling ratio ``rate(N) / rate(1)`` (target >= 1.7 at N = 2: needs N idle
-cores), and the store overhead ``time in store writes / time evaluating`` summed
+cores), with ``--ray`` Ray's overhead against the process pool at N workers
+(target <= 15%), and the store overhead ``time in store writes / time evaluating`` summed
 over all runs (target < 1%).
 
 Run::
 
     .venv/bin/python benchmarks/bench_parallel.py                   # 24 evaluations, 2 repeats
     .venv/bin/python benchmarks/bench_parallel.py --evaluations 48 --repeats 3 --workers 4
+    .venv/bin/python benchmarks/bench_parallel.py --ray          # Ray against the process pool
 """
 
 from __future__ import annotations
@@ -33,7 +35,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=100)
     ap.add_argument("--repeats", type=int, default=2)
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--backend", default="process", help="process or ray (against process)")
+    ap.add_argument("--ray", action="store_true",
+                    help="also Ray at N workers (a local cluster on 127.0.0.1)")
     args = ap.parse_args()
 
     import torch
@@ -61,12 +64,21 @@ def main() -> None:
     warm.take()
     warm.close()
 
-    kinds = [("process", 1), (args.backend, args.workers)]
+    kinds = [("process", 1), ("process", args.workers)]
+    if args.ray:
+        import ray
+
+        ray.init(num_cpus=args.workers, include_dashboard=False, log_to_driver=False,
+                 _node_ip_address="127.0.0.1", object_store_memory=80 * 2**20)
+        kinds.append(("ray", args.workers))
     rates: dict[tuple[str, int], list[float]] = {k: [] for k in kinds}
     store_s = eval_s = 0.0
     with tempfile.TemporaryDirectory() as tmp:
         for r in range(args.repeats):
             for i, (backend, workers) in enumerate(kinds if r % 2 == 0 else kinds[::-1]):
+                if backend == "ray":
+                    ray_warm = make_backend("ray", fitness, workers)  # workers started, warm
+                    ray_warm.close()
                 path = Path(tmp) / f"run-{r}-{i}"
                 with RunStore.create(path, "search", cfg.as_dict()) as store:
                     backend_obj = make_backend(backend, fitness, workers)
@@ -84,8 +96,11 @@ def main() -> None:
     base = statistics.median(rates[kinds[0]])
     for k in kinds:
         print(f"{k[0]} x{k[1]}: median {statistics.median(rates[k]):.0f} evaluations/hour")
-    print(f"scaling {kinds[1][0]} x{kinds[1][1]} / process x1: "
-          f"{statistics.median(rates[kinds[1]]) / base:.2f}x")
+    med = {k: statistics.median(v) for k, v in rates.items()}
+    print(f"scaling process x{args.workers} / process x1: {med[kinds[1]] / base:.2f}x")
+    if args.ray:
+        print(f"Ray overhead at {args.workers} workers: "
+              f"{med[kinds[1]] / med[kinds[2]] - 1:+.1%} (process rate / Ray rate - 1)")
     print(f"store overhead: {store_s:.3f} s in writes / {eval_s:.1f} s evaluating = "
           f"{store_s / eval_s:.3%}")
 

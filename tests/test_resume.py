@@ -174,7 +174,7 @@ def test_cli_real_trainer_process_pool_killed_and_resumed(tmp_path):
     deadline = time.time() + 120
     while time.time() < deadline:
         if (run_dir / "run.sqlite").exists():
-            with RunStore.open(run_dir, readonly=True) as s:
+            with RunStore.open(run_dir, readonly=True) as s:  # never half-initialised
                 if s.count("evaluations") >= 3:
                     break
         time.sleep(0.05)

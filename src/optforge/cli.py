@@ -11,6 +11,7 @@ from . import zoo as zoo_api
 from .bench.cli import bench_command
 from .export.cli import export_command
 from .search.command import search_command
+from .store.cli import runs_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False,
                   help="Discover, verify, benchmark and ship optimizers.")
@@ -20,6 +21,7 @@ app.command("bench")(bench_command)
 console = Console()
 app.command("search")(search_command)
 app.command("export")(export_command)
+app.add_typer(runs_app, name="runs")
 
 
 @zoo_app.command("list")

@@ -100,13 +100,19 @@ class RunStore:
                     else "")
             raise StoreError(f"{path} exists and is not empty{hint}; pick a new directory")
         path.mkdir(parents=True, exist_ok=True)
-        db = cls._connect(path / FILE)
-        with db:
-            db.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            db.executescript(SCHEMA)
+        # built aside and renamed into place: a run.sqlite is never half-initialised
+        tmp = path / f".{FILE}.new"
+        tmp.unlink(missing_ok=True)
+        init = sqlite3.connect(tmp)
+        with init:
+            init.execute(f"PRAGMA application_id = {APPLICATION_ID}")
+            init.executescript(SCHEMA)
             rows = {"format": FORMAT, "kind": kind, "config": dumps(config), "status": "running",
                     "created": repr(time.time()), **{k: dumps(v) for k, v in meta.items()}}
-            db.executemany("INSERT INTO meta VALUES (?, ?)", rows.items())
+            init.executemany("INSERT INTO meta VALUES (?, ?)", rows.items())
+        init.close()
+        tmp.rename(path / FILE)
+        db = cls._connect(path / FILE)
         return cls(path, db, readonly=False)
 
     @classmethod

@@ -10,7 +10,10 @@ Reported: evaluations per hour for each worker count (median over repeats), the
 scaling ratio ``rate(N) / rate(1)`` (target >= 1.7 at N = 2: needs N idle
 cores), with ``--ray`` Ray's overhead against the process pool at N workers
 (target <= 15%), and the store overhead ``time in store writes / time evaluating`` summed
-over all runs (target < 1%).
+over all runs (target < 1%). Per run it also prints the mean evaluation time
+(inside the worker) and how busy the workers were: a longer mean evaluation at N
+workers than at 1 means the cores were contended (the driver and other load
+share them), a low busy share means the workers waited on the driver.
 
 Run::
 
@@ -90,9 +93,12 @@ def main() -> None:
                     n = result.counters["evaluated"]
                     rates[(backend, workers)].append(n / wall * 3600)
                     store_s += store.seconds
-                    eval_s += sum(x for (x,) in store.rows("SELECT seconds FROM evaluations"))
+                    secs = [x for (x,) in store.rows("SELECT seconds FROM evaluations")]
+                    eval_s += sum(secs)
+                    busy = sum(secs) / (wall * workers)
                     print(f"{backend} x{workers}: {n} evaluations in {wall:.1f} s "
-                          f"({n / wall * 3600:.0f}/h), store {store.seconds * 1e3:.1f} ms")
+                          f"({n / wall * 3600:.0f}/h), mean evaluation {sum(secs) / len(secs):.3f}"
+                          f" s, workers busy {busy:.0%}, store {store.seconds * 1e3:.1f} ms")
     base = statistics.median(rates[kinds[0]])
     for k in kinds:
         print(f"{k[0]} x{k[1]}: median {statistics.median(rates[k]):.0f} evaluations/hour")

@@ -36,6 +36,7 @@ import time
 from pathlib import Path
 
 import torch
+from _params import clone_params, make_params
 
 from optforge.export import export_source, resolve
 
@@ -52,34 +53,6 @@ def exported_adamw(folder: Path):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.ExportedAdamW
-
-
-def shapes(case: str) -> list[tuple[int, ...]]:
-    if case == "small":
-        cycle = [(64, 64), (64,), (64, 16), (16,)]
-        return [cycle[i % len(cycle)] for i in range(200)]
-    if case == "large":
-        return [(1024, 4096), (1024, 4096), (1024, 1536), (4096,)]
-    raise ValueError(f"unknown case {case!r}")
-
-
-def make_params(case: str, device: str, seed: int = 0) -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    params = []
-    for s in shapes(case):
-        p = torch.randn(s, generator=gen).to(device).requires_grad_()
-        p.grad = torch.randn(s, generator=gen).to(device)
-        params.append(p)
-    return params
-
-
-def clone_params(params: list[torch.Tensor]) -> list[torch.Tensor]:
-    out = []
-    for p in params:
-        q = p.detach().clone().requires_grad_()
-        q.grad = p.grad.clone()
-        out.append(q)
-    return out
 
 
 def time_block(opt: torch.optim.Optimizer, steps: int, device: str) -> float:

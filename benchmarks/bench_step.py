@@ -38,6 +38,7 @@ import time
 from collections.abc import Callable, Iterator
 
 import torch
+from _params import clone_params, make_params
 
 from optforge import zoo
 from optforge.optim import ProgramOptimizer
@@ -53,34 +54,6 @@ def lion(w, g, m, lr, beta1=0.9, beta2=0.99, wd=0.0):
 def lion_program():
     """The zoo's Lion, or the design sketch's text while the zoo lacks it."""
     return zoo.load("lion") if "lion" in zoo.names() else LION
-
-
-def shapes(case: str) -> list[tuple[int, ...]]:
-    if case == "small":
-        cycle = [(64, 64), (64,), (64, 16), (16,)]
-        return [cycle[i % len(cycle)] for i in range(200)]
-    if case == "large":
-        return [(1024, 4096), (1024, 4096), (1024, 1536), (4096,)]
-    raise ValueError(f"unknown case {case!r}")
-
-
-def make_params(case: str, seed: int = 0) -> list[torch.Tensor]:
-    gen = torch.Generator().manual_seed(seed)
-    params = []
-    for s in shapes(case):
-        p = torch.randn(s, generator=gen).requires_grad_()
-        p.grad = torch.randn(s, generator=gen)
-        params.append(p)
-    return params
-
-
-def clone_params(params: list[torch.Tensor]) -> list[torch.Tensor]:
-    out = []
-    for p in params:
-        q = p.detach().clone().requires_grad_()
-        q.grad = p.grad.clone()
-        out.append(q)
-    return out
 
 
 PAIRS: dict[str, tuple[Callable, Callable]] = {

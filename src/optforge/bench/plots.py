@@ -65,12 +65,7 @@ def curves_plot(result: BenchResult, task: str, path: Path) -> Path:
     ax.set_ylabel("validation loss")
     ax.set_title(f"{task} ({result.settings['tier']}): mean and range over "
                  f"{result.settings['seeds']} seeds")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path)
 
 
 def profile_plot(result: BenchResult, path: Path) -> Path:
@@ -92,12 +87,7 @@ def profile_plot(result: BenchResult, path: Path) -> Path:
     ax.set_xlabel("tau (steps to target / best steps to target)")
     ax.set_ylabel("fraction of tasks")
     ax.set_title("performance profile")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return _finish(plt, fig, ax, path)
 
 
 def write_plots(result: BenchResult, out: Path) -> dict[str, Path]:
@@ -106,3 +96,13 @@ def write_plots(result: BenchResult, out: Path) -> dict[str, Path]:
     if any(result.ratios.values()):
         files["profile"] = profile_plot(result, out / "profile.png")
     return files
+
+
+def _finish(plt, fig, ax, path: Path) -> Path:
+    """Grid, legend, layout; write the PNG and free the figure."""
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+    return path

@@ -206,3 +206,17 @@ def test_tuned_adamw_reaches_documented_target(name):
     result = train(task, "adamw", "tiny", seeds=[0, 1], hparams=spec.adamw)
     assert result.status == ["ok", "ok"], result.summary()
     assert result.reached(spec.target).all(), result.summary()
+
+
+def test_quadratic_optimum_is_not_the_origin():
+    """Decay towards zero must not solve the quadratic (a search exploited that once):
+    the origin's loss is as high as the starting point's, the optimum's is zero."""
+    inst = tasks.get("quadratic").instantiate("tiny", seeds=[0, 1])
+    start = inst.evaluate()["loss"]
+    with torch.no_grad():
+        inst.params[0].zero_()
+    origin = inst.evaluate()["loss"]
+    assert (origin > 0.25).all() and (start > 0.25).all(), (origin, start)
+    with torch.no_grad():
+        inst.params[0].copy_(inst.optimum)
+    assert inst.evaluate()["loss"].abs().max() < 1e-12

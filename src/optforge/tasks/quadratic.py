@@ -1,12 +1,15 @@
 """An ill-conditioned noisy quadratic (the NQM of Zhang et al., 2019).
 
-``f(w) = 1/(2n) sum_i h_i w_i^2`` with ``n = dim`` curvatures ``h_i``
+``f(w) = 1/(2n) sum_i h_i (w_i - w*_i)^2`` with ``n = dim`` curvatures ``h_i``
 log-spaced from 1 down to ``1/kappa``; each step's gradient is that of
-``1/(2n) sum_i h_i (w_i - xi_i)^2`` with fresh noise ``xi_i ~ N(0, sigma^2 / h_i)``
-(gradient noise covariance proportional to the curvature, as in minibatch
-training). The initial point has ``w_i ~ N(0, 1 / h_i)``, so every direction
-starts with the same loss and the flat ones are far from the optimum. The
-validation loss (and metric) is the noise-free ``f(w)``; it starts near 0.5.
+``1/(2n) sum_i h_i (w_i - w*_i - xi_i)^2`` with fresh noise
+``xi_i ~ N(0, sigma^2 / h_i)`` (gradient noise covariance proportional to the
+curvature, as in minibatch training). The optimum ``w*_i ~ N(0, 1 / h_i)`` is
+drawn per seed: at the origin, weight decay alone would walk straight to it,
+and a search would "discover" that. The initial point is
+``w*_i + N(0, 1 / h_i)``, so every direction starts with the same loss and the
+flat ones are far from the optimum. The validation loss (and metric) is the
+noise-free ``f(w)``; it starts near 0.5.
 """
 
 from __future__ import annotations
@@ -15,10 +18,11 @@ import math
 
 import torch
 
-from .base import NOISE, Init, Spec, Stream, Task, TaskInstance, generator
+from .base import INIT, NOISE, Init, Spec, Stream, Task, TaskInstance, generator
 
 KAPPA = 1e4
 SIGMA = 0.1
+OPTIMUM = 7  # stream tag of the optimum's draw
 
 
 class _Instance(TaskInstance):
@@ -27,8 +31,12 @@ class _Instance(TaskInstance):
         self.h = torch.logspace(0, -math.log10(KAPPA), dim, dtype=torch.float64)
         init = Init(seeds, device, dtype)
         w = init.normal((dim,), 1.0)
+        optimum = torch.stack([torch.randn(dim, generator=generator(s, INIT, OPTIMUM),
+                                           dtype=torch.float64) for s in seeds])
+        scale = self.h.rsqrt()
+        self.optimum = (optimum * scale).to(device=device, dtype=dtype)
         with torch.no_grad():
-            w /= self.h.sqrt().to(device=device, dtype=dtype)
+            w.mul_(scale.to(device=device, dtype=dtype)).add_(self.optimum)
         self.w = w
         self.params = init.params
         self.h = self.h.to(device=device, dtype=dtype)
@@ -42,11 +50,11 @@ class _Instance(TaskInstance):
 
     def loss(self, step: int) -> torch.Tensor:
         xi = self.noise(step) * self.noise_scale
-        return 0.5 * (self.h * (self.w - xi).square()).mean(dim=1)
+        return 0.5 * (self.h * (self.w - self.optimum - xi).square()).mean(dim=1)
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, torch.Tensor]:
-        loss = 0.5 * (self.h * self.w.square()).mean(dim=1)
+        loss = 0.5 * (self.h * (self.w - self.optimum).square()).mean(dim=1)
         return {"loss": loss}
 
 

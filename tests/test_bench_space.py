@@ -1,6 +1,7 @@
 """Search spaces: the catalog's spaces, the default-space rule, and optimizer resolution."""
 
 import math
+import re
 
 import optuna
 import pytest
@@ -128,3 +129,26 @@ def test_resolve_all_adds_the_baseline_and_rejects_duplicate_labels(tmp_path):
     (tmp_path / "sub" / "mine.py").write_text(USER)
     with pytest.raises(ValueError, match="labelled 'mine'"):
         resolve_all([str(path), str(tmp_path / "sub" / "mine.py")])
+
+
+@pytest.mark.parametrize("lines, expect", [
+    ('# space: lr = ["log", 1e-3, 1.0]', {"lr": ("log", 1e-3, 1.0)}),
+    ('# space: lr = ["log", 0.01, 3.0]\n# space: beta = ["linear", 0.5, 0.9]',
+     {"lr": ("log", 0.01, 3.0), "beta": ("linear", 0.5, 0.9)}),
+    ('# space: lr = ["log", 1e-3]', "must be [kind, low, high]"),
+    ('# space: gamma = ["log", 1e-3, 1.0]', "'gamma' is not a hyperparameter"),
+    ('# space: lr = ["log", 1e-3, ', "bad '# space:' line"),
+])
+def test_program_file_declares_its_space(tmp_path, lines, expect):
+    path = tmp_path / "mine.py"
+    path.write_text(lines + "\ndef mine(w, g, m, lr, beta=0.7):\n    m = interp(m, g, beta)\n"
+                    "    update = lr * sign(m)\n    return update, m\n")
+    if isinstance(expect, str):
+        with pytest.raises(ValueError, match=re.escape(expect)):
+            resolve(str(path))
+        return
+    space = resolve(str(path)).space
+    for name, (kind, low, high) in expect.items():
+        assert (space[name].kind, space[name].low, space[name].high) == (kind, low, high)
+    if "beta" not in expect:  # undeclared hyperparameters keep the default rule
+        assert space["beta"].kind == "log1m"

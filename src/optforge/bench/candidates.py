@@ -3,13 +3,16 @@
 ``"adamw"`` names a zoo optimizer (its space comes from the catalog);
 anything ending in ``.py`` or containing a path separator is a program file
 (parsed as text, never imported; its space is
-:func:`~optforge.bench.space.default_space`). A program file's label is its
-file stem.
+:func:`~optforge.bench.space.default_space`, where the file's comment lines
+``# space: NAME = [KIND, LOW, HIGH]`` override or add dimensions, e.g.
+``# space: lr = ["log", 1e-3, 1.0]``, written by a search around the learning
+rate it found best). A program file's label is its file stem.
 """
 
 from __future__ import annotations
 
 import os
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +35,14 @@ class Candidate:
         return {"label": self.label, "origin": self.origin, "program": str(self.program),
                 "space": {k: d.as_list() for k, d in self.space.items()}}
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Candidate:
+        """Back from :meth:`as_dict` (a run store's copy: no file or zoo lookup); ``space`` may
+        also be a list of ``[name, [kind, low, high]]`` pairs (its order is the sampling order)."""
+        program = Program.parse(d["program"])
+        space = parse_space(dict(d["space"]), program, where=f"stored space of {d['label']!r}")
+        return cls(d["label"], program, space, d["origin"])
+
 
 def is_path(spec: str) -> bool:
     return spec.endswith(".py") or os.sep in spec or "/" in spec
@@ -50,13 +61,31 @@ def resolve(spec: str) -> Candidate:
             program = Program.parse(path.read_text())
         except ProgramError as err:
             raise ValueError(f"{spec}: {err}") from None
-        return Candidate(path.stem, program, default_space(program), str(path))
+        text = path.read_text()
+        space = {**default_space(program), **_declared_space(text, program, spec)}
+        return Candidate(path.stem, program, space, str(path))
     entry = zoo.entry(spec.lower())  # KeyError naming the known optimizers
     program = zoo.load(entry.name)
     space = parse_space(entry.space, program, where=f"zoo/catalog.toml [{entry.name}] space")
     if "lr" not in space:
         space = {"lr": Dim(*DEFAULT_LR), **space}
     return Candidate(entry.name, program, space, "zoo")
+
+
+SPACE_COMMENT = "# space:"
+
+
+def _declared_space(text: str, program: Program, where: str) -> Space:
+    """The ``# space: NAME = [KIND, LOW, HIGH]`` comment lines of a program file."""
+    lines = [line.strip()[len(SPACE_COMMENT):] for line in text.splitlines()
+             if line.strip().startswith(SPACE_COMMENT)]
+    if not lines:
+        return {}
+    try:
+        declared = tomllib.loads("\n".join(lines))
+    except tomllib.TOMLDecodeError as err:
+        raise ValueError(f"{where}: bad '{SPACE_COMMENT}' line: {err}") from None
+    return parse_space(declared, program, where=f"{where} '{SPACE_COMMENT}' lines")
 
 
 def resolve_all(specs: list[str], baseline: str = "adamw") -> list[Candidate]:

@@ -10,8 +10,7 @@ import typer
 from scipy import stats as sps
 from typer.testing import CliRunner
 
-from optforge.bench import run as bench_run
-from optforge.bench import stats
+from optforge.bench import backend, stats
 from optforge.bench.cli import bench_command
 from optforge.bench.report import render
 from optforge.bench.run import run_bench
@@ -99,14 +98,14 @@ def test_targets_speedups_and_profile(bench):
 
 
 def test_error_in_one_optimizer_does_not_stop_the_run(tmp_path, monkeypatch):
-    real = bench_run.train_replicas
+    real = backend.train_replicas
 
     def flaky(spec, program, *args, **kw):
         if program.name == "lion":
             raise RuntimeError("device lost")
         return real(spec, program, *args, **kw)
 
-    monkeypatch.setattr(bench_run, "train_replicas", flaky)
+    monkeypatch.setattr(backend, "train_replicas", flaky)
     small = {**SMALL, "trials": 2, "steps": 30}
     result = run_bench(["adamw", "lion"], ["quadratic"], plots=False, **small)
     e = result.entry("lion", "quadratic")

@@ -2,6 +2,8 @@
 
 Registered in ``optforge.cli`` as ``app.command("bench")(bench_command)``. The
 benchmark's modules (optuna, scipy, the trainer) load when the command runs.
+``--out`` is a run directory (run store and outputs, :mod:`optforge.bench.stored`);
+``--resume RUN_DIR`` continues one with its stored settings.
 """
 
 from __future__ import annotations
@@ -24,15 +26,23 @@ SAMPLERS = ("tpe", "qmc", "random")  # as in .tune, spelled out to keep this imp
 PRUNERS = ("sha", "hyperband", "none")
 
 
+def _from_command_line(ctx: typer.Context, name: str) -> bool:
+    # compared by name: typer may bring its own copy of click's ParameterSource enum
+    source = ctx.get_parameter_source(name)
+    return source is not None and source.name == "COMMANDLINE"
+
+
 def _split(text: str) -> list[str]:
     return [s.strip() for s in text.split(",") if s.strip()]
 
 
 def bench_command(
-    optimizers: Annotated[str, typer.Option(
+    ctx: typer.Context,
+    optimizers: Annotated[str | None, typer.Option(
         "--optimizers", "-o",
-        help="Comma-separated zoo names and/or program files (path/to/rule.py).")],
-    tasks: Annotated[str, typer.Option("--tasks", "-t", help="Comma-separated task names.")],
+        help="Comma-separated zoo names and/or program files (path/to/rule.py).")] = None,
+    tasks: Annotated[str | None, typer.Option(
+        "--tasks", "-t", help="Comma-separated task names.")] = None,
     trials: Annotated[int, typer.Option(
         min=1, help="Optuna trials per (optimizer, task): the equal tuning budget.")] = 20,
     seeds: Annotated[int, typer.Option(min=1, help="Seeds of the final runs.")] = 3,
@@ -49,16 +59,43 @@ def bench_command(
     device: Annotated[str, typer.Option(help="Torch device of every run.")] = "cpu",
     baseline: Annotated[str, typer.Option(help="Reference optimizer.")] = "adamw",
     seed: Annotated[int, typer.Option(help="Seed of the Optuna sampler.")] = 0,
-    out: Annotated[Path, typer.Option(
-        "--out", help="Directory for results.json, results.csv, results.txt and plots.")
-    ] = Path("bench-results"),
+    out: Annotated[Path | None, typer.Option(
+        "--out", help="The run directory (new or empty): run store, results.json, results.csv, "
+        "results.txt, plots [default: runs/bench-TIMESTAMP].")] = None,
+    resume: Annotated[Path | None, typer.Option(
+        "--resume", help="Continue the bench run in this directory where it stopped.")] = None,
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
 ) -> None:
     """Compare optimizers fairly: equal tuning budgets, several seeds, tests and speedups."""
+    from ..store import ReplayError, StoreError
     from .report import results_table, scores_table
     from .run import run_bench
+    from .stored import create_run, open_run
 
     console = Console()
+    try:
+        if resume is not None:
+            given = [p.name for p in ctx.command.params if p.name not in ("resume", "plots")
+                     and _from_command_line(ctx, p.name)]
+            if given:
+                raise ValueError("--resume takes the settings from the run directory; give no "
+                                 f"other bench options with it (got {', '.join(given)})")
+            store = open_run(resume)
+        else:
+            if not optimizers or not tasks:
+                raise ValueError("give --optimizers and --tasks (or --resume RUN_DIR)")
+            from ..search.command import default_run_dir
+
+            store = create_run(out or default_run_dir(kind="bench"),
+                               optimizers=_split(optimizers),
+                               tasks=_split(tasks), trials=trials, seeds=seeds, tier=tier,
+                               steps=steps, evals=evals, sampler=sampler, pruner=pruner,
+                               batch=batch, schedule=schedule, device=device,
+                               baseline=baseline, seed=seed)
+    except (KeyError, ValueError, StoreError) as err:
+        console.print(f"[red]error:[/red] {err.args[0] if err.args else err}")
+        raise typer.Exit(2) from None
+    console.print(f"run directory: {store.path}", highlight=False)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     try:
@@ -68,14 +105,17 @@ def bench_command(
             def progress(done: float, total: float, what: str) -> None:
                 bar.update(job, completed=done, total=total, description=what)
 
-            result = run_bench(_split(optimizers), _split(tasks), trials=trials, seeds=seeds,
-                               tier=tier, steps=steps, evals=evals, sampler=sampler,
-                               pruner=pruner, batch=batch, schedule=schedule, device=device,
-                               baseline=baseline, seed=seed,
-                               out_dir=out, plots=plots, progress=progress)
-    except (KeyError, ValueError) as err:
+            result = run_bench(**store.config, out_dir=store.path, plots=plots,
+                               progress=progress, store=store)
+    except KeyboardInterrupt:
+        console.print(f"interrupted; continue with: optforge bench --resume {store.path}")
+        raise typer.Exit(130) from None
+    except (KeyError, ValueError, StoreError, ReplayError) as err:
         console.print(f"[red]error:[/red] {err.args[0] if err.args else err}")
         raise typer.Exit(2) from None
+    finally:
+        store.close()
+    baseline = result.candidates[0]["label"]
     console.print(results_table(result, console.width))
     console.print(scores_table(result))
     for task, info in result.tasks.items():

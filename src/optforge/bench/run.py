@@ -30,23 +30,81 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .. import tasks as task_registry
+from ..store.recorder import ReplayError
 from ..train import OK as RUN_OK
 from ..train import SCHEDULES
 from . import stats
-from .backend import RunSpec, train_replicas
+from .backend import RunSpec
 from .candidates import Candidate, resolve_all
 from .results import FAILED, OK, BaselineFit, BenchResult, Entry
 from .tune import PRUNERS, SAMPLERS, TUNE_SEED, tune
+from .units import Units
 
 Progress = Callable[[float, float, str], None]
 """``progress(done, total, description)``, in training steps of batched runs."""
 
 SCALING = (0.125, 0.25, 0.5, 1.0, 2.0)
+
+
+SETTINGS = ("optimizers", "tasks", "trials", "seeds", "tier", "steps", "evals", "sampler",
+            "pruner", "batch", "schedule", "device", "baseline", "scaling",
+            "max_extrapolation", "tau_max", "seed")
+"""The arguments of :func:`run_bench` that define a benchmark (a bench run's stored config)."""
+
+
+@dataclass
+class Plan:
+    """A checked benchmark: its settings, optimizers (baseline first), tasks and budgets."""
+
+    settings: dict  # SETTINGS, JSON-ready
+    candidates: list[Candidate]
+    tasks: list
+    budgets: dict[str, int]  # task -> step budget T
+
+    @property
+    def units(self) -> int:
+        """Batched training runs at most: per task and optimizer the tuning batches and
+        the final runs, per task the baseline's extra budgets."""
+        s = self.settings
+        per_cand = -(-s["trials"] // s["batch"]) + 1
+        return sum(len(self.candidates) * per_cand + len(_extra_budgets(T, s["scaling"]))
+                   for T in self.budgets.values())
+
+
+def plan_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trials: int = 20,
+               seeds: int = 3, *, tier: str = "tiny", steps: int | None = None,
+               evals: int = 10, sampler: str = "tpe", pruner: str = "sha", batch: int = 4,
+               schedule: str = "cosine", device: str = "cpu", baseline: str = "adamw",
+               scaling: Sequence[float] = SCALING, max_extrapolation: float = 2.0,
+               tau_max: float = 4.0, seed: int = 0,
+               candidates: Sequence[dict] | None = None) -> Plan:
+    """Check the arguments of :func:`run_bench` (ValueError/KeyError naming the bad one) and
+    resolve the optimizers, or take them from ``candidates`` (``Candidate.as_dict()``s, as a
+    run store keeps them)."""
+    optimizers, tasks = _names(optimizers), _names(tasks)
+    _check(trials, seeds, evals, batch, sampler, pruner, scaling, tau_max, max_extrapolation)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown schedule {schedule!r}; schedules: {', '.join(SCHEDULES)}")
+    cands = ([Candidate.from_dict(c) for c in candidates] if candidates
+             else resolve_all(list(optimizers), baseline))
+    task_list = _tasks(tasks)
+    budgets = {t.name: (steps if steps is not None else t.spec(tier).steps) for t in task_list}
+    for name, b in budgets.items():
+        if b < 1:
+            raise ValueError(f"steps must be positive, got {b} for task {name!r}")
+    settings = {"optimizers": list(optimizers), "tasks": list(tasks), "trials": trials,
+                "seeds": seeds, "tier": tier, "steps": steps, "evals": evals,
+                "sampler": sampler, "pruner": pruner, "batch": batch, "schedule": schedule,
+                "device": str(device), "baseline": baseline,
+                "scaling": [float(f) for f in scaling],
+                "max_extrapolation": max_extrapolation, "tau_max": tau_max, "seed": seed}
+    return Plan(settings, cands, task_list, budgets)
 
 
 def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trials: int = 20,
@@ -56,7 +114,7 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
               scaling: Sequence[float] = SCALING,
               max_extrapolation: float = 2.0, tau_max: float = 4.0, seed: int = 0,
               out_dir: str | Path | None = None, plots: bool = True,
-              progress: Progress | None = None) -> BenchResult:
+              progress: Progress | None = None, store=None) -> BenchResult:
     """Benchmark ``optimizers`` (zoo names or program files) on ``tasks`` (lists, or
     comma-separated strings).
 
@@ -71,19 +129,23 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
         baseline: the reference optimizer (added if not listed).
         scaling: budget fractions of ``T`` for the baseline's loss-vs-budget fit.
         out_dir: where to write ``results.json``, ``results.csv`` and plots.
+        store: a bench run's :class:`~optforge.store.RunStore` (:mod:`.stored`): every
+            training run is recorded as it finishes, and those it holds are replayed
+            (resume); its stored optimizers are used instead of resolving ``optimizers``.
     """
-    optimizers, tasks = _names(optimizers), _names(tasks)
-    _check(trials, seeds, evals, batch, sampler, pruner, scaling, tau_max, max_extrapolation)
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; schedules: {', '.join(SCHEDULES)}")
-    cands = resolve_all(list(optimizers), baseline)
-    baseline = cands[0].label
-    task_list = _tasks(tasks)
     t_start = time.perf_counter()
-    budgets = {t.name: (steps if steps is not None else t.spec(tier).steps) for t in task_list}
-    for name, b in budgets.items():
-        if b < 1:
-            raise ValueError(f"steps must be positive, got {b} for task {name!r}")
+    plan = plan_bench(optimizers, tasks, trials, seeds, tier=tier, steps=steps, evals=evals,
+                      sampler=sampler, pruner=pruner, batch=batch, schedule=schedule,
+                      device=device, baseline=baseline, scaling=scaling,
+                      max_extrapolation=max_extrapolation, tau_max=tau_max, seed=seed,
+                      candidates=store.meta("candidates") if store is not None else None)
+    units = Units(store)
+    if store is not None:
+        from .stored import begin
+
+        begin(store, plan)
+    cands, task_list, budgets = plan.candidates, plan.tasks, plan.budgets
+    baseline = cands[0].label
     per_task_units = {n: _units(len(cands), trials, batch, b, scaling) for n, b in budgets.items()}
     total, done = float(sum(per_task_units.values())), 0.0
 
@@ -109,7 +171,7 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
             what = f"{task.name}: {cand.label}"
             tick(0, what)
             entry = _bench_one(cand, spec, trials, sampler, pruner, batch, seed, final_seeds,
-                               lambda u, w=what: tick(u, w))
+                               lambda u, w=what: tick(u, w), units)
             entries.append(entry)
             if cand.label == baseline:
                 base_entry = entry
@@ -117,7 +179,8 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
                     # the seed-mean curve's last point: the baseline reaches it exactly
                     info["target"] = float(entry.mean_loss_curve()[-1])
                     bfit = _baseline_fit(cand, entry, spec, scaling,
-                                         lambda u, w=what: tick(u, f"{w} (budget curve)"))
+                                         lambda u, w=what: tick(u, f"{w} (budget curve)"),
+                                         units)
                     info["baseline_fit"] = bfit
                     fit = stats.PowerLaw(**bfit.fit) if bfit.fit else None
                     measured = (bfit.budgets, bfit.losses)
@@ -135,19 +198,18 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
     ratios = stats.performance_ratios(times)
     scores = {o: (stats.profile_score(r, tau_max) if r else math.nan) for o, r in ratios.items()}
     result = BenchResult(
-        settings={"optimizers": list(optimizers), "tasks": [t.name for t in task_list],
-                  "trials": trials, "seeds": seeds, "tier": tier, "steps": steps,
-                  "evals": evals, "sampler": sampler, "pruner": pruner, "batch": batch,
-                  "schedule": schedule, "device": str(device),
-                  "baseline": baseline, "scaling": list(scaling),
-                  "max_extrapolation": max_extrapolation, "tau_max": tau_max, "seed": seed,
+        settings={**plan.settings, "tasks": [t.name for t in task_list], "baseline": baseline,
                   "tune_seed": TUNE_SEED, "final_seeds": final_seeds},
         candidates=[c.as_dict() for c in cands], tasks=task_info, entries=entries,
-        ratios=ratios, scores=scores, wall_time=time.perf_counter() - t_start)
+        ratios=ratios, scores=scores, wall_time=time.perf_counter() - t_start + units.credit)
     if out_dir is not None:
         from .report import write_outputs
 
         write_outputs(result, Path(out_dir), plots=plots)
+    if store is not None:
+        from .stored import finish
+
+        finish(store, result, units)
     return result
 
 
@@ -156,26 +218,28 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
 
 def _bench_one(cand: Candidate, spec: RunSpec, trials: int, sampler: str, pruner: str,
                batch: int, seed: int, final_seeds: list[int],
-               tick: Callable[[float], None]) -> Entry:
-    t0 = time.perf_counter()
+               tick: Callable[[float], None], units: Units) -> Entry:
+    t0 = units.clock()
     entry = Entry(cand.label, spec.task, FAILED, None, None)
     meter = _Meter(tick, -(-trials // batch) * spec.steps + spec.steps)
     try:
         entry.tuning = tune(cand, spec, trials=trials, sampler=sampler, pruner=pruner,
-                            batch=batch, seed=seed, progress=meter)
+                            batch=batch, seed=seed, progress=meter, units=units)
         if entry.tuning.failure is not None:
             entry.reason = entry.tuning.failure
             return entry
         entry.config = entry.tuning.best
-        res = train_replicas(spec, cand.program, [entry.config] * len(final_seeds),
-                             final_seeds)
+        res = units.train("final", cand.label, spec, cand.program,
+                          [entry.config] * len(final_seeds), final_seeds)
         meter(spec.steps)
         _record(entry, res)
+    except ReplayError:  # the stored run is another benchmark: not the candidate's failure
+        raise
     except Exception as err:  # a failing candidate is a row of the table, not a crash
         entry.status, entry.reason = FAILED, f"{type(err).__name__}: {err}"
     finally:
         meter.finish()
-        entry.wall_time = time.perf_counter() - t0
+        entry.wall_time = units.clock() - t0
     return entry
 
 
@@ -243,7 +307,7 @@ def _finals(e: Entry) -> list[float]:
 
 
 def _baseline_fit(cand: Candidate, entry: Entry, spec: RunSpec, scaling: Sequence[float],
-                  tick: Callable[[float], None]) -> BaselineFit:
+                  tick: Callable[[float], None], units: Units) -> BaselineFit:
     """Mean final loss of the tuned baseline at each budget, and the power-law fit."""
     T = spec.steps
     budgets = sorted({max(1, round(f * T)) for f in scaling})
@@ -254,11 +318,13 @@ def _baseline_fit(cand: Candidate, entry: Entry, spec: RunSpec, scaling: Sequenc
             losses.append(entry.final_loss.mean)
             continue
         try:
-            res = train_replicas(spec.with_steps(b), cand.program,
-                                 [entry.config] * len(entry.seeds), entry.seeds)
+            res = units.train(f"budget/{b}", cand.label, spec.with_steps(b), cand.program,
+                              [entry.config] * len(entry.seeds), entry.seeds)
             finals = [v for v, s in zip(res.final_loss, res.status, strict=True)
                       if s == RUN_OK and np.isfinite(v)]
             losses.append(float(np.mean(finals)) if finals else math.nan)
+        except ReplayError:
+            raise
         except Exception:  # a missing point only weakens the fit
             losses.append(math.nan)
         meter(b)
@@ -277,8 +343,12 @@ def _baseline_fit(cand: Candidate, entry: Entry, spec: RunSpec, scaling: Sequenc
 def _units(n_cands: int, trials: int, batch: int, T: int, scaling: Sequence[float]) -> float:
     """Training steps (of batched runs) one task costs: tuning, final runs, budget curve."""
     tuning = n_cands * (-(-trials // batch) * T + T) if n_cands else 0
-    curve = sum(b for b in {max(1, round(f * T)) for f in scaling} if b != T)
-    return float(tuning + curve)
+    return float(tuning + sum(_extra_budgets(T, scaling)))
+
+
+def _extra_budgets(T: int, scaling: Sequence[float]) -> list[int]:
+    """The baseline's budgets other than ``T`` itself (each one more training run)."""
+    return sorted(b for b in {max(1, round(f * T)) for f in scaling} if b != T)
 
 
 def _names(names: str | Sequence[str]) -> list[str]:

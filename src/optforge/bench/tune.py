@@ -29,9 +29,10 @@ from dataclasses import asdict, dataclass, field
 import optuna
 
 from ..train import OK
-from .backend import RunSpec, train_replicas
+from .backend import RunSpec
 from .candidates import Candidate
 from .space import center, suggest
+from .units import Units
 
 TUNE_SEED = 1_000_003
 SAMPLERS = ("tpe", "qmc", "random")
@@ -119,22 +120,28 @@ def _optuna_params(config: dict[str, float], cand: Candidate) -> dict[str, float
 
 def tune(cand: Candidate, spec: RunSpec, *, trials: int, sampler: str = "tpe",
          pruner: str = "sha", batch: int = 4, seed: int = 0,
-         progress: Progress | None = None) -> Tuning:
-    """Tune ``cand`` on ``spec.task`` with ``trials`` trials; see the module docstring."""
+         progress: Progress | None = None, units: Units | None = None) -> Tuning:
+    """Tune ``cand`` on ``spec.task`` with ``trials`` trials; see the module docstring.
+
+    ``units`` trains the batches (and records or replays them in a run store);
+    batch ``b`` is the unit ``tune/b``."""
     if trials < 1:
         raise ValueError(f"trials must be at least 1, got {trials}")
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    units = units or Units()
+    # a fixed name: Hyperband assigns brackets by a hash of the study name (default: a UUID)
     study = optuna.create_study(direction="minimize", sampler=make_sampler(sampler, trials, seed),
-                                pruner=make_pruner(pruner, spec.eval_every, spec.steps))
+                                pruner=make_pruner(pruner, spec.eval_every, spec.steps),
+                                study_name=f"{cand.label}@{spec.task}")
     study.enqueue_trial(_optuna_params(center(cand.space, cand.program), cand))
     out = Tuning(cand.label, spec.task, sampler, pruner, TUNE_SEED)
     tick = progress or (lambda _n: None)
     done = 0
     while done < trials and out.error is None:
         asked = [study.ask() for _ in range(min(batch, trials - done))]
-        records, out.error = _run_batch(study, asked, cand, spec)
+        records, out.error = _run_batch(study, asked, cand, spec, units, done // batch)
         out.trials += records
         tick(spec.steps)
         done += len(asked)
@@ -146,7 +153,8 @@ def tune(cand: Candidate, spec: RunSpec, *, trials: int, sampler: str = "tpe",
 
 
 def _run_batch(study: optuna.Study, asked: list[optuna.Trial], cand: Candidate,
-               spec: RunSpec) -> tuple[list[TrialRecord], str | None]:
+               spec: RunSpec, units: Units, number: int
+               ) -> tuple[list[TrialRecord], str | None]:
     """Train the asked trials as replicas of one run; tell Optuna each trial's fate."""
     n, steps = len(asked), spec.steps
     configs = [suggest(t, cand.space) for t in asked]
@@ -166,7 +174,8 @@ def _run_batch(study: optuna.Study, asked: list[optuna.Trial], cand: Candidate,
                 study.tell(asked[i], state=optuna.trial.TrialState.PRUNED)
         return len(records) == n
 
-    result = train_replicas(spec, cand.program, configs, [TUNE_SEED] * n, on_eval)
+    result = units.train(f"tune/{number}", cand.label, spec, cand.program, configs,
+                         [TUNE_SEED] * n, on_eval)
     for i in range(n):
         if i in records:
             continue

@@ -28,27 +28,72 @@ def _when(t: float) -> str:
 @runs_app.command("list")
 def runs_list(root: Annotated[Path, typer.Argument(help="A run directory or a folder of "
                                                    "them.")] = Path("runs")) -> None:
-    """List the runs under ROOT (default ./runs): kind, status, evaluations, best, time."""
-    table = Table("run", "kind", "status", "created (UTC)", "evaluations", "failed", "best",
-                  "eval time")
+    """List the runs under ROOT (default ./runs): kind, status, work done, best, time."""
+    table = Table("run", "kind", "status", "created (UTC)", "done", "failed", "best",
+                  "work time")
     rows = list_runs(root)
     for r in rows:
         if isinstance(r, tuple):
             table.add_row(str(r[0]), "?", f"[red]{r[1]}[/red]", "", "", "", "", "")
             continue
-        bad = sum(n for s, n in r.statuses.items() if s != "ok")
-        best = f"{r.best[0]['fitness']:+.4f}" if r.best else "-"
-        table.add_row(str(r.path), r.kind, r.status, _when(r.created), str(r.evaluations),
-                      str(bad), best, f"{r.seconds:.1f} s")
+        if r.bench is not None:
+            b = r.bench
+            bad = sum(n for s, n in r.statuses.items() if s in ("error", "raised"))
+            done = f"{r.evaluations}/{b['planned'] or '?'} runs"
+            ranked = _ranked(b["scores"])
+            best = f"{ranked[0][0]} {ranked[0][1]:.2f}" if ranked else "-"
+        else:
+            bad = sum(n for s, n in r.statuses.items() if s != "ok")
+            done = f"{r.evaluations} evaluations"
+            best = f"{r.best[0]['fitness']:+.4f}" if r.best else "-"
+        table.add_row(str(r.path), r.kind, r.status, _when(r.created), done, str(bad), best,
+                      f"{r.seconds:.1f} s")
     if not rows:
         console.print(f"no runs under {root}")
         return
     console.print(table)
 
 
+def _ranked(scores: dict | None) -> list[tuple[str, float]]:
+    """Performance-profile scores, best first (NaN: no score)."""
+    return sorted(((o, v) for o, v in (scores or {}).items()
+                   if isinstance(v, int | float) and v == v), key=lambda x: -x[1])
+
+
+def show_bench(r: RunSummary) -> None:
+    b = r.bench
+    s = b["settings"]
+    console.print(f"optimizers: {', '.join(b['optimizers'])} (baseline {b['baseline']})")
+    console.print(f"tasks: {', '.join(b['tasks'])} (tier {s['tier']}, "
+                  f"{s['steps'] or 'tier default'} steps, {s['trials']} trials in batches of "
+                  f"{s['batch']}, {s['seeds']} seeds, {s['sampler']}/{s['pruner']}, "
+                  f"seed {s['seed']})")
+    statuses = ", ".join(f"{n} {k}" for k, n in r.statuses.items()) or "none yet"
+    console.print(f"training runs: {r.evaluations} of at most {b['planned'] or '?'} done "
+                  f"({statuses})")
+    overhead = "" if r.store_seconds is None else f", store {r.store_seconds:.2f} s"
+    console.print(f"time: {r.seconds:.1f} s training, {r.wall:.1f} s wall{overhead}")
+    table = Table("task", "optimizer", "runs", "time", "status")
+    fates = {f"{t}/{o}": (st if not why else f"{st}: {why}")
+             for t, o, st, why in b["entries"] or []}
+    for key, e in b["per_entry"].items():
+        task, opt = key.split("/", 1)
+        table.add_row(task, opt, str(e["units"]), f"{e['seconds']:.1f} s",
+                      fates.get(key, "running" if r.status == "running" else "-"))
+    if b["per_entry"]:
+        console.print(table)
+    ranked = _ranked(b["scores"])
+    if ranked:
+        console.print("performance-profile scores: " + ", ".join(f"{o} {v:.3f}"
+                                                                 for o, v in ranked))
+
+
 def show(r: RunSummary) -> None:
     console.print(f"[bold]{r.path}[/bold]: {r.kind} run, {r.status}, created {_when(r.created)} "
                   f"UTC, resumed {r.resumes} time(s)")
+    if r.bench is not None:
+        show_bench(r)
+        return
     statuses = ", ".join(f"{n} {s}" for s, n in r.statuses.items()) or "none"
     console.print(f"evaluations: {r.evaluations} ({statuses})")
     overhead = "" if r.store_seconds is None else f", store {r.store_seconds:.2f} s"

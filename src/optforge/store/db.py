@@ -90,8 +90,10 @@ class RunStore:
 
     # ---------------------------------------------------------- opening
     @classmethod
-    def create(cls, path: str | Path, kind: str, config: dict, **meta: Any) -> RunStore:
-        """A new run in ``path`` (which must not exist, or be an empty directory)."""
+    def create(cls, path: str | Path, kind: str, config: dict, schema: str = "",
+               **meta: Any) -> RunStore:
+        """A new run in ``path`` (which must not exist, or be an empty directory); ``schema``:
+        the kind's own tables (e.g. :data:`optforge.store.bench.SCHEMA`), created with the rest."""
         path = Path(path)
         if path.exists() and not path.is_dir():
             raise StoreError(f"{path} is a file, not a run directory; nothing was written")
@@ -106,7 +108,7 @@ class RunStore:
         init = sqlite3.connect(tmp)
         with init:
             init.execute(f"PRAGMA application_id = {APPLICATION_ID}")
-            init.executescript(SCHEMA)
+            init.executescript(SCHEMA + schema)
             rows = {"format": FORMAT, "kind": kind, "config": dumps(config), "status": "running",
                     "created": repr(time.time()), **{k: dumps(v) for k, v in meta.items()}}
             init.executemany("INSERT INTO meta VALUES (?, ?)", rows.items())

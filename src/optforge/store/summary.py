@@ -24,6 +24,7 @@ class RunSummary:
     best: list[dict] = field(default_factory=list)  # best programs, fittest first
     counters: dict = field(default_factory=dict)
     resumes: int = 0
+    bench: dict | None = None  # bench runs: optimizers, tasks, units, scores (store.bench)
 
 
 def summarize(path: str | Path, top: int = 5) -> RunSummary:
@@ -44,6 +45,15 @@ def summarize(path: str | Path, top: int = 5) -> RunSummary:
                     "WHERE e.complete = 1 AND e.status = 'ok' AND e.fitness IS NOT NULL "
                     "AND e.stage = ? GROUP BY e.hash ORDER BY MAX(e.fitness) DESC, MIN(e.seq) "
                     "LIMIT ?", stage, top)]
+        if store.kind == "bench":
+            from .bench import summary
+
+            b = summary(store)
+            return RunSummary(Path(path), store.kind, store.meta("status"),
+                              float(store.meta("created", 0.0)), b["units"], b["statuses"],
+                              b["seconds"], (t1 - t0) if t0 is not None else 0.0,
+                              json.loads(finish[0][0]).get("store_seconds") if finish else None,
+                              resumes=resumes, bench=b)
         return RunSummary(Path(path), store.kind, store.meta("status"),
                           float(store.meta("created", 0.0)), store.count("evaluations"),
                           statuses, float(seconds), (t1 - t0) if t0 is not None else 0.0,

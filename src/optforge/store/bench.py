@@ -1,0 +1,98 @@
+"""A bench run in the run store: one row per finished training run ("unit"), and its summary.
+
+A bench run (``kind = "bench"``) has the common tables (``meta``, ``events``)
+and its own:
+
+* ``units(seq, task, optimizer, unit, request, status, result, seconds,
+  finished)``: one row per finished batched training run, ``seq`` its number in
+  the benchmark's fixed order (the primary key: none is recorded twice).
+  ``unit`` names it (``tune/B``: tuning batch ``B``; ``final``: the final
+  seeds; ``budget/S``: the baseline trained for ``S`` steps); ``request`` (JSON)
+  is what was trained (steps, configurations, seeds, program hash), checked on
+  replay; ``result`` (JSON) is the run's outcome as the benchmark uses it (the
+  validation curves, statuses, divergence steps, error; not the per-step
+  training loss) plus the ``on_eval`` calls the pruner saw; ``status`` is
+  ``ok``, ``stopped`` (pruned early by ``on_eval``), ``error`` (the program
+  raised inside the trainer) or ``raised`` (the training call itself raised).
+
+``meta`` adds ``candidates`` (label, origin, program text, search space of each
+optimizer, as resolved when the run was created: a resumed run does not read
+program files again), ``planned`` (training runs the benchmark needs at most),
+and when finished ``scores`` and ``entries`` (task, optimizer, status, reason).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+import numpy as np
+
+from .db import RunStore
+
+KIND = "bench"
+
+SCHEMA = """
+CREATE TABLE units (seq INTEGER PRIMARY KEY, task TEXT NOT NULL, optimizer TEXT NOT NULL,
+    unit TEXT NOT NULL, request TEXT NOT NULL, status TEXT NOT NULL, result TEXT NOT NULL,
+    seconds REAL NOT NULL, finished REAL NOT NULL);
+"""
+
+
+def _plain(obj: Any) -> Any:
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    raise TypeError(f"cannot store a {type(obj).__name__}")
+
+
+def dumps(obj: Any) -> str:
+    """JSON with exact floats (``repr``), NaN and infinities as JSON's extensions."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_plain)
+
+
+def record_unit(store: RunStore, seq: int, task: str, optimizer: str, unit: str,
+                request: dict, status: str, result: dict, seconds: float) -> None:
+    """One finished training run, in one transaction."""
+    with store._write():
+        store.db.execute("INSERT INTO units VALUES (?,?,?,?,?,?,?,?,?)",
+                         (seq, task, optimizer, unit, dumps(request), status, dumps(result),
+                          seconds, time.time()))
+
+
+def unit_at(store: RunStore, seq: int) -> tuple[str, str, str, dict, str, dict, float] | None:
+    """``(task, optimizer, unit, request, status, result, seconds)`` of run ``seq``, or None."""
+    row = store.db.execute("SELECT task, optimizer, unit, request, status, result, seconds "
+                           "FROM units WHERE seq=?", (seq,)).fetchone()
+    if row is None:
+        return None
+    task, optimizer, unit, request, status, result, seconds = row
+    return task, optimizer, unit, json.loads(request), status, json.loads(result), seconds
+
+
+def summary(store: RunStore) -> dict:
+    """What ``optforge runs list/show`` print for a bench run."""
+    config = store.config
+    per_entry = {(t, o): (n, s) for t, o, n, s in store.rows(
+        "SELECT task, optimizer, COUNT(*), SUM(seconds) FROM units GROUP BY task, optimizer")}
+    statuses = dict(store.rows("SELECT status, COUNT(*) FROM units GROUP BY status "
+                               "ORDER BY status"))
+    (seconds,) = next(store.rows("SELECT COALESCE(SUM(seconds), 0) FROM units"))
+    cands = store.meta("candidates", []) or []
+    return {
+        "optimizers": [c["label"] for c in cands] or list(config.get("optimizers", [])),
+        "baseline": cands[0]["label"] if cands else config.get("baseline"),
+        "tasks": list(config.get("tasks", [])),
+        "settings": {k: config.get(k) for k in ("tier", "steps", "trials", "batch", "seeds",
+                                                "sampler", "pruner", "seed")},
+        "units": sum(statuses.values()),
+        "planned": store.meta("planned"),
+        "statuses": statuses,
+        "seconds": float(seconds),
+        "per_entry": {f"{t}/{o}": {"units": n, "seconds": s} for (t, o), (n, s)
+                      in sorted(per_entry.items())},
+        "scores": store.meta("scores"),
+        "entries": store.meta("entries"),
+    }

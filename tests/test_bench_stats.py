@@ -202,6 +202,16 @@ def test_speedup_follows_the_measured_baseline_inside_its_range():
     good_fit = stats.PowerLaw(E=0.0, A=100.0, alpha=1.0, s_min=100.0, s_max=400.0)
     sp = stats.data_equivalent_speedup(good_fit, 0.2, 200.0, 4.0, measured)
     assert sp.baseline_steps == pytest.approx(500.0) and sp.clipped is None
+    # worse than the smallest budget's loss: before the smallest budget, not after the
+    # largest (a loss worse than everything measured is no speedup)
+    sp = stats.data_equivalent_speedup(good_fit, 1.1, 200.0, 4.0, measured)
+    assert sp.baseline_steps == pytest.approx(100 / 1.1) and sp.clipped == "below"
+    assert str(sp) == "<0.50x"
+    # ... also where the fit, read alone, puts it after the smallest budget
+    flat = stats.PowerLaw(E=0.0, A=2.0, alpha=0.1, s_min=100.0, s_max=400.0)
+    assert flat.inverse(1.1) > 100
+    sp = stats.data_equivalent_speedup(flat, 1.1, 200.0, 4.0, measured)
+    assert sp.clipped == "below" and str(sp) == "<0.50x"
 
 
 # ------------------------------------------------------------------ performance profiles

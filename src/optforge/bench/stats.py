@@ -279,8 +279,14 @@ def data_equivalent_speedup(fit: PowerLaw, loss: float, steps: float,
     s_star = _measured_inverse(measured, loss) if measured is not None else None
     if s_star is None:
         s_star = fit.inverse(loss)
-        if measured is not None:  # beyond the measured range: never inside it
-            s_star = max(s_star, max(b for b, _ in _monotone(measured)))
+        pts = _monotone(measured) if measured is not None else []
+        if pts:  # beyond the measured range: never back inside it
+            if loss < pts[-1][1]:  # better than the largest budget's loss
+                s_star = max(s_star, pts[-1][0])
+            elif loss > pts[0][1]:  # worse than the smallest budget's loss: reached before
+                s_star = min(s_star, pts[0][0])
+                if s_star >= fit.s_min:
+                    return Speedup(fit.s_min / steps, s_star, "below")
     ceiling = max_extrapolation * fit.s_max
     if s_star > ceiling:
         return Speedup(ceiling / steps, s_star, "above")

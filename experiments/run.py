@@ -1,0 +1,198 @@
+"""The search experiments of docs/EXPERIMENTS.md: search, then an honest comparison.
+
+    python experiments/run.py rediscovery    # from SGD alone, against tuned SGD + momentum
+    python experiments/run.py discovery      # from AdamW, against tuned AdamW
+
+Each experiment is three steps, all into ``experiments/runs/NAME/`` (a run
+directory; run the command again to resume a killed search or bench):
+
+1. ``optforge search --config experiments/NAME.toml --out experiments/runs/NAME``.
+2. The best program (the first funnel winner, simplified; else the fittest of
+   the hall of fame) is written to ``found.py`` with its tuning space: the
+   learning rate from a tenth of the smallest to ten times the largest rate
+   the search found best for it on any task and tier, other hyperparameters by
+   the default rule (the held-out tasks' best rates are unknown to it).
+3. ``optforge bench`` re-tunes it and the baseline with equal budgets on
+   held-out tasks the search never trained on, runs ``--seeds`` final seeds
+   and reports Welch's t-test on the final metric.
+
+``summary.md`` then holds the search's efficiency (evaluations per hour,
+skips per cache, share of worker time spent training), the program and the
+comparison table.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from optforge.bench.run import run_bench
+from optforge.lang.ir import Program
+from optforge.lang.symbolic import formula
+from optforge.store.db import FILE, RunStore
+
+HERE = Path(__file__).resolve().parent
+HELD_OUT = ("digits_ae", "mnist1d_cnn", "digits_logreg", "adding_rnn")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str
+    baseline: str  # the tuned optimizer to beat (zoo name)
+    tasks: tuple[str, ...] = HELD_OUT  # bench tasks: none of them seen by the search
+    trials: int = 20  # equal Optuna budget per (optimizer, task)
+
+
+EXPERIMENTS = {e.name: e for e in (Experiment("rediscovery", "momentum"),
+                                   Experiment("discovery", "adamw"))}
+
+
+def search(exp: Experiment, run_dir: Path, workers: int) -> float:
+    """Run (or resume, or skip if finished) the search; its wall seconds."""
+    cmd = [str(Path(sys.executable).parent / "optforge"), "search", "--workers", str(workers)]
+    if (run_dir / FILE).exists():
+        with RunStore.open(run_dir, readonly=True) as store:
+            if store.meta("status") == "finished" and (run_dir / "result.json").exists():
+                print(f"{run_dir}: search finished, reusing it")
+                return 0.0
+        cmd += ["--resume", str(run_dir)]
+    else:
+        cmd += ["--config", str(HERE / f"{exp.name}.toml"), "--out", str(run_dir)]
+    print("$", " ".join(cmd), flush=True)
+    start = time.perf_counter()
+    subprocess.run(cmd, check=True)
+    return time.perf_counter() - start
+
+
+def pick(result: dict, run_dir: Path) -> tuple[Program, str, float, tuple[float, float]]:
+    """(program, how it was chosen, its search fitness, the smallest and largest learning
+    rate the search found best for it over all its evaluations)."""
+    if result["winners"]:
+        w = result["winners"][0]
+        program, how = Program.parse(w["source"]), "funnel winner 1, simplified"
+        fitness, hashes = w["simplified_fitness"], {w["candidate"]["hash"], Program.parse(
+            w["source"]).hash}
+    else:
+        c = result["hall_of_fame"][0]
+        program, how, fitness = Program.parse(c["source"]), "hall of fame 1", c["fitness"]
+        hashes = {c["hash"]}
+    with RunStore.open(run_dir, readonly=True) as store:
+        lrs = [lr for h in hashes for (text,) in store.rows(
+            "SELECT evaluation FROM evaluations WHERE hash = ?", h)
+            for lr in json.loads(text)["best_lr"].values()]
+    return program, how, float(fitness), (min(lrs), max(lrs))
+
+
+def write_found(program: Program, lrs: tuple[float, float], path: Path) -> None:
+    path.write_text(f"# space: lr = [\"log\", {lrs[0] / 10:.3g}, {lrs[1] * 10:.3g}]\n{program}")
+
+
+def efficiency(run_dir: Path, workers: int) -> dict:
+    """Evaluations per hour, cache skips and the share of worker time spent training."""
+    with RunStore.open(run_dir, readonly=True) as store:
+        counters = store.meta("counters", {}) or {}
+        t0 = next(store.rows("SELECT MIN(time) FROM events WHERE kind = 'start'"))[0]
+        funnel = next(store.rows("SELECT MIN(time) FROM events WHERE kind = 'phase'"))[0]
+        t1 = next(store.rows("SELECT MAX(time) FROM events"))[0]
+        n_evo, s_evo = next(store.rows(
+            "SELECT COUNT(*), COALESCE(SUM(seconds), 0) FROM evaluations WHERE finished <= ?",
+            funnel or t1))
+        n_all, s_all = next(store.rows(
+            "SELECT COUNT(*), COALESCE(SUM(seconds), 0) FROM evaluations"))
+    evo_wall = (funnel or t1) - t0
+    children = counters["generated"] - counters["invalid"]
+    return {
+        "evaluations": n_all, "wall": t1 - t0, "evolution_evaluations": n_evo,
+        "evolution_wall": evo_wall, "evaluations_per_hour": 3600 * n_evo / evo_wall,
+        "valid_children": children,
+        "structural_skips": counters["structural"] / children,
+        "behavioural_skips": counters["behavioural"] / children,
+        "training_share": s_evo / (evo_wall * workers),
+        "training_share_all": s_all / ((t1 - t0) * workers), "workers": workers,
+        "counters": counters,
+    }
+
+
+def bench_table(bench, baseline: str, found: str) -> tuple[list[str], int, int]:
+    rows = ["| task | metric | " + baseline + " (mean ± 95% CI) | found (mean ± 95% CI) | "
+            "Welch p | better |", "|---|---|---:|---:|---:|---|"]
+    wins = significant = 0
+    for task, info in bench.tasks.items():
+        b, f = bench.entry(baseline, task), bench.entry(found, task)
+        up = info["higher_is_better"]
+
+        def cell(e):
+            s = e.final_metric
+            return "failed" if s is None else f"{s.mean:.4g} ± {(s.high - s.low) / 2:.2g}"
+
+        better = (f.final_metric is not None and b.final_metric is not None
+                  and (f.final_metric.mean > b.final_metric.mean) == up)
+        p = f.ttest.pvalue if f.ttest is not None else math.nan
+        wins += better
+        significant += better and p < 0.05
+        rows.append(f"| {task} | {info['metric']} ({'higher' if up else 'lower'} is better) | "
+                    f"{cell(b)} | {cell(f)} | {p:.2g} | {'yes' if better else 'no'} |")
+    return rows, wins, significant
+
+
+def main(argv: list[str] | None = None) -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("name", choices=sorted(EXPERIMENTS))
+    ap.add_argument("--workers", type=int, default=2)
+    ap.add_argument("--seeds", type=int, default=5)
+    ap.add_argument("--trials", type=int, default=None)
+    ap.add_argument("--root", type=Path, default=HERE / "runs")
+    args = ap.parse_args(argv)
+    exp = EXPERIMENTS[args.name]
+    run_dir = args.root / exp.name
+    search(exp, run_dir, args.workers)
+    result = json.loads((run_dir / "result.json").read_text())
+    program, how, fitness, lrs = pick(result, run_dir)
+    program = Program("found", program.params, program.hyper, program.body, program.returns,
+                      program.doc)
+    found = run_dir / "found.py"
+    write_found(program, lrs, found)
+    trials = args.trials or exp.trials
+    start = time.perf_counter()
+    bench = run_bench([exp.baseline, str(found)], list(exp.tasks), trials=trials,
+                      seeds=args.seeds, baseline=exp.baseline, out_dir=run_dir / "bench")
+    bench_seconds = time.perf_counter() - start
+    eff = efficiency(run_dir, args.workers)
+    rows, wins, significant = bench_table(bench, exp.baseline, "found")
+    c = eff["counters"]
+    text = "\n".join([
+        f"## {exp.name}: found vs tuned {exp.baseline}", "",
+        f"Command: `python experiments/run.py {exp.name}` (config `experiments/{exp.name}.toml`).",
+        "",
+        f"Search: {eff['evaluations']} evaluations in {eff['wall'] / 60:.1f} min wall "
+        f"({eff['workers']} workers); evolution {eff['evolution_evaluations']} evaluations in "
+        f"{eff['evolution_wall'] / 60:.1f} min = **{eff['evaluations_per_hour']:.0f} "
+        f"evaluations/hour**. Children: {c['generated']} generated, {c['invalid']} invalid "
+        f"draws, {eff['valid_children']} valid: **{100 * eff['structural_skips']:.1f}% skipped "
+        f"by the structural cache, {100 * eff['behavioural_skips']:.1f}% by the behavioural "
+        f"cache**; {c['hurdle_stopped']} stopped by hurdles, {c['diverged']} diverged. "
+        f"Worker time spent training: **{100 * eff['training_share']:.1f}%** of "
+        f"workers x wall during evolution ({100 * eff['training_share_all']:.1f}% over the "
+        "whole search).", "",
+        f"Found ({how}; search fitness {fitness:+.4f} = ln(baseline loss / its loss) on the "
+        f"search tasks; best search learning rates {lrs[0]:.3g} to {lrs[1]:.3g}):", "",
+        "```python", str(program).rstrip(), "```", "",
+        f"Update: `{formula(program)}`", "",
+        f"Held-out comparison (`optforge bench`, {trials} Optuna trials each, {args.seeds} "
+        f"final seeds, tier tiny; {bench_seconds / 60:.1f} min):", "",
+        *rows, "",
+        f"Found beats tuned {exp.baseline} on **{wins} of {len(exp.tasks)}** held-out tasks "
+        f"({significant} with p < 0.05).", ""])
+    (run_dir / "summary.md").write_text(text)
+    (run_dir / "efficiency.json").write_text(json.dumps(eff, indent=1))
+    print(text)
+
+
+if __name__ == "__main__":
+    main()

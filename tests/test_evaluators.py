@@ -102,9 +102,55 @@ def test_inline_backend_errors_and_timeouts(tmp_path):
 def test_backend_names():
     assert isinstance(make_backend("inline", BASE, 3), InlineBackend)
     pool = make_backend("process", BASE, 2, timeout=1, retries=0)
-    assert isinstance(pool, ProcessBackend) and pool.capacity == 2 and pool.pending() == 0
+    assert isinstance(pool, ProcessBackend) and pool.pending() == 0
+    assert (pool.workers, pool.capacity) == (2, 4)  # a queue of one job per worker
     pool.close()
+    assert make_backend("process", BASE, 3, queue=1).capacity == 4
     with pytest.raises(ValueError, match="unknown backend"):
         make_backend("threads", BASE)
     with pytest.raises(RuntimeError, match="no job in flight"):
         InlineBackend(BASE).take()
+
+
+def test_a_freed_worker_takes_the_next_queued_job_at_once(tmp_path):
+    fitness = FaultyFitness(BASE, tmp_path, slow=0.3)
+    with ProcessBackend(fitness, workers=1, queue=2) as pool:
+        for i in range(3):
+            pool.submit(Job(i, named(f"slow{i}"), "s"))
+        assert pool.pending() == 3 and len(pool.running()) <= 1
+        first = pool.take_outcome()
+        # no further call: the next job went to the worker inside take_outcome
+        assert [job.key for _, job in pool.running()] in ([], [1])
+        assert len(pool._busy) == 1 and pool._busy[0].job.key == 1
+        rest = [pool.take_outcome() for _ in range(2)]
+    assert [o.job.key for o in [first, *rest]] == [0, 1, 2]
+    assert all(o.status == OK and o.evaluation.fitness == EXPECTED for o in [first, *rest])
+    assert pool.busy >= 3 * 0.3
+
+
+def test_search_decisions_depend_on_jobs_in_flight_not_on_workers(tmp_path):
+    """2 jobs in flight: 2 workers, or 1 worker and 1 queued, or inline: the same run."""
+    from test_resume import CONFIG, tables
+
+    from optforge.search import Search, SearchConfig
+    from optforge.store import RunStore
+
+    cfg = SearchConfig(**{**CONFIG, "evaluations": 16})
+    makers = {"w2": lambda f: make_backend("process", f, 2, queue=0),
+              "w1q1": lambda f: make_backend("process", f, 1, queue=1),
+              "inline": lambda f: InlineBackend(f, 2)}
+    for name, make in makers.items():
+        with RunStore.create(tmp_path / name, "search", cfg.as_dict()) as store:
+            Search(cfg, fitness=BASE, store=store, make_evaluator=make).run()
+            assert store.meta("in_flight") == 2
+    assert tables(tmp_path / "w2") == tables(tmp_path / "inline") == tables(tmp_path / "w1q1")
+
+
+def test_the_fork_server_warms_the_fitness_tasks():
+    from optforge.runtime.pool import warm_tasks
+    from optforge.search import Search, SearchConfig
+
+    cfg = SearchConfig(tiers=["tiny:quadratic,digits_mlp@50", "small:digits_mlp"], heldout="")
+    assert warm_tasks(Search(cfg).build_fitness()) == [
+        "tiny:quadratic", "tiny:digits_mlp", "small:digits_mlp"]
+    assert warm_tasks(BASE) == []  # a fitness without stages: nothing to warm

@@ -14,16 +14,19 @@ BACKENDS = ("inline", "process", "ray")
 
 
 def make_backend(name: str, fitness: Fitness, workers: int | None = None, timeout: float = 0.0,
-                 retries: int = 2, ray_address: str | None = None):
-    """A backend by name; ``workers`` defaults to one per core (inline: 1)."""
+                 retries: int = 2, ray_address: str | None = None, queue: int | None = None):
+    """A backend by name; ``workers`` defaults to one per core (inline: 1).
+
+    ``queue``: jobs in flight beyond the workers (process and Ray; default ``workers``),
+    so ``capacity = workers + queue``; the inline backend's capacity is ``workers``."""
     if name == "inline":
         return InlineBackend(fitness, workers or 1, timeout)
     if name == "process":
-        return ProcessBackend(fitness, workers, timeout, retries)
+        return ProcessBackend(fitness, workers, timeout, retries, queue=queue)
     if name == "ray":
         from .ray_backend import RayBackend
 
-        return RayBackend(fitness, workers, timeout, retries, ray_address)
+        return RayBackend(fitness, workers, timeout, retries, ray_address, queue)
     raise ValueError(f"unknown backend {name!r}; backends: {', '.join(BACKENDS)}")
 
 

@@ -16,7 +16,13 @@ Workers start from a fork server (``forkserver`` context: a clean single-threade
 process that imported torch once, so a worker starts in milliseconds and inherits
 no threads or locks from the driver; ``context="spawn"`` also works), set
 ``torch.set_num_threads(1)`` and receive the fitness once, pickled; they exit
-when the driver closes the pipe or dies (EOF on the pipe).
+when the driver closes the pipe or dies (EOF on the pipe). The server also
+trains one step of each of the fitness's tasks (:mod:`._warm`), so their data
+sets are built once there, not in every worker.
+
+Jobs in flight: ``capacity = workers + queue``. The queued jobs go to the first
+worker that frees up (at once, inside ``take_outcome``), so that a worker does not
+idle while the search waits, in submission order, for an older result.
 """
 
 from __future__ import annotations
@@ -33,8 +39,23 @@ from ..search.evaluator import Job
 from ..search.fitness import Evaluation, Fitness
 from .base import LOST, TIMEOUT, Outcome, failed, run_job, worker_name
 
+WARM_TASKS = "OPTFORGE_WARM_TASKS"  # environment variable read by ._warm in the fork server
 PRELOAD = ["torch", "optforge.runtime.pool", "optforge.search.fitness", "optforge.optim",
            "optforge.train", "optforge.tasks", "optforge.runtime._warm"]
+
+
+def warm_tasks(fitness) -> list[str]:
+    """``TIER:TASK`` of every task in the fitness's stages (none for other fitnesses)."""
+    stages = getattr(fitness, "stages", None)
+    if not isinstance(stages, dict):
+        return []
+    out = []
+    for stage in stages.values():
+        for task in getattr(stage, "tasks", ()):
+            spec = f"{stage.size}:{task}"
+            if spec not in out:
+                out.append(spec)
+    return out
 
 
 def _serve(conn, fitness: Fitness, threads: int) -> None:  # pragma: no cover - in a child
@@ -66,6 +87,7 @@ class _Worker:
         self.job: Job | None = None
         self.attempts = 0
         self.started = math.inf  # when the worker acknowledged the job
+        self.sent = 0.0  # when the job was sent
 
     def stop(self, kill: bool = False) -> None:
         if kill:
@@ -81,22 +103,36 @@ class _Worker:
 
 
 class ProcessBackend:
-    """Evaluate jobs in ``workers`` processes (default: one per core); see the module docstring."""
+    """Evaluate jobs in ``workers`` processes (default: one per core); see the module docstring.
+
+    ``capacity`` (the jobs the search keeps in flight) is ``workers + queue``; ``queue``
+    (default ``workers``) jobs wait in the driver and go to the first worker that
+    frees up, so that no worker idles while the search waits for an older result.
+    ``busy`` sums, over jobs, the time from dispatch to result (utilisation =
+    ``busy / (wall * workers)``).
+    """
 
     def __init__(self, fitness: Fitness, workers: int | None = None, timeout: float = 0.0,
-                 retries: int = 2, context: str = "forkserver", threads: int = 1):
-        self.capacity = workers or os.cpu_count() or 1
-        if self.capacity < 1 or retries < 0 or timeout < 0:
-            raise ValueError("workers must be >= 1, retries and timeout >= 0")
+                 retries: int = 2, context: str = "forkserver", threads: int = 1,
+                 queue: int | None = None):
+        self.workers = workers or os.cpu_count() or 1
+        self.queue = self.workers if queue is None else queue
+        if self.workers < 1 or self.queue < 0 or retries < 0 or timeout < 0:
+            raise ValueError("workers must be >= 1, queue, retries and timeout >= 0")
+        self.capacity = self.workers + self.queue
         self.fitness, self.timeout, self.retries, self.threads = fitness, timeout, retries, threads
         self._ctx = mp.get_context(context)
         if context == "forkserver":  # import torch once in the server; workers fork from it
+            warm = warm_tasks(fitness)
+            if warm:  # read by _warm in the server, if this pool is the one that starts it
+                os.environ[WARM_TASKS] = ",".join(warm)
             self._ctx.set_forkserver_preload(PRELOAD)
         self._idle: list[_Worker] = []
         self._busy: list[_Worker] = []
         self._queue: deque[tuple[Job, int]] = deque()
         self._done: deque[Outcome] = deque()
         self.deaths = 0
+        self.busy = 0.0
 
     # ---- workers
     def _worker(self) -> _Worker | None:
@@ -105,7 +141,7 @@ class ProcessBackend:
             if w.proc.is_alive():
                 return w
             w.stop(kill=True)
-        if len(self._busy) < self.capacity:
+        if len(self._busy) < self.workers:
             return _Worker(self._ctx, self.fitness, self.threads)
         return None
 
@@ -122,6 +158,7 @@ class ProcessBackend:
                 self._queue.appendleft((job, attempts))
                 continue
             w.job, w.attempts, w.started = job, attempts, math.inf
+            w.sent = time.perf_counter()
             self._busy.append(w)
 
     def _lost(self, w: _Worker, why: str) -> None:
@@ -170,10 +207,12 @@ class ProcessBackend:
                     key, ev, status, sec, name = msg
                     self._busy.remove(w)
                     self._done.append(Outcome(w.job, ev, status, sec, name, w.attempts))
+                    self.busy += time.perf_counter() - w.sent
                     w.job, w.started = None, math.inf
                     self._idle.append(w)
                 elif w.proc.sentinel in ready:
                     self._lost(w, "process ended")
+            self._dispatch()  # a freed worker takes the next queued job now, not at the next call
             if self.timeout:
                 now = time.perf_counter()
                 for w in list(self._busy):

@@ -10,9 +10,11 @@ thread). The accounting matches the process pool: tasks have
 ``SIGALRM`` from the moment it starts (a cold worker's imports do not count),
 and recorded ``timeout``; a task that outlives ``2 * timeout + 60`` seconds
 since submission (a hang in native code) is cancelled with ``force=True`` (its
-worker is killed) and recorded ``timeout`` too. ``capacity`` workers are started and
-warmed (torch imported, one optimizer step) before the first job; a worker that
-replaces a killed one starts cold, which its next task's time includes.
+worker is killed) and recorded ``timeout`` too (counted from submission, the
+backstop also covers a queued task's wait, about one evaluation at most).
+``workers`` workers are started and warmed (torch imported, one optimizer step)
+before the first job; a worker that replaces a killed one starts cold, which its
+next task's time includes. ``capacity = workers + queue`` tasks are in flight.
 
 Ray is imported only when this backend is built (``--backend ray``); install
 it with ``pip install optforge[ray]``.
@@ -27,12 +29,33 @@ from ..search.evaluator import Job
 from ..search.fitness import Evaluation, Fitness
 from .base import LOST, TIMEOUT, InlineBackend, Outcome, failed, worker_name
 
+_FITNESS: dict[str, Fitness] = {}
+"""In each Ray worker process: the fitness by object-store id, kept across tasks."""
 
-def _evaluate(fitness: Fitness, job: Job, timeout: float):  # pragma: no cover - in a worker
+
+def _fitness(holder: list):  # pragma: no cover - in a worker
+    """The fitness behind ``holder = [ObjectRef]``, fetched once per worker process.
+
+    A task argument that is an ObjectRef itself would be deserialised afresh for every
+    task, so what a fitness learns while evaluating (the later tiers' tuned baselines)
+    would be lost and paid again by every task; wrapped in a list it reaches the task
+    as the reference, and the worker keeps one copy, as a process-pool worker does."""
+    (ref,) = holder
+    key = ref.hex()
+    if key not in _FITNESS:
+        import ray
+
+        _FITNESS[key] = ray.get(ref)
+    return _FITNESS[key]
+
+
+def _evaluate(holder: list, job: Job, timeout: float):  # pragma: no cover - in a worker
     import torch
 
     torch.set_num_threads(1)
     from . import _warm as _  # noqa: F401 - a replacement worker's lazy imports, before the clock
+
+    fitness = _fitness(holder)
 
     inline = InlineBackend(fitness, timeout=timeout)  # SIGALRM from the task's actual start
     inline.submit(job)
@@ -59,30 +82,36 @@ def ray_module():
 
 
 class RayBackend:
+    """``workers`` tasks run at once (one CPU each); ``capacity = workers + queue`` are in
+    flight (``queue`` default ``workers``: Ray's scheduler holds them and starts one the
+    moment a CPU frees up)."""
+
     def __init__(self, fitness: Fitness, workers: int | None = None, timeout: float = 0.0,
-                 retries: int = 2, address: str | None = None):
+                 retries: int = 2, address: str | None = None, queue: int | None = None):
         ray = ray_module()
         self._ray = ray
         if not ray.is_initialized():
             ray.init(address=address, include_dashboard=False, log_to_driver=False,
                      configure_logging=False)
-        self.capacity = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        if self.capacity < 1 or retries < 0 or timeout < 0:
-            raise ValueError("workers must be >= 1, retries and timeout >= 0")
+        self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        self.queue = self.workers if queue is None else queue
+        if self.workers < 1 or self.queue < 0 or retries < 0 or timeout < 0:
+            raise ValueError("workers must be >= 1, queue, retries and timeout >= 0")
+        self.capacity = self.workers + self.queue
         self.timeout, self.retries = timeout, retries
         self._hard = 2 * timeout + 60  # the driver's backstop for hangs SIGALRM cannot break
         self._fitness = ray.put(fitness)
         self._task = ray.remote(num_cpus=1, max_retries=0)(_evaluate)
-        # start and warm ``capacity`` workers (Ray reuses them), so that timeouts do not
+        # start and warm ``workers`` workers (Ray reuses them), so that timeouts do not
         # count the seconds a cold worker spends importing torch
         warm = ray.remote(num_cpus=1)(_start)
-        ray.get([warm.remote() for _ in range(self.capacity)])
+        ray.get([warm.remote() for _ in range(self.workers)])
         self._flight: dict = {}  # ObjectRef -> (job, attempts, submitted)
         self._done: deque[Outcome] = deque()
         self.deaths = 0
 
     def _launch(self, job: Job, attempts: int) -> None:
-        ref = self._task.remote(self._fitness, job, self.timeout)
+        ref = self._task.remote([self._fitness], job, self.timeout)
         self._flight[ref] = (job, attempts, time.perf_counter())
 
     def submit(self, job: Job) -> None:

@@ -17,6 +17,10 @@ order). The final runs use seeds ``0 .. S-1``, disjoint from it.
 * ``batch`` trials are asked at once and trained as replicas of one batched
   run, each with its own hyperparameters; the run stops early once every
   replica in it is pruned or diverged.
+* Deterministic: the study is named ``LABEL@TASK`` (Hyperband assigns brackets
+  by a hash of the name; Optuna's default is a random UUID), so the same
+  settings and training outcomes give the same trials, which is what a
+  resumed bench run relies on (:mod:`optforge.bench.units`).
 """
 
 from __future__ import annotations

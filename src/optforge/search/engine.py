@@ -203,14 +203,20 @@ class Search:
         from .fitness import Baseline
 
         if self.store is not None:
+            curves = self.store.meta("baseline_curves", {})
             for task, size, steps, lr, final, at in self.store.meta("baselines", []):
+                curve = tuple((int(s), x) for s, x in curves.get(f"{task}/{size}/{steps}", []))
                 fitness.baselines.setdefault((task, size, int(steps)),
-                                             Baseline(lr, final, {float(f): v for f, v in at}))
+                                             Baseline(lr, final, {float(f): v for f, v in at},
+                                                      curve))
         if "tier0" in fitness.stages:
             for task in fitness.stages["tier0"].tasks:
                 fitness.baseline("tier0", task)
         if self.store is not None:
-            self.store.set_meta(baselines=self._baseline_rows(fitness))
+            # the curves under their own key: a reader of the older rows is unaffected
+            self.store.set_meta(baselines=self._baseline_rows(fitness), baseline_curves={
+                f"{task}/{size}/{steps}": [list(p) for p in b.curve]
+                for (task, size, steps), b in sorted(fitness.baselines.items())})
 
     def _finish(self, result: SearchResult, evaluator) -> None:
         store = self.store

@@ -26,6 +26,11 @@ its best final learning rate) at the same step. If it trails the hurdle
 passed in (:mod:`optforge.search.hurdles`) training stops and the evaluation
 is *incomplete*: its fitness aggregates the finished tasks' final scores with
 ``s_t(c)`` standing in for the stopped task and every task not yet trained.
+
+Curves: each evaluation keeps, per trained task, the validation loss at every
+evaluation step of its best replica (the best final learning rate; at a hurdle
+stop, the best at that step) beside the tuned baseline's at its best rate
+(``Evaluation.curves``), so that reports can draw them without training again.
 """
 
 from __future__ import annotations
@@ -98,6 +103,9 @@ class Evaluation:
     cost: float = 0.0
     seconds: float = 0.0
     error: str | None = None
+    curves: dict[str, dict] = field(default_factory=dict)
+    """Per task: ``steps``, ``loss`` (the best replica's validation loss) and, where the
+    baseline's is known, ``baseline`` (its validation loss at its best rate)."""
 
     @property
     def failed(self) -> bool:
@@ -205,13 +213,30 @@ def _best(losses) -> tuple[int, float]:
     return i, x
 
 
+def _curve(result, base: Baseline) -> dict | None:
+    """The validation curve of the replica with the best final loss, and the baseline's."""
+    if result.error is not None or not len(result.eval_steps):
+        return None
+    i, _ = _best(result.final_loss)
+    if i < 0:
+        return None
+    steps = [int(s) for s in result.eval_steps]
+    out = {"steps": steps, "loss": [float(x) for x in result.eval_loss[:, i]]}
+    ref = dict(base.curve)
+    if ref and all(s in ref for s in steps):
+        out["baseline"] = [ref[s] for s in steps]
+    return out
+
+
 @dataclass(frozen=True)
 class Baseline:
-    """Tuned baseline on one task: best learning rate, its final and checkpoint losses."""
+    """Tuned baseline on one task: best learning rate, its final and checkpoint losses,
+    and its validation curve at that rate (``(step, loss)`` pairs; empty if unknown)."""
 
     lr: float
     final: float
     at: dict[float, float]
+    curve: tuple[tuple[int, float], ...] = ()
 
 
 class TrainerFitness:
@@ -303,7 +328,9 @@ class TrainerFitness:
             row = {int(s): j for j, s in enumerate(result.eval_steps)}
             at = {f: float(result.eval_loss[row[s], i]) for s, f in self.points(n).items()
                   if s in row}
-            self.baselines[cache_key] = Baseline(self.baseline_lr_grid[i], final, at)
+            curve = tuple((int(s), float(x)) for s, x in zip(result.eval_steps,
+                                                             result.eval_loss[:, i], strict=True))
+            self.baselines[cache_key] = Baseline(self.baseline_lr_grid[i], final, at, curve)
         return self.baselines[cache_key]
 
     # ---- the fitness
@@ -317,12 +344,13 @@ class TrainerFitness:
         losses: dict[str, float] = {}
         best_lr: dict[str, float] = {}
         checkpoints: dict[str, float] = {}
+        curves: dict[str, dict] = {}
         cost = 0.0
 
         def done(fitness: float, **kw) -> Evaluation:
             return Evaluation(fitness, scores=scores, losses=losses, best_lr=best_lr,
                               checkpoints=checkpoints, cost=cost,
-                              seconds=time.perf_counter() - start, **kw)
+                              seconds=time.perf_counter() - start, curves=curves, **kw)
 
         for task in st.tasks:
             base = self.baseline(stage, task)
@@ -343,6 +371,9 @@ class TrainerFitness:
                 return False
 
             result = self._train(task, st, program, self.lr_grid, n, on_eval=watch)
+            curve = _curve(result, base)
+            if curve is not None:
+                curves[task] = curve
             if stop:
                 step, s = stop[0]
                 cost += step * len(self.lr_grid)

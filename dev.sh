@@ -17,9 +17,28 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
 fi
 cmd=${1:-help}
 shift || true
+
+# The report's browser test drives Debian's chromium through chromedriver (selenium, no
+# browser downloads). Installed here when missing and we are root; otherwise say how.
+browser() {
+  if [ -x /usr/bin/chromium ] && [ -x /usr/bin/chromedriver ]; then
+    return 0
+  fi
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "dev.sh: installing chromium and chromium-driver (the report's browser test)" >&2
+    if apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -qq --no-install-recommends chromium chromium-driver >/dev/null; then
+      return 0
+    fi
+    echo "dev.sh: the chromium install failed" >&2
+  fi
+  echo "dev.sh: no /usr/bin/chromium + /usr/bin/chromedriver: the browser test will be" \
+    "skipped (install: sudo apt-get install chromium chromium-driver)" >&2
+}
+
 case "$cmd" in
   demo) exec .venv/bin/optforge demo "$@" ;;
-  test) exec .venv/bin/python -m pytest -n 2 "$@" ;;
+  test) browser; exec .venv/bin/python -m pytest -n 2 "$@" ;;
   lint) exec .venv/bin/ruff check . ;;
   *) echo "usage: ./dev.sh demo|test|lint" >&2; exit 2 ;;
 esac

@@ -10,6 +10,7 @@ from rich.table import Table
 from . import zoo as zoo_api
 from .bench.cli import bench_command
 from .export.cli import export_command
+from .report.cli import report_command
 from .search.command import search_command
 from .store.cli import runs_app
 
@@ -21,6 +22,7 @@ app.command("bench")(bench_command)
 console = Console()
 app.command("search")(search_command)
 app.command("export")(export_command)
+app.command("report")(report_command)
 app.add_typer(runs_app, name="runs")
 
 
@@ -60,18 +62,25 @@ def zoo_show(name: str) -> None:
 
 @app.command("demo")
 def demo(
-    out: str = typer.Option("demo-out", help="output directory"),
+    out: str = typer.Option("demo-out", help="output directory (a previous demo's is replaced)"),
     quick: bool = typer.Option(False, help="a much smaller run (seconds): a smoke test"),
 ) -> None:
-    """The main job: a short search from AdamW and Lion, the best program compared with
-    them on held-out tasks, and exported as a torch optimizer file."""
+    """The main job: a short search from AdamW and Lion into a run directory, the best
+    program compared with them on held-out tasks, exported from the run, and the HTML
+    report."""
     import torch
 
     from .demo import QUICK, DemoPlan, run_demo
+    from .export import ExportError
+    from .store.db import StoreError
 
     torch.set_num_threads(1)  # tiny models: one thread is several times faster here
     wide = console if console.is_terminal else Console(width=120)
-    run_demo(out, QUICK if quick else DemoPlan(), wide)
+    try:
+        run_demo(out, QUICK if quick else DemoPlan(), wide)
+    except (ValueError, StoreError, ExportError) as err:
+        console.print(f"[red]error:[/red] {err}", highlight=False)
+        raise typer.Exit(2) from None
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -3,7 +3,8 @@
 :func:`export_source` turns a program into the text of a Python module that
 depends only on torch (:mod:`.render` writes the file around the update function
 that :mod:`.lower` generates from the IR with the per-op table of :mod:`.templates`);
-:func:`resolve` reads a program file or a zoo name; :func:`export` does both and
+:func:`resolve` reads a program file, a zoo name or a search run directory (a rank in
+its hall of fame, :mod:`.run`); :func:`export` does both and
 writes the file. The program is never executed: the file is generated from its IR.
 """
 
@@ -16,21 +17,23 @@ from ..lang.errors import ProgramError
 from ..lang.ir import Program
 from .lower import ExportError, lower
 from .render import Origin, check_class_name, render
+from .run import resolve_run
 
 
-def resolve(spec: str) -> tuple[Program, Origin]:
-    """A program and its origin from a zoo name or a program file path.
-
-    (Run directories, with a rank in their hall of fame, come with the run store;
-    :class:`Origin` already carries ``run``, ``rank`` and ``fitness``.)
-    """
+def resolve(spec: str, rank: int | None = None) -> tuple[Program, Origin]:
+    """A program and its origin from a zoo name, a program file path, or a search run
+    directory (``rank`` in its hall of fame, 1 = the fittest, the default;
+    :func:`optforge.export.run.resolve_run`)."""
     if not isinstance(spec, str) or not spec.strip():
-        raise ExportError(f"SOURCE is a program file or a zoo name, got {spec!r}")
+        raise ExportError(f"SOURCE is a program file, a zoo name or a run directory, got "
+                          f"{spec!r}")
     spec = spec.strip()
     path = Path(spec)
     if path.is_dir():
-        raise ExportError(f"{spec!r} is a directory; exporting from a run directory needs "
-                          "the run store, which optforge does not have yet")
+        return resolve_run(path, 1 if rank is None else rank)
+    if rank is not None:
+        raise ExportError(f"--rank applies to a search run directory; {spec!r} is not a "
+                          "directory")
     if spec.endswith(".py") or "/" in spec or path.exists():
         if not path.is_file():
             raise ExportError(f"program file {spec!r} does not exist")
@@ -61,22 +64,28 @@ def class_name_for(program: Program, origin: Origin | None = None) -> str:
     return name if name[0].isalpha() else f"Opt{name}"
 
 
-def export_source(program: Program | str, name: str | None = None, *, lr: float = 1e-3,
-                  hyperparameters: dict[str, float] | None = None,
+def export_source(program: Program | str, name: str | None = None, *,
+                  lr: float | None = None, hyperparameters: dict[str, float] | None = None,
                   origin: Origin | None = None, module: str = "my_optimizer") -> str:
-    """The exported module's text for ``program`` (a Program or program text)."""
+    """The exported module's text for ``program`` (a Program or program text); ``lr``
+    defaults to the origin's recommended rate, else 1e-3."""
     if isinstance(program, str):
         program = Program.parse(program)
+    if lr is None:
+        lr = origin.lr if origin is not None and origin.lr is not None else 1e-3
     return render(program, name or class_name_for(program, origin), lr=lr,
                   hyperparameters=hyperparameters, origin=origin, module=module)
 
 
 def export(source: str, out: str | Path | None = None, name: str | None = None, *,
-           lr: float = 1e-3, hyperparameters: dict[str, float] | None = None,
-           overwrite: bool = False, return_class_name: bool = False):
-    """Export ``source`` (a program file or zoo name) to the file ``out`` (default
-    ``<program name>_optimizer.py``); returns its path (and the class name if asked)."""
-    program, origin = resolve(source)
+           lr: float | None = None, hyperparameters: dict[str, float] | None = None,
+           overwrite: bool = False, return_class_name: bool = False,
+           rank: int | None = None):
+    """Export ``source`` (a program file, a zoo name, or a run directory with ``rank`` in
+    its hall of fame) to the file ``out`` (default ``<program name>_optimizer.py``);
+    returns its path (and the class name if asked). ``lr`` defaults to the run's
+    recommended rate (a run directory), else 1e-3."""
+    program, origin = resolve(source, rank)
     out = Path(out) if out is not None else Path(f"{program.name}_optimizer.py")
     if out.suffix != ".py":
         raise ExportError(f"the output file {str(out)!r} must end in .py")
@@ -90,4 +99,4 @@ def export(source: str, out: str | Path | None = None, name: str | None = None, 
 
 
 __all__ = ["ExportError", "Origin", "check_class_name", "class_name_for", "export",
-           "export_source", "lower", "render", "resolve"]
+           "export_source", "lower", "render", "resolve", "resolve_run"]

@@ -35,30 +35,37 @@ def parse_settings(items: list[str]) -> dict[str, float]:
 
 def export_command(
     source: Annotated[str, typer.Argument(
-        help="A program file (path/to/rule.py) or a zoo name (see `optforge zoo list`).")],
+        help="A program file (path/to/rule.py), a zoo name (see `optforge zoo list`), or a "
+        "search run directory (with --rank).")],
+    rank: Annotated[int | None, typer.Option(
+        "--rank", "-r", min=1, help="With a run directory: the rank in its hall of fame "
+        "(1 = the fittest) [default: 1].")] = None,
     out: Annotated[Path | None, typer.Option(
         "--out", "-o", help="The file to write (default: <program name>_optimizer.py).")] = None,
     name: Annotated[str | None, typer.Option(
         "--name", "-n",
         help="Class name (default: the zoo title or the program name in CamelCase).")] = None,
-    lr: Annotated[float, typer.Option(
-        help="Recommended learning rate: the constructor's default.")] = 1e-3,
+    lr: Annotated[float | None, typer.Option(
+        help="Recommended learning rate: the constructor's default [default: a run's best "
+        "rate, else 1e-3].")] = None,
     set_: Annotated[list[str] | None, typer.Option(
         "--set", help="A recommended hyperparameter value, NAME=VALUE (repeatable): the "
         "constructor's default instead of the program's.")] = None,
     force: Annotated[bool, typer.Option("--force", help="Overwrite OUT if it exists.")] = False,
 ) -> None:
-    """Write a program as a standalone torch.optim.Optimizer file that depends only on torch."""
+    """Write a program (a file, a zoo name, or rank N of a search run) as a standalone
+    torch.optim.Optimizer file that depends only on torch."""
     from . import ExportError, export
 
     console = Console()
     try:
         path, cls = export(source, out, name, lr=lr, hyperparameters=parse_settings(set_ or []),
-                           overwrite=force, return_class_name=True)
+                           overwrite=force, return_class_name=True, rank=rank)
     except (ExportError, ValueError) as err:
         console.print(f"[red]error:[/red] {err.args[0] if err.args else err}")
         raise typer.Exit(2) from None
     module = path.stem if path.stem.isidentifier() else "<module>"
     console.print(f"wrote [bold]{path}[/bold]: class {cls}, depends only on torch")
     console.print(f"  from {module} import {cls}")
-    console.print(f"  opt = {cls}(model.parameters(), lr={lr:g})")
+    console.print(f"  opt = {cls}(model.parameters())  # defaults: the recommended values "
+                  "(see its docstring)")

@@ -34,8 +34,9 @@ class Origin:
     """Where an exported program comes from; every field is optional.
 
     ``run``, ``rank`` and ``fitness`` name a search result (a run directory and the
-    rank in its hall of fame); ``hessian_every`` is the Hutchinson refresh period, an
-    int or the name of the hyperparameter that holds it (the zoo's Sophia-H: ``"k"``).
+    rank in its hall of fame), ``lr`` its recommended learning rate; ``hessian_every``
+    is the Hutchinson refresh period, an int or the name of the hyperparameter that
+    holds it (the zoo's Sophia-H: ``"k"``).
     """
 
     source: str = ""  # e.g. "zoo optimizer adamw", "program file my_rule.py"
@@ -49,6 +50,7 @@ class Origin:
     space: dict[str, list] = field(default_factory=dict)
     hessian_distribution: str = "rademacher"
     hessian_every: int | str = 1
+    lr: float | None = None  # recommended learning rate (a search run's best), if known
 
 
 def check_class_name(name: str) -> None:

@@ -1,102 +1,213 @@
-"""The main job: a short search, its comparison, and the export of what it found.
+"""The main job: a short search, its comparison, the export and the report.
 
-1. ``optforge search`` from the AdamW and Lion programs on cheap proxy tasks
-   (the noisy quadratic and the digits MLP), a few dozen evaluations.
-2. The best program (a funnel winner if there is one, else the fittest
-   program of the hall of fame) meets AdamW and Lion on tasks the search never
-   saw, through ``optforge bench`` with equal tuning budgets and several seeds.
-3. The program is exported as a standalone ``torch.optim.Optimizer`` file.
+1. ``optforge search`` into a run directory (``OUT/run``: the SQLite run store,
+   ``result.json``, ``config.toml``, the winners), regularized evolution from the
+   zoo's AdamW and Lion on two cheap proxy tasks, on the process-pool backend.
+2. The fittest program (rank 1 of the hall of fame) meets tuned AdamW and Lion
+   on tasks the search never saw, through ``optforge bench`` (equal tuning
+   budgets, several seeds, significance tests), into ``OUT/bench``.
+3. It is exported from the run directory (``optforge export OUT/run --rank 1``)
+   as a standalone ``torch.optim.Optimizer`` file, ``OUT/discovered_optimizer.py``.
+4. ``optforge report OUT/run --bench OUT/bench`` writes ``OUT/report/report.html``.
 
-Everything lands in one output directory; the summary at the end says what
-was found, how it compares and where the files are.
+The summary at the end says what was found, how it compares and where the
+files are. A second demo into the same ``OUT`` replaces the first one's files
+(and refuses a directory that holds anything else).
 """
 
 from __future__ import annotations
 
+import math
+import shutil
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
 
-from .bench.report import results_table, scores_table
-from .bench.run import run_bench
-from .export import export_source
-from .lang.ir import Program
-from .search import Search
-from .search.command import write_results
-from .search.config import SearchConfig
+MARKER = ".optforge-demo"
+PARTS = ("run", "bench", "report", "discovered.py", "discovered_optimizer.py")
 
 
 @dataclass(frozen=True)
 class DemoPlan:
-    """The budget of each stage (the defaults fit in a few minutes on 2 cores)."""
+    """The budget of each stage (the defaults take a few minutes on 2 cores)."""
 
-    evaluations: int = 40
+    evaluations: int = 120
+    population: int = 24
+    tournament: int = 6
+    init: tuple[str, ...] = ("adamw", "lion")
     search_tiers: tuple[str, ...] = ("tiny:quadratic,digits_mlp@150",)
     heldout_tasks: tuple[str, ...] = ("digits_logreg", "mnist1d_cnn")
+    heldout_steps: int = 200  # the search's held-out stage and the benchmark alike
+    simplify_evaluations: int = 12
     trials: int = 6
     seeds: int = 3
-    steps: int = 200
+    backend: str = "process"  # the evaluators of optforge.runtime: process, inline
+    workers: int | None = None  # process-pool workers (default: one per core)
     seed: int = 0
 
+    def search_config(self):
+        from .search.config import SearchConfig
 
-QUICK = DemoPlan(evaluations=8, heldout_tasks=("digits_logreg",), trials=2, seeds=2, steps=60)
+        return SearchConfig(
+            seed=self.seed, init=list(self.init), evaluations=self.evaluations,
+            population=min(self.population, self.evaluations),
+            tournament=min(self.tournament, self.evaluations), tiers=list(self.search_tiers),
+            heldout=f"tiny:{','.join(self.heldout_tasks)}@{self.heldout_steps}",
+            simplify_top=1, simplify_evaluations=self.simplify_evaluations)
+
+
+QUICK = DemoPlan(evaluations=8, population=6, tournament=3,
+                 search_tiers=("tiny:quadratic,digits_mlp@60",), heldout_tasks=("digits_logreg",),
+                 heldout_steps=60, simplify_evaluations=4, trials=2, seeds=2, backend="inline")
+
+
+def prepare(out: Path) -> None:
+    """``out`` new, empty, or a previous demo's (whose files are removed)."""
+    if out.exists() and not out.is_dir():
+        raise ValueError(f"{out} is a file; pick another output directory")
+    if out.is_dir() and any(out.iterdir()):
+        if not (out / MARKER).is_file():
+            raise ValueError(f"{out} exists and is not a demo output directory; pick another "
+                             "one (--out) or remove it")
+        for name in PARTS:
+            p = out / name
+            if p.is_dir():
+                shutil.rmtree(p)
+            elif p.exists():
+                p.unlink()
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MARKER).write_text("written by `optforge demo`; a new demo replaces its files\n")
 
 
 def run_demo(out: str | Path = "demo-out", plan: DemoPlan = DemoPlan(),
              console: Console | None = None) -> dict:
-    """Run the three stages into ``out``; returns a summary dictionary."""
+    """Run the four stages into ``out``; returns a summary dictionary."""
+    from .bench.report import results_table, scores_table
+    from .bench.run import run_bench
+    from .export import export
+    from .export.run import resolve_run
+    from .report import make_report
+    from .runtime import make_backend
+    from .search import Search
+    from .search.command import write_results
+    from .store import RunStore
+
     console = console or Console()
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    prepare(out)
     t0 = time.perf_counter()
+    times: dict[str, float] = {}
 
-    console.rule("[bold]1. search")
-    config = SearchConfig(
-        seed=plan.seed, init=["adamw", "lion"], evaluations=plan.evaluations,
-        population=min(16, plan.evaluations), tournament=min(4, plan.evaluations),
-        tiers=list(plan.search_tiers), heldout="", simplify_top=1, simplify_evaluations=10,
-    )
-    result = Search(config).run()
-    write_results(result, config, out / "search")
-    console.print(result.summary(sources=False))
-    if result.winners:
-        program, how = Program.parse(result.winners[0].source), "funnel winner, simplified"
-        fitness = result.winners[0].simplified_fitness
-    else:
-        program, how = result.best.program, "fittest program (no funnel winner)"
-        fitness = result.best.fitness
-    program = _named(program, "found")
-    program_file = out / "found.py"
+    console.rule("[bold]1. search (optforge search)")
+    config = plan.search_config()
+    run_dir = out / "run"
+    with RunStore.create(run_dir, "search", config.as_dict()) as store:
+        console.print(f"run directory: {run_dir}; {plan.evaluations} evaluations from "
+                      f"{', '.join(plan.init)} on {', '.join(plan.search_tiers)}", highlight=False)
+        result = Search(config, store=store, make_evaluator=lambda fitness: make_backend(
+            plan.backend, fitness, plan.workers)).run()
+    write_results(result, config, run_dir)
+    console.print(result.summary(sources=False), highlight=False)
+    times["search"] = time.perf_counter() - t0
+
+    program, origin = resolve_run(run_dir, 1)
+    program_file = out / "discovered.py"
     program_file.write_text(str(program))
+    best = result.best
+    winner = result.winners[0] if result.winners else None
 
-    console.rule("[bold]2. compare on held-out tasks")
+    console.rule("[bold]2. compare on held-out tasks (optforge bench)")
+    t = time.perf_counter()
     bench = run_bench(["adamw", "lion", str(program_file)], list(plan.heldout_tasks),
-                      trials=plan.trials, seeds=plan.seeds, steps=plan.steps, seed=plan.seed,
-                      out_dir=out / "bench")
+                      trials=plan.trials, seeds=plan.seeds, steps=plan.heldout_steps,
+                      seed=plan.seed, out_dir=out / "bench")
     console.print(results_table(bench))
     console.print(scores_table(bench))
+    times["bench"] = time.perf_counter() - t
 
-    console.rule("[bold]3. export")
-    exported = out / "found_optimizer.py"
-    exported.write_text(export_source(program, "FoundOptimizer"))
+    console.rule("[bold]3. export (optforge export OUT/run --rank 1)")
+    exported, cls = export(str(run_dir), out / "discovered_optimizer.py", "Discovered", rank=1,
+                           overwrite=True, return_class_name=True)
+    console.print(f"wrote {exported}: class {cls}, lr default {origin.lr:g}"
+                  if origin.lr else f"wrote {exported}: class {cls}", highlight=False)
 
+    console.rule("[bold]4. report (optforge report OUT/run --bench OUT/bench)")
+    t = time.perf_counter()
+    report = make_report(run_dir, out / "report", bench=out / "bench")
+    console.print(f"wrote {report.html} ({len(report.figures)} figures)", highlight=False)
+    times["report"] = time.perf_counter() - t
+
+    comparison = compare(bench, "discovered")
     summary = {
-        "program": str(program), "how": how, "search_fitness": fitness,
-        "evaluations": result.counters["evaluated"], "files": {
-            "search": str(out / "search"), "program": str(program_file),
-            "bench": str(out / "bench"), "optimizer": str(exported)},
-        "seconds": time.perf_counter() - t0,
+        "program": str(program), "search_fitness": best.fitness if best else None,
+        "winner": winner is not None,
+        "heldout_fitness": (winner.heldout.fitness if winner and winner.heldout else None),
+        "evaluations": result.counters["evaluated"], "comparison": comparison,
+        "files": {"run": str(run_dir), "report": str(report.html), "optimizer": str(exported),
+                  "bench": str(out / "bench"), "program": str(program_file)},
+        "seconds": time.perf_counter() - t0, "times": times,
     }
-    console.rule("[bold]summary")
-    console.print(f"found ({how}, search fitness {fitness:+.4f} against tuned AdamW, "
-                  f"{summary['evaluations']} evaluations):")
-    console.print(str(program))
-    console.print(f"files: {out}/ (search/, found.py, bench/, found_optimizer.py); "
-                  f"{summary['seconds']:.0f} s")
+    print_summary(console, summary, program, plan)
     return summary
 
 
-def _named(program: Program, name: str) -> Program:
-    return Program(name, program.params, program.hyper, program.body, program.returns, program.doc)
+def compare(bench, name: str) -> list[dict]:
+    """Per task: the final metric of ``name``, AdamW and Lion, and the verdict against AdamW."""
+    rows = []
+    for task, info in bench.tasks.items():
+        entries = {e.optimizer: e for e in bench.entries if e.task == task}
+        ours = entries.get(name)
+        row = {"task": task, "metric": info["metric"], "higher": info["higher_is_better"],
+               "means": {k: (e.final_metric.mean if e.final_metric else math.nan)
+                         for k, e in entries.items()}}
+        p = ours.ttest.pvalue if ours is not None and ours.ttest is not None else math.nan
+        row["p"] = p
+        diff = row["means"].get(name, math.nan) - row["means"].get("adamw", math.nan)
+        better = diff > 0 if info["higher_is_better"] else diff < 0
+        if ours is None or ours.status != "ok" or math.isnan(diff):
+            row["verdict"] = "failed"
+        elif not (p < 0.05):
+            row["verdict"] = "no significant difference from AdamW"
+        else:
+            row["verdict"] = "better than AdamW" if better else "worse than AdamW"
+        row["speedup"] = str(ours.speedup) if ours is not None and ours.speedup else "-"
+        rows.append(row)
+    return rows
+
+
+def print_summary(console: Console, s: dict, program, plan: DemoPlan) -> None:
+    from .lang.symbolic import formula
+
+    console.rule("[bold]summary")
+    fit = s["search_fitness"]
+    how = ("a funnel winner: it beat tuned AdamW on the search tasks" if s["winner"]
+           else "no program beat tuned AdamW on the search tasks; this one came closest")
+    console.print(f"[bold]found[/bold]: rank 1 of the hall of fame after {s['evaluations']} "
+                  f"evaluations from {', '.join(plan.init)}; search fitness "
+                  f"{fit:+.4f} = ln(AdamW loss / its loss) on {', '.join(plan.search_tiers)}"
+                  f"; {how}", highlight=False)
+    if s["heldout_fitness"] is not None:
+        console.print(f"  the search's own held-out check (simplified winner vs tuned AdamW): "
+                      f"{s['heldout_fitness']:+.4f}", highlight=False)
+    console.print(str(program).rstrip(), highlight=False)
+    console.print(formula(program), highlight=False)
+    console.print(f"[bold]how it compares[/bold] (optforge bench, {plan.trials} tuning trials "
+                  f"each, {plan.seeds} seeds, {plan.heldout_steps} steps, tasks the search "
+                  "never saw):")
+    for r in s["comparison"]:
+        arrow = "higher is better" if r["higher"] else "lower is better"
+        means = ", ".join(f"{k} {v:.4f}" for k, v in r["means"].items())
+        console.print(f"  {r['task']} ({r['metric']}, {arrow}): {means}; p vs AdamW "
+                      f"{r['p']:.3f}; speedup {r['speedup']}: [bold]{r['verdict']}[/bold]",
+                      highlight=False)
+    f = s["files"]
+    console.print("[bold]files[/bold]:")
+    for label, key in (("report (open in a browser)", "report"),
+                       ("exported optimizer", "optimizer"), ("run directory", "run"),
+                       ("benchmark", "bench"), ("program", "program")):
+        console.print(f"  {label:27s} {f[key]}", highlight=False)
+    t = s["times"]
+    console.print(f"done in {s['seconds']:.0f} s (search {t['search']:.0f} s, bench "
+                  f"{t['bench']:.0f} s, report {t['report']:.0f} s)", highlight=False)

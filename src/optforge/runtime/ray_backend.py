@@ -91,8 +91,17 @@ class RayBackend:
         ray = ray_module()
         self._ray = ray
         if not ray.is_initialized():
-            ray.init(address=address, include_dashboard=False, log_to_driver=False,
-                     configure_logging=False)
+            try:
+                ray.init(address=address, include_dashboard=False, log_to_driver=False,
+                         configure_logging=False)
+            except ConnectionError as err:
+                raise ConnectionError(
+                    f"cannot join the Ray cluster at {address}: {err}. Run the driver on a "
+                    "node of the cluster (one started with `ray start`), at the address the "
+                    "head printed; where the cluster uses Ray's token authentication (the "
+                    "head logs 'Token authentication is enabled'), set RAY_AUTH_MODE=token "
+                    "and give this machine the head's token (~/.ray/auth_token, or "
+                    "RAY_AUTH_TOKEN); see docs/RUNS.md") from err
         self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         self.queue = self.workers if queue is None else queue
         if self.workers < 1 or self.queue < 0 or retries < 0 or timeout < 0:

@@ -33,12 +33,14 @@ def load(path, name):
     return getattr(module, name)
 
 
-def best_lrs(run, program_hash):
-    """Per stage, the best rates of the program's complete evaluations (plain SQL)."""
+def best_lrs(run, entry):
+    """Per stage, the best rates of the candidate's complete evaluations: its first-tier
+    evaluation as the search gave it (result.json), then its jobs by id or program (SQL)."""
+    out = {"tier0": entry["evaluation"]["best_lr"]}
     db = sqlite3.connect(run / "run.sqlite")
-    out = {}
-    for stage, text in db.execute("SELECT stage, evaluation FROM evaluations WHERE hash=? AND "
-                                  "complete=1 AND status='ok' ORDER BY seq", (program_hash,)):
+    for stage, text in db.execute("SELECT stage, evaluation FROM evaluations WHERE (key=? OR "
+                                  "hash=?) AND complete=1 AND status='ok' ORDER BY seq",
+                                  (entry["id"], entry["hash"])):
         out.setdefault(stage, evaluation_from(text).best_lr)
     return out
 
@@ -48,7 +50,7 @@ def test_exported_rank_steps_like_program_optimizer(run, tmp_path, rank):
     entry = result_json(run)["hall_of_fame"][rank - 1]  # the search's own ranking
     out = export(str(run), tmp_path / f"rank{rank}.py", "Found", rank=rank)
     cls = load(out, "Found")
-    rates = best_lrs(run, entry["hash"])
+    rates = best_lrs(run, entry)
     tiers = sorted(s for s in rates if s.startswith("tier"))
     assert cls([torch.nn.Parameter(torch.ones(2))]).defaults["lr"] == min(
         rates[tiers[-1]].values())

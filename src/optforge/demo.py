@@ -182,7 +182,7 @@ def print_summary(console: Console, s: dict, program, plan: DemoPlan) -> None:
 
     console.rule("[bold]summary")
     fit = s["search_fitness"]
-    how = ("a funnel winner: it beat tuned AdamW on the search tasks" if s["winner"]
+    how = ("a funnel winner: its score on the search tasks beats tuned AdamW" if s["winner"]
            else "no program beat tuned AdamW on the search tasks; this one came closest")
     console.print(f"[bold]found[/bold]: rank 1 of the hall of fame after {s['evaluations']} "
                   f"evaluations from {', '.join(plan.init)}; search fitness "

@@ -43,7 +43,7 @@ def resolve_run(path: str | Path, rank: int = 1) -> tuple[Program, Origin]:
         raise ExportError(f"rank {rank} is out of range: the hall of fame of {path} holds "
                           f"{len(fame)} program(s), ranks 1 to {len(fame)}{unfinished}")
     cand = fame[rank - 1]
-    rates = best_learning_rates(run, cand.hash)
+    rates = best_learning_rates(run, cand)
     lr = recommended_lr(rates)
     p = cand.program
     program = Program(program_name(rank), p.params, p.hyper, p.body, p.returns, p.doc)

@@ -174,13 +174,18 @@ def _individuals(rows, sources: dict[str, str], fingerprints: dict[str, str | No
     return out
 
 
-def best_learning_rates(run: RunData, program_hash: str) -> list[tuple[str, dict[str, float]]]:
-    """``(stage, {task: best learning rate})`` for each complete evaluation of a program,
-    cheapest tier first (the search's learning-rate grid, one run per rate)."""
+def best_learning_rates(run: RunData, cand: Candidate) -> list[tuple[str, dict[str, float]]]:
+    """``(stage, {task: best learning rate})`` for each complete evaluation of a candidate,
+    cheapest tier first (the search's learning-rate grid, one run per rate): its first-tier
+    evaluation (its own, or the equivalent program's whose fitness it reused), then the
+    jobs of its id (funnel tiers) or its program (e.g. held out)."""
     order = {s: i for i, s in enumerate([*run.tiers, "heldout"])}
     seen: dict[str, dict[str, float]] = {}
-    for e in run.evaluations_of(program_hash):
-        if e.complete and e.status == "ok" and e.evaluation.best_lr and e.stage not in seen:
+    if cand.evaluation.complete and cand.evaluation.best_lr:
+        seen["tier0"] = dict(cand.evaluation.best_lr)
+    for e in run.evaluations:
+        if (e.key == cand.id or e.hash == cand.hash) and e.complete and e.status == "ok" \
+                and e.evaluation.best_lr and e.stage not in seen:
             seen[e.stage] = dict(e.evaluation.best_lr)
     return sorted(seen.items(), key=lambda kv: order.get(kv[0], len(order)))
 

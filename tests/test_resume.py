@@ -163,11 +163,12 @@ def _cli(*args: str) -> subprocess.Popen:
 
 
 def test_cli_real_trainer_process_pool_killed_and_resumed(tmp_path):
-    """The real trainer on 2 process workers: SIGKILL the driver mid-run, --resume, compare."""
+    """The real trainer on 2 process workers and a queue of 1: SIGKILL the driver mid-run,
+    --resume (with the default queue: the stored 3 jobs in flight hold), compare."""
     cfg = tmp_path / "s.toml"
     cfg.write_text('evaluations = 8\npopulation = 4\ntournament = 2\ninit = ["adamw"]\n'
                    'tiers = ["tiny:quadratic@20"]\nheldout = ""\nsimplify_top = 0\n')
-    flags = ["-c", str(cfg), "--backend", "process", "--workers", "2"]
+    flags = ["-c", str(cfg), "--backend", "process", "--workers", "2", "--queue", "1"]
     ref = _cli(*flags, "--out", str(tmp_path / "ref"))
     run_dir = tmp_path / "run"
     child = _cli(*flags, "--out", str(run_dir))
@@ -183,6 +184,7 @@ def test_cli_real_trainer_process_pool_killed_and_resumed(tmp_path):
     assert ref.wait(timeout=300) == 0, ref.stdout.read()
     with RunStore.open(run_dir, readonly=True) as s:
         assert s.meta("status") == "running" and s.count("evaluations") < 9
+        assert s.meta("in_flight") == 3
     again = _cli("--resume", str(run_dir), "--backend", "process", "--workers", "2")
     out = again.communicate(timeout=300)[0]
     assert again.returncode == 0, out

@@ -7,7 +7,7 @@ field (``max_length`` <-> ``--max-length``; list fields repeat the flag:
 plus ``--config FILE`` (TOML; flags override it), ``--out DIR`` (the run
 directory: the run store, ``result.json``, ``config.toml``, the winners; default
 ``runs/search-TIMESTAMP``), ``--resume DIR``, ``--cache-from DIR`` and the
-evaluator options ``--backend``, ``--workers``, ``--timeout``, ``--retries``,
+evaluator options ``--backend``, ``--workers``, ``--queue``, ``--timeout``, ``--retries``,
 ``--ray-address`` (docs/RUNS.md).
 """
 
@@ -46,8 +46,8 @@ def write_results(result: SearchResult, config: SearchConfig, out: Path) -> list
     return written
 
 
-RUN_OPTIONS = {"--resume", "--cache-from", "--backend", "--workers", "--timeout", "--retries",
-               "--ray-address"}
+RUN_OPTIONS = {"--resume", "--cache-from", "--backend", "--workers", "--queue", "--timeout",
+               "--retries", "--ray-address"}
 
 
 def default_run_dir(root: Path = Path("runs"), kind: str = "search") -> Path:
@@ -80,7 +80,7 @@ def _open_run(config: Path | None, out: Path | None, resume: Path | None,
 
 
 def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from: list[Path],
-         backend: str, workers: int | None, timeout: float, retries: int,
+         backend: str, workers: int | None, queue: int | None, timeout: float, retries: int,
          ray_address: str | None, **flags: Any) -> None:
     from ..runtime import make_backend
     from ..store import RunStore, StoreError
@@ -99,7 +99,7 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
     console.print(f"run directory: {store.path}", highlight=False)
 
     def evaluator(fitness):
-        return make_backend(backend, fitness, workers, timeout, retries, ray_address)
+        return make_backend(backend, fitness, workers, timeout, retries, ray_address, queue)
 
     try:
         with LiveDisplay(Console(stderr=True)) as display:
@@ -108,6 +108,10 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
     except KeyboardInterrupt:
         console.print(f"interrupted; continue with: optforge search --resume {store.path}")
         raise typer.Exit(130) from None
+    except ConnectionError as err:  # e.g. no Ray cluster at --ray-address
+        console.print(f"[red]error:[/red] {err}; nothing was evaluated, continue with: "
+                      f"optforge search --resume {store.path}")
+        raise typer.Exit(2) from None
     finally:
         store.close()
         for c in caches:
@@ -145,6 +149,11 @@ def _signature() -> inspect.Signature:
         inspect.Parameter("workers", kw, default=None, annotation=Annotated[
             int | None, typer.Option("--workers", min=1, help="Evaluations in parallel "
                                      "[default: one per core; inline: 1].")]),
+        inspect.Parameter("queue", kw, default=None, annotation=Annotated[
+            int | None, typer.Option("--queue", min=0, help="Jobs in flight beyond the workers, "
+                                     "so a freed worker starts the next at once [default: one "
+                                     "per worker]. A new run's search depends on workers + "
+                                     "queue (stored; a resume keeps it).")]),
         inspect.Parameter("timeout", kw, default=0.0, annotation=Annotated[
             float, typer.Option("--timeout", min=0.0, help="Seconds per evaluation before it "
                                 "is killed and recorded failed (0: none).")]),

@@ -17,7 +17,8 @@ from .data import RunData
 
 @dataclass(frozen=True)
 class Step:
-    """One link of the chain: ``title`` (e.g. ``#12 insert``), fitness, source and diff."""
+    """One link of the chain: the individual and its mutation (the page titles it ``#12
+    insert``; ``ident`` None: the simplification), fitness, source and diff."""
 
     ident: int | None
     mutation: str

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -79,7 +80,7 @@ def demo(
     try:
         run_demo(out, QUICK if quick else DemoPlan(), wide)
     except (ValueError, StoreError, ExportError) as err:
-        console.print(f"[red]error:[/red] {err}", highlight=False)
+        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
         raise typer.Exit(2) from None
 
 

@@ -82,7 +82,8 @@ class _Worker:
     def __init__(self, ctx, fitness: Fitness, threads: int):
         self.conn, child = ctx.Pipe()
         self.proc = ctx.Process(target=_serve, args=(child, fitness, threads), daemon=True)
-        self.proc.start()
+        self.proc.start()  # the first start launches the fork server, which read WARM_TASKS
+        os.environ.pop(WARM_TASKS, None)  # so later children (e.g. a local Ray) don't warm up
         child.close()
         self.job: Job | None = None
         self.attempts = 0

@@ -22,6 +22,7 @@ it with ``pip install optforge[ray]``.
 
 from __future__ import annotations
 
+import math
 import time
 from collections import deque
 
@@ -108,7 +109,9 @@ class RayBackend:
             raise ValueError("workers must be >= 1, queue, retries and timeout >= 0")
         self.capacity = self.workers + self.queue
         self.timeout, self.retries = timeout, retries
-        self._hard = 2 * timeout + 60  # the driver's backstop for hangs SIGALRM cannot break
+        # the driver's backstop for hangs SIGALRM cannot break, counted from submission: a
+        # queued job first waits for up to ceil(queue / workers) evaluations of at most timeout
+        self._hard = (2 + math.ceil(self.queue / self.workers)) * timeout + 60
         self._fitness = ray.put(fitness)
         self._task = ray.remote(num_cpus=1, max_retries=0)(_evaluate)
         # start and warm ``workers`` workers (Ray reuses them), so that timeouts do not

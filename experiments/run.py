@@ -7,11 +7,12 @@ Each experiment is three steps, all into ``experiments/runs/NAME/`` (a run
 directory; run the command again to resume a killed search or bench):
 
 1. ``optforge search --config experiments/NAME.toml --out experiments/runs/NAME``.
-2. The best program (the first funnel winner, simplified; else the fittest of
-   the hall of fame) is written to ``found.py`` with its tuning space: the
-   learning rate from a tenth of the smallest to ten times the largest rate
-   the search found best for it on any task and tier, other hyperparameters by
-   the default rule (the held-out tasks' best rates are unknown to it).
+2. The best program (the first funnel winner, simplified; else the fittest
+   program on the costliest funnel tier any candidate reached) is written to
+   ``found.py`` with its tuning space: the learning rate from a tenth of the
+   smallest to ten times the largest rate the search found best for it on any
+   task and tier, other hyperparameters by the default rule (the held-out
+   tasks' best rates are unknown to it).
 3. ``optforge bench`` re-tunes it and the baseline with equal budgets on
    held-out tasks the search never trained on, runs ``--seeds`` final seeds
    and reports Welch's t-test on the final metric.
@@ -32,7 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from optforge.bench.run import run_bench
+from optforge.bench import create_run, resume_bench
 from optforge.lang.ir import Program
 from optforge.lang.symbolic import formula
 from optforge.store.db import FILE, RunStore
@@ -47,9 +48,11 @@ class Experiment:
     baseline: str  # the tuned optimizer to beat (zoo name)
     tasks: tuple[str, ...] = HELD_OUT  # bench tasks: none of them seen by the search
     trials: int = 20  # equal Optuna budget per (optimizer, task)
+    queue: int | None = None  # jobs in flight beyond the workers (None: the default)
 
 
-EXPERIMENTS = {e.name: e for e in (Experiment("rediscovery", "momentum"),
+# the rediscovery run was made before the queue existed: 2 workers, 2 jobs in flight
+EXPERIMENTS = {e.name: e for e in (Experiment("rediscovery", "momentum", queue=0),
                                    Experiment("discovery", "adamw"))}
 
 
@@ -64,6 +67,8 @@ def search(exp: Experiment, run_dir: Path, workers: int) -> float:
         cmd += ["--resume", str(run_dir)]
     else:
         cmd += ["--config", str(HERE / f"{exp.name}.toml"), "--out", str(run_dir)]
+        if exp.queue is not None:
+            cmd += ["--queue", str(exp.queue)]
     print("$", " ".join(cmd), flush=True)
     start = time.perf_counter()
     subprocess.run(cmd, check=True)
@@ -73,18 +78,24 @@ def search(exp: Experiment, run_dir: Path, workers: int) -> float:
 def pick(result: dict, run_dir: Path) -> tuple[Program, str, float, tuple[float, float]]:
     """(program, how it was chosen, its search fitness, the smallest and largest learning
     rate the search found best for it over all its evaluations)."""
+    tiers = [f"tier{i}" for i in range(len(result["config"]["tiers"]))]
     if result["winners"]:
         w = result["winners"][0]
         program, how = Program.parse(w["source"]), "funnel winner 1, simplified"
         fitness, hashes = w["simplified_fitness"], {w["candidate"]["hash"], Program.parse(
             w["source"]).hash}
-    else:
-        c = result["hall_of_fame"][0]
-        program, how, fitness = Program.parse(c["source"]), "hall of fame 1", c["fitness"]
+    else:  # no survivor: the fittest on the costliest tier any candidate reached
+        last = max(result["funnel"], key=lambda f: tiers.index(f["stage"]))["stage"]
+        best = max((f for f in result["funnel"] if f["stage"] == last),
+                   key=lambda f: f["fitness"])
+        c = next(c for c in result["hall_of_fame"] if c["id"] == best["id"])
+        rank = result["hall_of_fame"].index(c) + 1
+        program, fitness = Program.parse(c["source"]), best["fitness"]
+        how = f"no funnel survivor: the fittest on {last}, hall of fame rank {rank}"
         hashes = {c["hash"]}
     with RunStore.open(run_dir, readonly=True) as store:
         lrs = [lr for h in hashes for (text,) in store.rows(
-            "SELECT evaluation FROM evaluations WHERE hash = ?", h)
+            "SELECT evaluation FROM evaluations WHERE hash = ? AND stage != 'heldout'", h)
             for lr in json.loads(text)["best_lr"].values()]
     return program, how, float(fitness), (min(lrs), max(lrs))
 
@@ -157,11 +168,15 @@ def main(argv: list[str] | None = None) -> None:
     program = Program("found", program.params, program.hyper, program.body, program.returns,
                       program.doc)
     found = run_dir / "found.py"
-    write_found(program, lrs, found)
+    if not found.exists():  # the bench run keeps its own copy; never rewrite under it
+        write_found(program, lrs, found)
     trials = args.trials or exp.trials
     start = time.perf_counter()
-    bench = run_bench([exp.baseline, str(found)], list(exp.tasks), trials=trials,
-                      seeds=args.seeds, baseline=exp.baseline, out_dir=run_dir / "bench")
+    bench_dir = run_dir / "bench"
+    if not (bench_dir / FILE).exists():  # a new bench run (a killed one resumes)
+        create_run(bench_dir, optimizers=[exp.baseline, str(found)], tasks=list(exp.tasks),
+                   trials=trials, seeds=args.seeds, baseline=exp.baseline).close()
+    bench = resume_bench(bench_dir)
     bench_seconds = time.perf_counter() - start
     eff = efficiency(run_dir, args.workers)
     rows, wins, significant = bench_table(bench, exp.baseline, "found")
@@ -180,8 +195,9 @@ def main(argv: list[str] | None = None) -> None:
         f"Worker time spent training: **{100 * eff['training_share']:.1f}%** of "
         f"workers x wall during evolution ({100 * eff['training_share_all']:.1f}% over the "
         "whole search).", "",
-        f"Found ({how}; search fitness {fitness:+.4f} = ln(baseline loss / its loss) on the "
-        f"search tasks; best search learning rates {lrs[0]:.3g} to {lrs[1]:.3g}):", "",
+        f"Found ({how}; search fitness {fitness:+.4f} = ln(baseline loss / its loss), "
+        f"aggregated over the tier's tasks; best search learning rates {lrs[0]:.3g} to "
+        f"{lrs[1]:.3g}):", "",
         "```python", str(program).rstrip(), "```", "",
         f"Update: `{formula(program)}`", "",
         f"Held-out comparison (`optforge bench`, {trials} Optuna trials each, {args.seeds} "

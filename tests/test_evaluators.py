@@ -154,3 +154,23 @@ def test_the_fork_server_warms_the_fitness_tasks():
     assert warm_tasks(Search(cfg).build_fitness()) == [
         "tiny:quadratic", "tiny:digits_mlp", "small:digits_mlp"]
     assert warm_tasks(BASE) == []  # a fitness without stages: nothing to warm
+
+
+@pytest.mark.parametrize("warm, loaded", [
+    ("tiny:digits_mlp", {"digits": 1, "mnist1d": 0}),
+    ("tiny:mnist1d_cnn,tiny:quadratic", {"digits": 0, "mnist1d": 1}),
+    ("", {"digits": 0, "mnist1d": 0}),
+])
+def test_the_warm_module_builds_the_listed_tasks_data(warm, loaded):
+    """What the fork server runs: importing ``_warm`` with WARM_TASKS set fills the data-set
+    caches of exactly the listed tasks (in a fresh interpreter, like the server)."""
+    import subprocess
+    import sys
+
+    from optforge.runtime.pool import WARM_TASKS
+
+    code = ("import optforge.runtime._warm; from optforge.tasks import data; "
+            "print(data.digits.cache_info().currsize, data.mnist1d.cache_info().currsize)")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, WARM_TASKS: warm},
+                         capture_output=True, text=True, timeout=300, check=True).stdout
+    assert out.split() == [str(loaded["digits"]), str(loaded["mnist1d"])]

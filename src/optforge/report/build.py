@@ -133,11 +133,15 @@ def _header(run: RunData) -> str:
         best = run.hall_of_fame[0]
         out.append(f"<p>Best complete fitness: <strong>{h.num(best.fitness)}</strong> "
                    f"(program #{best.id}, length {best.length}, {best.slots} slots). Fitness is "
-                   "ln(baseline loss / loss) averaged over the tasks: 0 = as good as the tuned "
-                   "baseline, 0.1 = about 10% lower loss.</p>")
+                   f"ln(baseline loss / loss), {AGGREGATES.get(cfg.get('aggregate'), 'averaged')}"
+                   " over the tasks: 0 = as good as the tuned baseline, 0.1 = about 10% lower "
+                   "loss.</p>")
     else:
         out.append("<p>No complete evaluation yet.</p>")
     return "\n".join(out)
+
+
+AGGREGATES = {"mean": "averaged", "min": "the worst (minimum)"}
 
 
 def _fitness(run: RunData, fig) -> str:

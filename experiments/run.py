@@ -2,6 +2,7 @@
 
     python experiments/run.py rediscovery    # from SGD alone, against tuned SGD + momentum
     python experiments/run.py discovery      # from AdamW, against tuned AdamW
+    python experiments/run.py discovery2     # the same, evolving on the small tier
 
 Each experiment is three steps, all into ``experiments/runs/NAME/`` (a run
 directory; run the command again to resume a killed search or bench):
@@ -53,7 +54,8 @@ class Experiment:
 
 # the rediscovery run was made before the queue existed: 2 workers, 2 jobs in flight
 EXPERIMENTS = {e.name: e for e in (Experiment("rediscovery", "momentum", queue=0),
-                                   Experiment("discovery", "adamw"))}
+                                   Experiment("discovery", "adamw"),
+                                   Experiment("discovery2", "adamw"))}
 
 
 def search(exp: Experiment, run_dir: Path, workers: int) -> float:

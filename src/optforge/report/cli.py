@@ -36,4 +36,5 @@ def report_command(
         console.print("[yellow]note:[/yellow] the run is unfinished; the report shows what the "
                       "store holds so far")
     console.print(f"wrote [bold]{report.html}[/bold] and {len(report.figures)} figures "
-                  f"({', '.join(p.name for p in report.figures.values())})", highlight=False)
+                  f"({', '.join(p.name for p in report.figures.values())})", highlight=False,
+                  soft_wrap=True)  # a path is never broken over lines

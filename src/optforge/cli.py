@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
 from . import zoo as zoo_api
 from .bench.cli import bench_command
+from .clierror import print_error
 from .export.cli import export_command
 from .report.cli import report_command
 from .search.command import search_command
@@ -80,7 +80,7 @@ def demo(
     try:
         run_demo(out, QUICK if quick else DemoPlan(), wide)
     except (ValueError, StoreError, ExportError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
+        print_error(console, err)
         raise typer.Exit(2) from None
 
 

@@ -13,7 +13,6 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -22,6 +21,8 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+
+from ..clierror import print_error
 
 SAMPLERS = ("tpe", "qmc", "random")  # as in .tune, spelled out to keep this import light
 PRUNERS = ("sha", "hyperband", "none")
@@ -94,7 +95,7 @@ def bench_command(
                                batch=batch, schedule=schedule, device=device,
                                baseline=baseline, seed=seed)
     except (KeyError, ValueError, StoreError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err.args[0] if err.args else err))}")
+        print_error(console, err)
         raise typer.Exit(2) from None
     console.print(f"run directory: {store.path}", highlight=False)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
@@ -112,7 +113,7 @@ def bench_command(
         console.print(f"interrupted; continue with: optforge bench --resume {store.path}")
         raise typer.Exit(130) from None
     except (KeyError, ValueError, StoreError, ReplayError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err.args[0] if err.args else err))}")
+        print_error(console, err)
         raise typer.Exit(2) from None
     finally:
         store.close()

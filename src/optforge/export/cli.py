@@ -11,7 +11,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+
+from ..clierror import print_error
 
 
 def parse_settings(items: list[str]) -> dict[str, float]:
@@ -63,7 +64,7 @@ def export_command(
         path, cls = export(source, out, name, lr=lr, hyperparameters=parse_settings(set_ or []),
                            overwrite=force, return_class_name=True, rank=rank)
     except (ExportError, ValueError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err.args[0] if err.args else err))}")
+        print_error(console, err)
         raise typer.Exit(2) from None
     module = path.stem if path.stem.isidentifier() else "<module>"
     console.print(f"wrote [bold]{path}[/bold]: class {cls}, depends only on torch")

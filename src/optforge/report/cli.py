@@ -8,7 +8,8 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
+
+from ..clierror import print_error
 
 
 def report_command(
@@ -30,7 +31,7 @@ def report_command(
     try:
         report = make_report(run_dir, out, bench)
     except (StoreError, FileNotFoundError, ValueError, OSError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}", highlight=False)
+        print_error(console, err)
         raise typer.Exit(2) from None
     if not report.finished:
         console.print("[yellow]note:[/yellow] the run is unfinished; the report shows what the "

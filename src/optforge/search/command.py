@@ -22,9 +22,9 @@ from typing import Annotated, Any, get_type_hints
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.syntax import Syntax
 
+from ..clierror import print_error
 from .config import SearchConfig
 from .display import LiveDisplay
 from .engine import Search
@@ -95,7 +95,7 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
         caches = [RunStore.open(p, readonly=True) for p in cache_from or []]
         cfg, store = _open_run(config, out, resume, given)
     except (ValueError, KeyError, OSError, StoreError) as err:
-        console.print(f"[red]error:[/red] {escape(str(err.args[0] if err.args else err))}")
+        print_error(console, err)
         raise typer.Exit(2) from None
     console.print(f"run directory: {store.path}", highlight=False)
 
@@ -110,8 +110,7 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
         console.print(f"interrupted; continue with: optforge search --resume {store.path}")
         raise typer.Exit(130) from None
     except ConnectionError as err:  # e.g. no Ray cluster at --ray-address
-        console.print(f"[red]error:[/red] {escape(str(err))}; continue with: "
-                      f"optforge search --resume {store.path}", highlight=False)
+        print_error(console, f"{err}; continue with: optforge search --resume {store.path}")
         raise typer.Exit(2) from None
     finally:
         store.close()

@@ -11,10 +11,10 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
+from ..clierror import print_error
 from .db import StoreError
 from .summary import RunSummary, list_runs, summarize
 
@@ -115,6 +115,6 @@ def runs_show(run_dir: Path, top: Annotated[int, typer.Option(min=1, help="Best 
     try:
         r = summarize(run_dir, top)
     except StoreError as err:
-        console.print(f"[red]error:[/red] {escape(str(err))}")
+        print_error(console, err)
         raise typer.Exit(2) from None
     show(r)

@@ -19,3 +19,22 @@ def test_bad_run_directory_is_a_clean_error(args):
     assert isinstance(result.exception, SystemExit)
     assert result.output.startswith("error: ")
     assert BAD in result.output.replace("\n", "")
+
+
+BAD_PROGRAM = "def bad(w, g, lr):\n    update = lr * foo(g)\n    return update\n"
+
+
+@pytest.mark.parametrize("command", [
+    ["search", "--evaluations", "2", "--init"], ["bench", "--tasks", "quadratic", "--optimizers"],
+    ["export"],
+])
+def test_a_malformed_program_file_is_a_clean_error_and_creates_nothing(tmp_path, command):
+    bad = tmp_path / "bad.py"
+    bad.write_text(BAD_PROGRAM)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [*command, str(bad), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert result.output.startswith("error: ")
+    assert f"{bad}: line 2, column " in result.output and "unknown op 'foo'" in result.output
+    assert not out.exists()

@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import zoo
-from ..lang.errors import ProgramError
 from ..lang.ir import Program
 from .space import DEFAULT_LR, Dim, Space, default_space, parse_space
 
@@ -55,13 +54,7 @@ def resolve(spec: str) -> Candidate:
     spec = spec.strip()
     if is_path(spec):
         path = Path(spec)
-        if not path.is_file():
-            raise ValueError(f"program file {spec!r} does not exist")
-        try:
-            program = Program.parse(path.read_text())
-        except ProgramError as err:
-            raise ValueError(f"{spec}: {err}") from None
-        text = path.read_text()
+        program, text = Program.read(path)
         space = {**default_space(program), **_declared_space(text, program, spec)}
         return Candidate(path.stem, program, space, str(path))
     entry = zoo.entry(spec.lower())  # KeyError naming the known optimizers

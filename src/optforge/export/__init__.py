@@ -13,7 +13,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from .. import zoo
-from ..lang.errors import ProgramError
 from ..lang.ir import Program
 from .lower import ExportError, lower
 from .render import Origin, check_class_name, render
@@ -35,12 +34,10 @@ def resolve(spec: str, rank: int | None = None) -> tuple[Program, Origin]:
         raise ExportError(f"--rank applies to a search run directory; {spec!r} is not a "
                           "directory")
     if spec.endswith(".py") or "/" in spec or path.exists():
-        if not path.is_file():
-            raise ExportError(f"program file {spec!r} does not exist")
         try:
-            program = Program.parse(path.read_text())
-        except ProgramError as err:
-            raise ExportError(f"{spec}: {err}") from None
+            program, _ = Program.read(path)
+        except ValueError as err:
+            raise ExportError(str(err)) from None
         return program, Origin(source=f"program file {path.name}")
     try:
         e = zoo.entry(spec.lower())

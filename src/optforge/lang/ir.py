@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import ops
 
@@ -62,6 +63,11 @@ class Assign:
     col: int = field(default=0, compare=False, repr=False)
 
 
+class MissingProgramFile(FileNotFoundError, ValueError):
+    """A program file that does not exist: an OS error and bad input (like io's
+    UnsupportedOperation), so either kind of handler catches it."""
+
+
 @dataclass(frozen=True)
 class Program:
     """An update rule. Build one with :meth:`parse`; ``str()`` prints it back."""
@@ -83,6 +89,21 @@ class Program:
         program = parse_program(text)
         check(program)
         return program
+
+    @classmethod
+    def read(cls, path: str | Path) -> tuple[Program, str]:
+        """A program file, parsed (never imported), and its text; a ValueError naming the
+        file when it is missing (:class:`MissingProgramFile`) or not a valid program."""
+        from .errors import ProgramError
+
+        path = Path(path)
+        if not path.is_file():
+            raise MissingProgramFile(f"program file {str(path)!r} does not exist")
+        text = path.read_text()
+        try:
+            return cls.parse(text), text
+        except ProgramError as err:
+            raise ValueError(f"{path}: {err}") from None
 
     @property
     def slots(self) -> tuple[str, ...]:

@@ -77,6 +77,7 @@ def _open_run(config: Path | None, out: Path | None, resume: Path | None,
     cfg = SearchConfig.from_toml(config) if config is not None else SearchConfig()
     cfg = cfg.override(**given)
     cfg.check_tasks()
+    cfg.check_programs()  # before the run directory exists: a bad file creates nothing
     return cfg, RunStore.create(out or default_run_dir(), "search", cfg.as_dict())
 
 

@@ -172,6 +172,13 @@ class SearchConfig:
             for t in stage.tasks:
                 tasks.get(t).spec(stage.size)
 
+    def check_programs(self) -> None:
+        """Raise ValueError (a missing or malformed file) or KeyError (an unknown zoo name)
+        for the warm-start programs and the baseline."""
+        from .evolution import load_programs
+
+        load_programs([*self.init, self.baseline])
+
     # ------------------------------------------------------------ views
     @property
     def mutation_weights(self) -> dict[str, float]:

@@ -47,20 +47,12 @@ from .mutate import MutationError, Mutator
 
 
 def load_programs(specs: Sequence[str]) -> list[Program]:
-    """Programs from zoo names or program files (``*.py`` paths, parsed, never imported)."""
+    """Programs from zoo names or program files (``*.py`` paths, parsed, never imported);
+    ValueError naming a missing or malformed file, KeyError an unknown zoo name."""
     from .. import zoo
 
-    out = []
-    for spec in specs:
-        path = Path(spec)
-        if spec.endswith(".py") or path.is_file():
-            if not path.is_file():
-                raise FileNotFoundError(f"program file {spec!r} does not exist")
-            program = Program.parse(path.read_text())
-        else:
-            program = zoo.load(spec)
-        out.append(program)
-    return out
+    return [Program.read(spec)[0] if spec.endswith(".py") or Path(spec).is_file()
+            else zoo.load(spec) for spec in specs]
 
 
 @dataclass

@@ -189,12 +189,7 @@ def curves(series: list[tuple[str, dict[str, dict]]]) -> Figure | None:
                 ax.plot(cur["steps"], cur["baseline"], color="0.2", ls="--", lw=1.5,
                         label="tuned baseline")
                 baseline_drawn = True
-        _log_if_positive(ax)
-        ax.set_title(task)
-        ax.set_xlabel("step")
-        ax.set_ylabel("validation loss")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _curve_axes(ax, task, "validation loss")
     return fig
 
 
@@ -220,13 +215,18 @@ def bench(result: dict) -> Figure | None:
             k = optimizers.index(e["optimizer"])
             ax.plot(e["eval_steps"], mean, color=COLORS[k % len(COLORS)], lw=1.8,
                     label=f"{e['optimizer']} ({len(ok)} seeds)")
-        _log_if_positive(ax)
-        ax.set_title(task)
-        ax.set_xlabel("step")
-        ax.set_ylabel("validation loss (mean over seeds)")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        _curve_axes(ax, task, "validation loss (mean over seeds)")
     return fig
+
+
+def _curve_axes(ax, task: str, ylabel: str) -> None:
+    """Loss curves' axes: log scale when every value is positive, title, labels, legend."""
+    _log_if_positive(ax)
+    ax.set_title(task)
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
 
 
 def _log_if_positive(ax) -> None:

@@ -90,6 +90,14 @@ def _units(path: Path) -> int:
         return s.count("units")
 
 
+def _runs_begun(path: Path) -> int:
+    """Start and resume events: how many processes got as far as opening the run."""
+    if not (path / FILE).exists():
+        return 0
+    with RunStore.open(path, readonly=True) as s:
+        return next(s.rows("SELECT COUNT(*) FROM events WHERE kind IN ('start', 'resume')"))[0]
+
+
 def units(path: Path) -> list:
     """The recorded training runs, without their timings."""
     with RunStore.open(path, readonly=True) as s:
@@ -141,6 +149,9 @@ def test_killed_at_random_points_and_resumed_equals_uninterrupted(tmp_path, refe
         child = _fork(_new_args(tmp_path, path) if kills == 0 else ["bench", "--resume",
                                                                     str(path)], tmp_path)
         deadline = time.time() + 120
+        # this process has begun (a kill before that would test nothing, and log no resume)
+        while _runs_begun(path) <= kills and child.is_alive() and time.time() < deadline:
+            time.sleep(0.01)
         while _units(path) < target and child.is_alive() and time.time() < deadline:
             time.sleep(0.01)
         time.sleep(rng.uniform(0, 0.15))

@@ -656,18 +656,41 @@ def mutated_programs(n: int, seed: int) -> list[Program]:
 MUTATED = mutated_programs(40, seed=7)
 
 
+def relative_gap(a: list[dict[str, torch.Tensor]], b: list[dict[str, torch.Tensor]]) -> float:
+    """Largest ``|x - y| / max(|y|, 1)`` over the finite entries of two trajectories; inf
+    where their non-finite entries fall in different places."""
+    worst = 0.0
+    for sa, sb in zip(a, b, strict=True):
+        for key in sa:
+            x, y = sa[key], sb[key]
+            if not torch.equal(x.isfinite(), y.isfinite()):
+                return math.inf
+            rel = ((x - y).abs() / y.abs().clamp_min(1))[y.isfinite()]
+            worst = max(worst, rel.max().item() if rel.numel() else 0.0)
+    return worst
+
+
 @pytest.mark.parametrize("index", range(len(MUTATED)))
 def test_mutated_program_matches_program_optimizer(folder, index):
     """Finite entries agree to 1e-10 relative (these programs are often wild: steps that
-    divide by eps, masks, mod); non-finite entries fall in the same places."""
+    divide by eps, masks, mod); non-finite entries fall in the same places.
+
+    Only where the reference is itself reproducible to that tolerance: its trajectory from
+    initial weights moved by one part in 2^52 stays within 1e-10. Past that, two correct
+    implementations that round one sum differently (another CPU's vector width) need not
+    agree, and the comparison would measure the CPU, not the export (a mutated Adafactor whose
+    interpolation weight grows with the step and whose moment mean cancels to ~0 moves by 1e21
+    from such a nudge)."""
     program = MUTATED[index]
+
+    def reference(nudge: bool) -> list[dict[str, torch.Tensor]]:
+        return verify.trajectory(lambda ps: ProgramOptimizer(ps, program, lr=1e-3), 6,
+                                 nudge=nudge)
+
+    ref = reference(nudge=False)
+    floor = relative_gap(reference(nudge=True), ref)
+    if floor > 1e-10:
+        pytest.skip(f"ill-conditioned: a 2^-52 nudge of the weights moves it by {floor:.0e}")
     cls = load(folder, export_source(program, "T")).T
     ours = verify.trajectory(lambda ps: cls(ps, lr=1e-3), 6)
-    ref = verify.trajectory(lambda ps: ProgramOptimizer(ps, program, lr=1e-3), 6)
-    for a, b in zip(ours, ref, strict=True):
-        for key in a:
-            x, y = a[key], b[key]
-            assert torch.equal(x.isfinite(), y.isfinite()), str(program)
-            fin = y.isfinite()
-            rel = ((x - y).abs() / y.abs().clamp_min(1))[fin]
-            assert rel.numel() == 0 or rel.max() <= 1e-10, str(program)
+    assert relative_gap(ours, ref) <= 1e-10, str(program)

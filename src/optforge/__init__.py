@@ -2,7 +2,7 @@
 
 from . import zoo
 from .lang import Program, ProgramError
-from .optim import ProgramOptimizer
+from .optim import ProgramOptimizer, create_optimizer
 
-__all__ = ["Program", "ProgramError", "ProgramOptimizer", "zoo"]
+__all__ = ["Program", "ProgramError", "ProgramOptimizer", "create_optimizer", "zoo"]
 __version__ = "0.1.0"

@@ -11,6 +11,7 @@ language cannot express.
 
 from __future__ import annotations
 
+import fnmatch
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
@@ -45,9 +46,13 @@ def _catalog() -> dict[str, Entry]:
     return {name: Entry(name=name, **fields) for name, fields in data.items()}
 
 
-def names() -> list[str]:
-    """Names of the zoo optimizers, sorted."""
-    return sorted(_catalog())
+def names(pattern: str | None = None) -> list[str]:
+    """Names of the zoo optimizers, sorted; with ``pattern``, those matching the glob
+    (case-insensitive, as pytorch-optimizer's ``get_supported_optimizers('adam*')``)."""
+    known = sorted(_catalog())
+    if pattern is None:
+        return known
+    return [n for n in known if fnmatch.fnmatchcase(n, pattern.lower())]
 
 
 def entry(name: str) -> Entry:

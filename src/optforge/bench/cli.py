@@ -44,7 +44,8 @@ def bench_command(
         "--optimizers", "-o",
         help="Comma-separated zoo names and/or program files (path/to/rule.py).")] = None,
     tasks: Annotated[str | None, typer.Option(
-        "--tasks", "-t", help="Comma-separated task names.")] = None,
+        "--tasks", "-t", help="Comma-separated task names; a task of your own as "
+        "path/to/file.py:NAME or package.module:NAME (docs/TASKS.md).")] = None,
     trials: Annotated[int, typer.Option(
         min=1, help="Optuna trials per (optimizer, task): the equal tuning budget.")] = 20,
     seeds: Annotated[int, typer.Option(min=1, help="Seeds of the final runs.")] = 3,

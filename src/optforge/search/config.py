@@ -80,7 +80,8 @@ class SearchConfig:
     require_inputs: list[str] = _f(["lr"], "inputs every candidate's update must depend on")
     # ---- fitness
     tiers: list[str] = _f(["tiny:quadratic,digits_mlp", "small:digits_mlp", "medium:digits_mlp"],
-                          "funnel tiers, cheapest first: SIZE:TASK,...[@STEPS]")
+                          "funnel tiers, cheapest first: SIZE:TASK,...[@STEPS] (TASK: a "
+                          "name, or your own as path/to/file.py:NAME or module:NAME)")
     heldout: str = _f("tiny:digits_ae,mnist1d_cnn",
                       "held-out stage for the survivors, SIZE:TASK,... ('': none)")
     lr_grid: list[float] = _f(LR_GRID, "candidate learning rates (K replicas of one run)")

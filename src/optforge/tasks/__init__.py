@@ -5,6 +5,7 @@ from __future__ import annotations
 from .adding import AddingRNN
 from .base import TIERS, Spec, Task, TaskInstance
 from .charlm import CharLM
+from .custom import ModelTask, TaskError, accuracy, is_reference, resolve
 from .digits import DigitsAE, DigitsLogReg, DigitsMLP
 from .mnist1d_cnn import MNIST1DCNN
 from .modadd import ModAdd
@@ -21,10 +22,16 @@ def names() -> list[str]:
 
 
 def get(name: str) -> Task:
+    """A built-in task by name, or a user's task by reference (``path/to/file.py:NAME`` or
+    ``package.module:NAME``, see :mod:`.custom`)."""
+    if is_reference(name):
+        return resolve(name)
     try:
         return _TASKS[name]
     except KeyError:
-        raise KeyError(f"no task {name!r}; known: {', '.join(names())}") from None
+        raise KeyError(f"no task {name!r}; known: {', '.join(names())}, or a user's task as "
+                       "path/to/file.py:NAME or package.module:NAME") from None
 
 
-__all__ = ["TIERS", "Spec", "Task", "TaskInstance", "get", "names"]
+__all__ = ["TIERS", "ModelTask", "Spec", "Task", "TaskError", "TaskInstance", "accuracy", "get",
+           "names"]

@@ -150,3 +150,9 @@ def test_search_tiers_and_held_out_stages_take_user_tasks(user_dir):
     held = result.winners[0].heldout
     assert held is not None and held.error is None
     assert set(held.scores) == {"my_tasks.py:my_task"}
+
+
+def test_docs_show_the_example_that_the_tests_run():
+    doc = (ROOT / "docs" / "TASKS.md").read_text()
+    assert EXAMPLE.read_text().rstrip("\n") in doc
+    assert "optforge bench --optimizers adamw,lion --tasks my_tasks.py:my_task" in doc

@@ -68,6 +68,9 @@ def bench_command(
     resume: Annotated[Path | None, typer.Option(
         "--resume", help="Continue the bench run in this directory where it stopped.")] = None,
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
+    tensorboard: Annotated[Path | None, typer.Option(
+        "--tensorboard", help="Also log to this TensorBoard directory, live: tuning trials, "
+        "curves, final metrics, progress (tensorboard --logdir DIR).")] = None,
 ) -> None:
     """Compare optimizers fairly: equal tuning budgets, several seeds, tests and speedups."""
     from ..store import ReplayError, StoreError
@@ -78,7 +81,8 @@ def bench_command(
     console = Console()
     try:
         if resume is not None:
-            given = [p.name for p in ctx.command.params if p.name not in ("resume", "plots")
+            given = [p.name for p in ctx.command.params
+                     if p.name not in ("resume", "plots", "tensorboard")
                      and _from_command_line(ctx, p.name)]
             if given:
                 raise ValueError("--resume takes the settings from the run directory; give no "
@@ -95,7 +99,12 @@ def bench_command(
                                steps=steps, evals=evals, sampler=sampler, pruner=pruner,
                                batch=batch, schedule=schedule, device=device,
                                baseline=baseline, seed=seed)
-    except (KeyError, ValueError, StoreError) as err:
+        log = None
+        if tensorboard is not None:
+            from ..tblog import BenchLog
+
+            log = BenchLog(tensorboard)
+    except (KeyError, ValueError, StoreError, ImportError) as err:
         print_error(console, err)
         raise typer.Exit(2) from None
     console.print(f"run directory: {store.path}", highlight=False)
@@ -107,9 +116,14 @@ def bench_command(
 
             def progress(done: float, total: float, what: str) -> None:
                 bar.update(job, completed=done, total=total, description=what)
+                if log is not None:
+                    log.progress(done, total, what)
 
             result = run_bench(**store.config, out_dir=store.path, plots=plots,
-                               progress=progress, store=store)
+                               progress=progress, store=store,
+                               on_entry=log.entry if log is not None else None)
+            if log is not None:
+                log.compared(result)
     except KeyboardInterrupt:
         console.print(f"interrupted; continue with: optforge bench --resume {store.path}")
         raise typer.Exit(130) from None
@@ -118,6 +132,8 @@ def bench_command(
         raise typer.Exit(2) from None
     finally:
         store.close()
+        if log is not None:
+            log.close()
     baseline = result.candidates[0]["label"]
     console.print(results_table(result, console.width))
     console.print(scores_table(result))

@@ -114,7 +114,8 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
               scaling: Sequence[float] = SCALING,
               max_extrapolation: float = 2.0, tau_max: float = 4.0, seed: int = 0,
               out_dir: str | Path | None = None, plots: bool = True,
-              progress: Progress | None = None, store=None) -> BenchResult:
+              progress: Progress | None = None, store=None,
+              on_entry: Callable[[Entry], None] | None = None) -> BenchResult:
     """Benchmark ``optimizers`` (zoo names or program files) on ``tasks`` (lists, or
     comma-separated strings).
 
@@ -132,6 +133,8 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
         store: a bench run's :class:`~optforge.store.RunStore` (:mod:`.stored`): every
             training run is recorded as it finishes, and those it holds are replayed
             (resume); its stored optimizers are used instead of resolving ``optimizers``.
+        on_entry: called with each optimizer's :class:`Entry` on a task as soon as its final
+            runs are done (before the comparison with the baseline), for live logs.
     """
     t_start = time.perf_counter()
     plan = plan_bench(optimizers, tasks, trials, seeds, tier=tier, steps=steps, evals=evals,
@@ -173,6 +176,8 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
             entry = _bench_one(cand, spec, trials, sampler, pruner, batch, seed, final_seeds,
                                lambda u, w=what: tick(u, w), units)
             entries.append(entry)
+            if on_entry is not None:
+                on_entry(entry)
             if cand.label == baseline:
                 base_entry = entry
                 if entry.status == OK:

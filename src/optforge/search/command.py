@@ -8,7 +8,7 @@ plus ``--config FILE`` (TOML; flags override it), ``--out DIR`` (the run
 directory: the run store, ``result.json``, ``config.toml``, the winners; default
 ``runs/search-TIMESTAMP``), ``--resume DIR``, ``--cache-from DIR`` and the
 evaluator options ``--backend``, ``--workers``, ``--queue``, ``--timeout``, ``--retries``,
-``--ray-address`` (docs/RUNS.md).
+``--ray-address`` (docs/RUNS.md), and ``--tensorboard DIR`` (:mod:`optforge.tblog`).
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def write_results(result: SearchResult, config: SearchConfig, out: Path) -> list
 
 
 RUN_OPTIONS = {"--resume", "--cache-from", "--backend", "--workers", "--queue", "--timeout",
-               "--retries", "--ray-address"}
+               "--retries", "--ray-address", "--tensorboard"}
 
 
 def default_run_dir(root: Path = Path("runs"), kind: str = "search") -> Path:
@@ -83,7 +83,7 @@ def _open_run(config: Path | None, out: Path | None, resume: Path | None,
 
 def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from: list[Path],
          backend: str, workers: int | None, queue: int | None, timeout: float, retries: int,
-         ray_address: str | None, **flags: Any) -> None:
+         ray_address: str | None, tensorboard: Path | None = None, **flags: Any) -> None:
     from ..runtime import make_backend
     from ..store import RunStore, StoreError
 
@@ -93,9 +93,14 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
     try:
         if backend not in ("inline", "process", "ray"):
             raise ValueError(f"unknown backend {backend!r}; use inline, process or ray")
+        log = None
+        if tensorboard is not None:
+            from ..tblog import SearchLog
+
+            log = SearchLog(tensorboard)
         caches = [RunStore.open(p, readonly=True) for p in cache_from or []]
         cfg, store = _open_run(config, out, resume, given)
-    except (ValueError, KeyError, OSError, StoreError) as err:
+    except (ValueError, KeyError, OSError, StoreError, ImportError) as err:
         print_error(console, err)
         raise typer.Exit(2) from None
     console.print(f"run directory: {store.path}", highlight=False)
@@ -105,8 +110,15 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
 
     try:
         with LiveDisplay(Console(stderr=True)) as display:
-            result = Search(cfg, on_progress=display.update, store=store, caches=caches,
+            def progress(p) -> None:
+                display.update(p)
+                if log is not None:
+                    log.progress(p)
+
+            result = Search(cfg, on_progress=progress, store=store, caches=caches,
                             make_evaluator=evaluator).run()
+            if log is not None:
+                log.result(result)
     except KeyboardInterrupt:
         console.print(f"interrupted; continue with: optforge search --resume {store.path}")
         raise typer.Exit(130) from None
@@ -117,6 +129,8 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
         store.close()
         for c in caches:
             c.close()
+        if log is not None:
+            log.close()
     out = store.path
     console.print(result.summary(sources=False))
     for i, w in enumerate(result.winners, 1):
@@ -164,6 +178,10 @@ def _signature() -> inspect.Signature:
         inspect.Parameter("ray_address", kw, default=None, annotation=Annotated[
             str | None, typer.Option("--ray-address", help="Ray cluster: auto or HOST:PORT "
                                      "(default: a local one).")]),
+        inspect.Parameter("tensorboard", kw, default=None, annotation=Annotated[
+            Path | None, typer.Option("--tensorboard", help="Also log to this TensorBoard "
+                                      "directory, live: fitness, cache statistics, stage "
+                                      "progress, curves (tensorboard --logdir DIR).")]),
     ]
     hints = get_type_hints(SearchConfig)
     for f in fields(SearchConfig):

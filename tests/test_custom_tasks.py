@@ -55,19 +55,36 @@ def user_dir(tmp_path, monkeypatch):
     return tmp_path
 
 
-def test_model_task_trains_as_a_plain_pytorch_loop():
-    """Replica k of a looped ModelTask is the model trained alone by torch.optim.AdamW."""
-    task = tasks.get(REF)
-    inner = task.inner
+def bn_model():
+    return torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.BatchNorm1d(16),
+                               torch.nn.ReLU(), torch.nn.Linear(16, 2))
+
+
+@pytest.mark.parametrize("model, replicas, mode", [
+    (None, "vmap", "vmap"),
+    (None, "loop", "loop"),
+    (None, "auto", "vmap"),
+    (bn_model, "auto", "loop"),  # BatchNorm updates its buffers: vmap fails, the loop runs
+])
+def test_model_task_trains_as_a_plain_pytorch_loop(model, replicas, mode):
+    """Replica k of a ModelTask is the model trained alone by torch.optim.AdamW."""
+    example = tasks.get(REF).inner
+    inner = tasks.ModelTask("t", model=model or example.model, data=example.data,
+                            loss=example.loss_fn, metric="accuracy", metric_fn=tasks.accuracy,
+                            higher_is_better=True, batch=32, replicas=replicas)
     steps, lr, wd, seeds = 25, 1e-2, 0.01, [3, 4]
-    res = train(task, "adamw", seeds=seeds, steps=steps, schedule="constant", warmup=0,
+    inst = inner.instantiate("tiny", seeds, dtype=torch.float64)
+    inst.loss(0)
+    assert inst.mode == mode
+    assert (inst.fallback is not None) == (mode == "loop" and replicas == "auto")
+    res = train(inner, "adamw", seeds=seeds, steps=steps, schedule="constant", warmup=0,
                 hparams={"lr": lr, "wd": wd}, dtype=torch.float64, eval_every=steps)
     x, y, vx, vy = (t.double() if t.is_floating_point() else t for t in inner.tensors())
     for k, seed in enumerate(seeds):
         torch.manual_seed(mix(seed, INIT))
         model = inner.model().double()
         opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=wd)
-        batches = Batches([seed], len(y), inner.spec("tiny").batch, "cpu")
+        batches = Batches([seed], len(y), 32, "cpu")
         for t in range(steps):
             i = batches(t)[0]
             loss = inner.loss_fn(model(x[i]), y[i])
@@ -79,6 +96,15 @@ def test_model_task_trains_as_a_plain_pytorch_loop():
             out = model(vx)
         assert res.final_loss[k] == pytest.approx(inner.loss_fn(out, vy).item(), rel=1e-9)
         assert res.final_metric[k] == pytest.approx(tasks.accuracy(out, vy).item(), abs=1e-12)
+
+
+def test_forcing_vmap_on_a_model_that_cannot_is_a_task_error():
+    inner = tasks.ModelTask("t", model=bn_model, data=tasks.get(REF).inner.data,
+                            loss=torch.nn.functional.cross_entropy, replicas="vmap", batch=8)
+    res = train(f"{EXAMPLE}:my_task", "adamw", seeds=[0], steps=2)  # the example is fine
+    assert res.error is None
+    res = train(inner, "adamw", seeds=[0, 1], steps=2)
+    assert res.status == ["error", "error"] and "RuntimeError" in res.error
 
 
 def test_references_resolve_by_file_and_by_module(user_dir, monkeypatch):

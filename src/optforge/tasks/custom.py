@@ -10,14 +10,17 @@ and optionally a validation metric::
                         higher_is_better=True, steps=300, batch=32)
 
 Replicas: built-in tasks stack ``K`` replicas' weights and train them in one
-batched pass. A ``ModelTask`` has no such support and needs none: optforge
-builds ``K`` copies of the module (replica ``k`` under ``torch.manual_seed``
-of its seed's init stream), stacks their parameters for the optimizer and runs
-the replicas one at a time in each step through ``torch.func.functional_call``
-(each copy keeps its own buffers, e.g. BatchNorm statistics). Slower than a
-batched task, but every trainer feature (per-replica hyperparameters, tuning
-batches, divergence isolation) works unchanged. A ``Task`` subclass written
-like the built-ins (``tasks.base.Init``, batched kernels) is the fast path.
+batched pass. A ``ModelTask`` needs no such code: optforge builds ``K`` copies
+of the module (replica ``k`` under ``torch.manual_seed`` of its seed's init
+stream) and stacks their parameters for the optimizer. The training loss of
+all replicas is one ``torch.func.vmap`` of ``functional_call`` over the
+stacked parameters where the model allows it; where it does not (a model that
+updates buffers in training, as BatchNorm does), the fallback runs the
+replicas one at a time, each copy with its own buffers (``replicas="auto"``,
+the default; ``"vmap"`` or ``"loop"`` force one). Every trainer feature
+(per-replica hyperparameters, tuning batches, divergence isolation) works
+either way. A ``Task`` subclass written like the built-ins
+(``tasks.base.Init``, batched kernels) remains the fastest.
 
 References: ``path/to/file.py:NAME`` (the file is imported as a module, once
 per process) or ``package.module:NAME``; ``NAME`` is a ``Task`` or a callable
@@ -87,15 +90,23 @@ class ModelTask(Task):
         target: a documented value of the metric (NaN: none).
         lr: a learning rate known to work (``Spec.adamw``), used as a hint only.
         eval_batch: validation runs in chunks of this many examples.
+        replicas: how the training loss of ``K`` replicas is computed: ``"vmap"`` (one
+            batched pass, ``torch.func.vmap``; the model must not update buffers in training,
+            as BatchNorm does), ``"loop"`` (one replica at a time, each copy with its own
+            buffers), or ``"auto"``: vmap, falling back to the loop for good the first time
+            vmap fails (the instance's ``mode`` and ``fallback`` say so).
     """
 
     def __init__(self, name: str, model: Callable[[], torch.nn.Module], data, loss: Fn, *,
                  metric: str = "loss", metric_fn: Fn | None = None,
                  higher_is_better: bool = False, steps: int = 500, batch: int = 64,
                  target: float = math.nan, lr: float = 1e-3, eval_batch: int = 1024,
-                 description: str = ""):
+                 replicas: str = "auto", description: str = ""):
         if metric != "loss" and metric_fn is None:
             raise ValueError(f"task {name!r}: metric {metric!r} needs a metric_fn")
+        if replicas not in ("auto", "vmap", "loop"):
+            raise ValueError(f"task {name!r}: replicas must be 'auto', 'vmap' or 'loop', got "
+                             f"{replicas!r}")
         if not callable(model) or not callable(loss):
             raise ValueError(f"task {name!r}: model and loss must be callables")
         spec = Spec(size={}, steps=int(steps), target=float(target), batch=int(batch),
@@ -105,6 +116,7 @@ class ModelTask(Task):
         self.model, self.data, self.loss_fn = model, data, loss
         self.metric_fn = metric_fn
         self.eval_batch = int(eval_batch)
+        self.replicas = replicas
 
     def tensors(self) -> tuple[torch.Tensor, ...]:
         """The four data tensors (the callable's result is kept for the process)."""
@@ -123,7 +135,9 @@ class ModelTask(Task):
 
 
 class Looped(TaskInstance):
-    """``K`` copies of a module, their parameters stacked, run one replica at a time."""
+    """``K`` copies of a module, their parameters stacked; the training loss of all replicas
+    in one ``vmap`` where the model allows it (``mode``), else one replica at a time;
+    validation one replica at a time (each copy in eval mode with its own buffers)."""
 
     def __init__(self, task: ModelTask, spec: Spec, seeds: list[int], device, dtype):
         self.task, self.replicas = task, len(seeds)
@@ -145,6 +159,7 @@ class Looped(TaskInstance):
 
         self.x, self.y, self.vx, self.vy = (cast(t) for t in task.tensors())
         self.batches = Batches(seeds, len(self.y), spec.batch, device) if spec.batch else None
+        self.mode, self.fallback = task.replicas, None
 
     def _run(self, k: int, x: torch.Tensor) -> torch.Tensor:
         weights = {n: p[k] for n, p in zip(self.names, self.params, strict=True)}
@@ -152,11 +167,34 @@ class Looped(TaskInstance):
 
     def loss(self, step: int) -> torch.Tensor:
         idx = self.batches(step) if self.batches is not None else None
+        if self.mode != "loop":
+            try:
+                losses = self._vmapped(idx)
+                self.mode = "vmap"  # "auto" decides at the first step
+                return losses
+            except Exception as err:
+                if self.mode == "vmap":
+                    raise
+                self.mode, self.fallback = "loop", f"{type(err).__name__}: {err}"
         out = []
         for k in range(self.replicas):
             x, y = (self.x, self.y) if idx is None else (self.x[idx[k]], self.y[idx[k]])
             out.append(self.task.loss_fn(self._run(k, x), y).reshape(()))
         return torch.stack(out)
+
+    def _vmapped(self, idx: torch.Tensor | None) -> torch.Tensor:
+        """All replicas' losses in one ``torch.func.vmap`` over the stacked parameters (the
+        first copy's module and buffers; dropout draws differ per replica)."""
+        module, loss_fn = self.modules[0], self.task.loss_fn
+
+        def one(weights, x, y):
+            return loss_fn(torch.func.functional_call(module, weights, (x,)), y).reshape(())
+
+        weights = dict(zip(self.names, self.params, strict=True))
+        if idx is None:
+            return torch.func.vmap(one, in_dims=(0, None, None), randomness="different")(
+                weights, self.x, self.y)
+        return torch.func.vmap(one, randomness="different")(weights, self.x[idx], self.y[idx])
 
     @torch.no_grad()
     def evaluate(self) -> dict[str, torch.Tensor]:

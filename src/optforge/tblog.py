@@ -36,13 +36,21 @@ from pathlib import Path
 PHASES = ("evolution", "funnel", "simplify", "heldout")
 
 
-def writer(log_dir: str | Path):
-    """A ``SummaryWriter`` for ``log_dir``; ImportError saying how to install TensorBoard."""
+def require() -> None:
+    """ImportError saying how to install TensorBoard when it is missing (checked before a
+    run directory is made)."""
     try:
-        from torch.utils.tensorboard import SummaryWriter
+        import torch.utils.tensorboard  # noqa: F401
     except ImportError:
         raise ImportError('--tensorboard needs the tensorboard package: pip install '
                           '"optforge[tensorboard]"') from None
+
+
+def writer(log_dir: str | Path):
+    """A ``SummaryWriter`` for ``log_dir`` (made if missing)."""
+    require()
+    from torch.utils.tensorboard import SummaryWriter
+
     return SummaryWriter(log_dir=str(log_dir), flush_secs=5)
 
 

@@ -80,6 +80,10 @@ def bench_command(
 
     console = Console()
     try:
+        if tensorboard is not None:
+            from ..tblog import require
+
+            require()  # before the run directory is made
         if resume is not None:
             given = [p.name for p in ctx.command.params
                      if p.name not in ("resume", "plots", "tensorboard")
@@ -99,15 +103,15 @@ def bench_command(
                                steps=steps, evals=evals, sampler=sampler, pruner=pruner,
                                batch=batch, schedule=schedule, device=device,
                                baseline=baseline, seed=seed)
-        log = None
-        if tensorboard is not None:
-            from ..tblog import BenchLog
-
-            log = BenchLog(tensorboard)
     except (KeyError, ValueError, StoreError, ImportError) as err:
         print_error(console, err)
         raise typer.Exit(2) from None
     console.print(f"run directory: {store.path}", highlight=False)
+    log = None
+    if tensorboard is not None:
+        from ..tblog import BenchLog
+
+        log = BenchLog(tensorboard)
     columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
                TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
     try:

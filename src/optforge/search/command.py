@@ -93,17 +93,21 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
     try:
         if backend not in ("inline", "process", "ray"):
             raise ValueError(f"unknown backend {backend!r}; use inline, process or ray")
-        log = None
         if tensorboard is not None:
-            from ..tblog import SearchLog
+            from ..tblog import require
 
-            log = SearchLog(tensorboard)
+            require()
         caches = [RunStore.open(p, readonly=True) for p in cache_from or []]
         cfg, store = _open_run(config, out, resume, given)
     except (ValueError, KeyError, OSError, StoreError, ImportError) as err:
         print_error(console, err)
         raise typer.Exit(2) from None
     console.print(f"run directory: {store.path}", highlight=False)
+    log = None
+    if tensorboard is not None:
+        from ..tblog import SearchLog
+
+        log = SearchLog(tensorboard)
 
     def evaluator(fitness):
         return make_backend(backend, fitness, workers, timeout, retries, ray_address, queue)

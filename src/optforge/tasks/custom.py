@@ -52,7 +52,9 @@ import torch
 from .base import INIT, TIERS, Batches, Spec, Task, TaskInstance, mix
 
 Fn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-_HERE = str(Path(__file__).resolve().parents[1])  # the optforge package
+# frames left out of a user's traceback: optforge's, torch's, the import machinery's
+_SKIP = tuple({str(d) for d in (Path(__file__).parents[1], Path(torch.__file__).parent)
+               for d in (d, d.resolve())}) + ("<frozen",)
 
 
 class TaskError(RuntimeError):
@@ -62,7 +64,7 @@ class TaskError(RuntimeError):
 def user_traceback(err: BaseException) -> str:
     """The exception with its traceback, frames of optforge and torch left out."""
     frames = [f for f in traceback.extract_tb(err.__traceback__)
-              if not f.filename.startswith(_HERE) and f"{Path('torch')}" not in f.filename]
+              if not f.filename.startswith(_SKIP)]
     lines = traceback.format_list(frames) if frames else []
     head = "".join(traceback.format_exception_only(err)).strip()
     return head + ("\nTraceback (most recent call last):\n" + "".join(lines).rstrip()

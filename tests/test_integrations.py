@@ -54,6 +54,23 @@ def test_hugging_face_trainer_trains_and_resumes(tmp_path):
     assert_same(weights(resumed.model), weights(full.model))
 
 
+def test_hugging_face_optimizer_factory_is_create_optimizer(tmp_path):
+    """``optimizer_cls_and_kwargs=(OptimizerFactory, ...)`` trains as ``optimizers=(opt, None)``."""
+    trainer_optimizer = pytest.importorskip("transformers.trainer_optimizer")
+    if not hasattr(trainer_optimizer, "is_optimizer_factory"):
+        pytest.skip("this transformers calls no optimizer factories")
+    runs = []
+    for factory in (False, True):
+        t = ex.hf_trainer(ex.hf_model(), str(tmp_path / str(factory)), max_steps=10,
+                          save_steps=100, factory=factory)
+        t.train()
+        opt = getattr(t.optimizer, "optimizer", t.optimizer)  # accelerate's wrapper
+        assert isinstance(opt, optforge.ProgramOptimizer)
+        assert [g["wd"] for g in opt.param_groups] == [0.1, 0.0]
+        runs.append(weights(t.model))
+    assert_same(*runs)
+
+
 def test_lightning_configure_optimizers_trains_and_resumes(tmp_path):
     pl = pytest.importorskip("pytorch_lightning")
     from pytorch_lightning.callbacks import ModelCheckpoint

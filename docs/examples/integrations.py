@@ -48,14 +48,20 @@ def hf_model(seed: int = 0):
     return BertForSequenceClassification(config)
 
 
-def hf_trainer(model, out_dir: str, max_steps: int = 60, save_steps: int = 30):
-    """A ``Trainer`` running optforge's Lion, with decay off for biases, norms, embeddings."""
+def hf_trainer(model, out_dir: str, max_steps: int = 60, save_steps: int = 30,
+               factory: bool = False):
+    """A ``Trainer`` running optforge's Lion, with decay off for biases, norms, embeddings:
+    the optimizer built here, or (``factory``) by the Trainer through ``OptimizerFactory``."""
     from transformers import Trainer, TrainingArguments
 
     args = TrainingArguments(output_dir=out_dir, max_steps=max_steps, save_steps=save_steps,
                              per_device_train_batch_size=16, learning_rate=3e-3,
                              lr_scheduler_type="linear", warmup_steps=4, logging_steps=5,
                              report_to="none", use_cpu=True, seed=0, disable_tqdm=True)
+    if factory:  # the Trainer calls OptimizerFactory()(model, **kwargs) itself
+        kwargs = {"name_or_program": "lion", "lr": 3e-3, "weight_decay": 0.1}
+        return Trainer(model=model, args=args, train_dataset=Dataset(),
+                       optimizer_cls_and_kwargs=(optforge.optim.OptimizerFactory, kwargs))
     optimizer = optforge.create_optimizer(model, "lion", lr=3e-3, weight_decay=0.1)
     # (optimizer, None): the Trainer builds its scheduler (linear, warmup) on our optimizer
     return Trainer(model=model, args=args, train_dataset=Dataset(),

@@ -187,3 +187,15 @@ def _rule(no_decay, model) -> NoDecay:
 
     return matches
 
+
+class OptimizerFactory:
+    """``create_optimizer`` in the form Hugging Face's ``Trainer`` calls an optimizer factory
+    (transformers 5: ``optimizer_cls_and_kwargs=(OptimizerFactory, kwargs)`` makes it call
+    ``OptimizerFactory()(model, **kwargs)`` once the model is on its device)::
+
+        Trainer(..., optimizer_cls_and_kwargs=(OptimizerFactory, {"name_or_program": "lion",
+                                                                  "lr": 3e-3, "weight_decay": 0.1}))
+    """
+
+    def __call__(self, model, **kwargs) -> ProgramOptimizer:
+        return create_optimizer(model, **kwargs)

@@ -145,3 +145,13 @@ def test_zoo_names_glob():
     assert zoo.names("ADAM*") == adams
     assert zoo.names("*lion") == ["cautious_lion", "lion"]
     assert zoo.names("nothing*") == [] and zoo.names() == sorted(zoo.names("*"))
+
+
+def test_zoo_list_takes_a_pattern():
+    from typer.testing import CliRunner
+
+    from optforge.cli import app
+
+    res = CliRunner().invoke(app, ["zoo", "list", "*lion"])
+    assert res.exit_code == 0, res.output
+    assert "cautious_lion" in res.output and "adamw" not in res.output

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 from rich.console import Console
 from rich.syntax import Syntax
@@ -28,10 +30,11 @@ app.add_typer(runs_app, name="runs")
 
 
 @zoo_app.command("list")
-def zoo_list() -> None:
+def zoo_list(pattern: Annotated[str | None, typer.Argument(
+        help="Only names matching this glob, e.g. 'adam*'.")] = None) -> None:
     """List the zoo optimizers with their reference implementations."""
     table = Table("name", "optimizer", "slots", "hyperparameters", "reference")
-    for name in zoo_api.names():
+    for name in zoo_api.names(pattern):
         e, p = zoo_api.entry(name), zoo_api.load(name)
         hyper = ", ".join(f"{k}={v:g}" for k, v in p.hyper)
         table.add_row(name, e.title, str(len(p.slots)), hyper, e.reference)

@@ -43,6 +43,7 @@ import torch
 from ..lang.ir import Program
 from ..lang.runtime import Plan, execute
 from ..lang.shapes import FULL, view2d
+from .compiled import compiled_step
 
 _RESERVED = {"lr", "params"}
 
@@ -79,6 +80,9 @@ class ProgramOptimizer(torch.optim.Optimizer):
             Hutchinson probe ``z`` (see :meth:`_refresh_hessian`).
         **hyperparameters: values for the program's hyperparameters
             (defaults are those in the program's signature).
+        compile: run the step as compiled C (:mod:`optforge.optim.compiled`):
+            one fused pass over the entries of all tensors, plus one per level of
+            per-tensor reductions; eager where it cannot (with a warning).
 
     Example::
 
@@ -95,6 +99,7 @@ class ProgramOptimizer(torch.optim.Optimizer):
         replicas: int | None = None,
         hessian_every: int = 1,
         hessian_distribution: str = "rademacher",
+        compile: bool = False,
         **hyperparameters,
     ):
         if isinstance(program, str):
@@ -121,6 +126,7 @@ class ProgramOptimizer(torch.optim.Optimizer):
         self.replicas = replicas
         self.hessian_every = hessian_every
         self.hessian_distribution = hessian_distribution
+        self.compile = compile
         self._compile()
         super().__init__(params, defaults)
 
@@ -129,8 +135,10 @@ class ProgramOptimizer(torch.optim.Optimizer):
         self._reads_h = self.program.reads_hessian
         self._native = self._plan.native and self.replicas is None
         self._cache: dict[int, tuple[tuple[int, ...], list[_Bucket]]] = {}
+        self._compiled = compiled_step(self._plan, self.replicas, self.program.name) \
+            if getattr(self, "compile", False) else None
 
-    _CONFIG = ("program", "replicas", "hessian_every", "hessian_distribution")
+    _CONFIG = ("program", "replicas", "hessian_every", "hessian_distribution", "compile")
 
     def __getstate__(self) -> dict:
         """Pickling and ``copy.deepcopy``: torch's state plus the program and options."""
@@ -182,6 +190,10 @@ class ProgramOptimizer(torch.optim.Optimizer):
         return loss
 
     def _step_bucket(self, group: dict, b: _Bucket) -> None:
+        if self._compiled is not None:
+            if self._compiled.run(b, group, b.step + 1):
+                return self._advance(b)
+            self._compiled.forget(b)  # the eager step may replace state tensors
         plan = self._plan
         gs = [p.grad for p in b.params]
         if any(g.is_sparse for g in gs):
@@ -214,9 +226,13 @@ class ProgramOptimizer(torch.optim.Optimizer):
         for i, where in enumerate(trace.slots):
             if where is not None:
                 self._store(b, i, out[where])
-        b.step = step
+        self._advance(b)
+
+    @staticmethod
+    def _advance(b: _Bucket) -> None:
+        b.step += 1
         for state in b.states:
-            state["step"] = step
+            state["step"] = b.step
 
     # ------------------------------------------------------------ layout
     def _buckets(self, params: list[torch.Tensor]) -> list[_Bucket]:

@@ -68,6 +68,8 @@ class _Ins:
 
 
 _PRIMITIVE = {"psum", "pmean", "pmax", "gsum", "gmean", "gmax"}
+"""Reductions over a segment's entries (p) or all tensors' entries (g); of a uniform
+or per-tensor scalar, a global one takes each tensor's value once (its 1 x 1 view)."""
 
 
 class CCode:
@@ -97,10 +99,10 @@ class CCode:
     def _emit(self, op: str, args: tuple[int, ...]) -> int:
         kinds = [self.kind[a] for a in args]
         if op in _PRIMITIVE:
-            kind, level = "S", self.level[args[0]] + 1
+            kind, level = "S", self.level.get(args[0], 0) + 1
         else:
             kind = "F" if "F" in kinds else "S"
-            level = max((self.level[a] for a in args if self.kind[a] != "H"), default=0)
+            level = max((self.level[a] for a in args), default=0)
         r = self._new(kind, level)
         self.ins.append(_Ins(r, op, args))
         return r
@@ -135,7 +137,7 @@ class CCode:
                     raise Unsupported(f"reduced shape {plan.shape[ins.dest]}")
                 alias[ins.dest] = self._emit(op.name, args)
                 continue
-            if kinds[0] != "F":
+            if kinds[0] != "F" and op.family != "global":
                 raise Unsupported(f"{op.name!r} of a uniform or per-tensor scalar")
             alias[ins.dest] = self._reduction(op.name, args[0])
         self.alias = alias
@@ -385,11 +387,19 @@ class _Writer:
         reds = [i for i in c.ins if i.op in _PRIMITIVE and c.level[i.dest] == level]
         if not reds:
             return
+        reds = [i for i in reds if c.kind[i.args[0]] == "F"]
+        scal = [i for i in c.ins if i.op in _PRIMITIVE and c.level[i.dest] == level
+                and c.kind[i.args[0]] != "F"]
+        if scal:
+            self.scalar_reductions(scal)
+        if not reds:
+            return
         roots = [i.args[0] for i in reds]
         ins = self.closure(roots)
         hs, ss, fs = self.scalars_of(ins, roots)
         w = self.w
         w(f"/* pass {level}: reductions */")
+        w("{")
         for j, r in enumerate(reds):
             w(f"double *P{j} = malloc(sizeof(double) * (nch + 1));")
             w(f"if (!P{j}) {{ free(cseg); free(clo); free(S); free(first); return -1; }}")
@@ -447,6 +457,29 @@ class _Writer:
                 w(f"{dst} = (T)({self.finish(r.op, 't', 'cnt')});", 3)
             w("}")
             w(f"free(P{j});")
+        w("}")
+
+    def scalar_reductions(self, reds: list[_Ins]) -> None:
+        """Global reductions of uniform or per-tensor values: one term per tensor."""
+        c = self.c
+        for r in reds:
+            x = r.args[0]
+            mx = r.op.endswith("max")
+            self.w("for (int kk = 0; kk < K; kk++) {")
+            self.w(f"double t = {'-INFINITY' if mx else '0'}, cnt = 0;", 2)
+            self.w("for (int seg = kk; seg < nseg; seg += K) {", 2)
+            self.w("const int i = seg / K, k = seg % K;", 3)
+            self.w("(void)i;", 3)
+            v = (f"(T)host[k * NH + {c.host.index(x)}]" if c.kind[x] == "H"
+                 else self.sval(x))
+            self.w(f"const double x = (double){v};", 3)
+            self.w("cnt += 1;", 3)
+            self.w("t = (t != t || x != x) ? NAN : (x > t ? x : t);" if mx else "t += x;", 3)
+            self.w("}", 2)
+            self.w("for (int seg = kk; seg < nseg; seg += K)", 2)
+            self.w(f"S[{self.sregs.index(r.dest)} * nseg + seg] = "
+                   f"(T)({self.finish(r.op, 't', 'cnt')});", 3)
+            self.w("}")
 
     @staticmethod
     def finish(op: str, t: str, cnt: str) -> str:

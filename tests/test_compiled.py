@@ -1,0 +1,195 @@
+"""The compiled step (``ProgramOptimizer(compile=True)``) against the eager step.
+
+Reference: the eager runtime, itself tested against torch.optim, pytorch-optimizer
+and an op-by-op evaluation (test_program_optimizer, test_zoo). Both trajectories
+train the same noisy quadratic from the same start, each on its own gradients, for
+100 steps; they may differ by rounding only: at most ``100 eps`` relative to the
+parameters' scale (eps of the dtype).
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+from test_program_optimizer import FUSION
+
+from optforge import zoo
+from optforge.lang.ir import Program
+from optforge.optim import ProgramOptimizer
+from optforge.optim import compiled as compiled_mod
+
+SHAPES = [(4, 2, 3, 3), (4,), (5, 7), (7, 5), (), (40, 1000)]  # 40000: two chunks
+EAGER = {"adafactor", "lars", "muon"}  # matrix ops or reduced slots: eager by design
+STEPS = 100
+
+
+@pytest.fixture(autouse=True)
+def _kernel_cache(tmp_path_factory, monkeypatch):
+    """Kernels built by the tests go to one temporary cache (never the user's)."""
+    monkeypatch.setenv("OPTFORGE_KERNEL_CACHE", str(tmp_path_factory.getbasetemp() / "kernels"))
+
+
+def problem(dtype, k=None, seed=0):
+    """Parameters, and a noisy quadratic loss of them for step t (curvature a > 0)."""
+    gen = torch.Generator().manual_seed(seed)
+    lead = () if k is None else (k,)
+    params = [torch.randn(lead + s, generator=gen, dtype=torch.float64).to(dtype)
+              for s in SHAPES]
+    curv = [torch.rand(p.shape, generator=gen, dtype=torch.float64).to(dtype) + 0.5
+            for p in params]
+    target = [torch.randn(p.shape, generator=gen, dtype=torch.float64).to(dtype)
+              for p in params]
+
+    def loss(ws, t):
+        g = torch.Generator().manual_seed(1000 + t)
+        noise = [torch.randn(w.shape, generator=g, dtype=torch.float64).to(dtype) for w in ws]
+        return sum((0.5 * a * (w - c) ** 2 + 0.3 * z * w).sum()
+                   for w, a, c, z in zip(ws, curv, target, noise, strict=True))
+
+    return params, loss
+
+
+def trajectories(program: Program, dtype, hyper: dict, options: dict, k=None,
+                 steps: int = STEPS, eager: bool = False):
+    """Compiled and eager runs; ``eager``: the compiled one is expected to warn and
+    fall back (any other warning is an error)."""
+    params, loss = problem(dtype, k)
+    runs = []
+    for compile in (True, False):
+        ws = [p.clone().requires_grad_() for p in params]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore" if eager else "error")
+            opt = ProgramOptimizer(ws, program, replicas=k, compile=compile, **options,
+                                   **hyper)
+        for t in range(steps):
+            opt.zero_grad()
+            loss(ws, t).backward(create_graph=program.reads_hessian)
+            torch.manual_seed(t)  # the same Hutchinson probes for both
+            opt.step()
+        runs.append((opt, ws))
+    return runs
+
+
+def assert_rounding_close(a: torch.Tensor, b: torch.Tensor, steps: int = STEPS) -> None:
+    """Equal up to ``steps eps`` of the largest finite magnitude; equal NaN positions."""
+    a, b = a.detach(), b.detach()
+    finite = b[torch.isfinite(b)]
+    scale = finite.abs().max().item() if finite.numel() else 1.0
+    tol = steps * torch.finfo(a.dtype).eps * max(scale, 1.0)
+    torch.testing.assert_close(a, b, rtol=0, atol=tol, equal_nan=True)
+
+
+def check(runs, program: Program, steps: int = STEPS, close=assert_rounding_close) -> None:
+    (c_opt, c_ws), (e_opt, e_ws) = runs
+    for a, b in zip(c_ws, e_ws, strict=True):
+        close(a, b, steps)
+    for a, b in zip(c_ws, e_ws, strict=True):
+        for s in program.slots:
+            close(c_opt.state[a][s], e_opt.state[b][s], steps)
+        assert c_opt.state[a]["step"] == e_opt.state[b]["step"] == steps
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["f32", "f64"])
+@pytest.mark.parametrize("name", zoo.names())
+def test_compiled_zoo_program_equals_eager(name, dtype):
+    """Every zoo program: compiled and eager agree to rounding over 100 steps; the
+    programs with matrix ops or reduced slots (and only they) run eagerly."""
+    program = zoo.load(name)
+    setting = dict(zoo.entry(name).settings[0])
+    runs = trajectories(program, dtype, setting, zoo.options(name, **setting),
+                        eager=name in EAGER)
+    assert (runs[0][0]._compiled is None) == (name in EAGER)
+    check(runs, program)
+
+
+@pytest.mark.parametrize("name", sorted(FUSION))
+def test_compiled_stress_program_equals_eager(name):
+    """Aliasing outputs, swapped and uniform slots, 1 x 1 slots, global reductions.
+    These programs are ill-conditioned on purpose (``a <- a^2 + g`` doubles relative
+    errors every step), so 4 steps and test_program_optimizer's tolerance for them."""
+    program = Program.parse(FUSION[name])
+    eager = name in ("row_plus_col", "transposed_slot", "matmul")
+    runs = trajectories(program, torch.float64, {"lr": 0.05}, {}, steps=4, eager=eager)
+    assert (runs[0][0]._compiled is None) == eager
+
+    def close(a, b, steps):
+        torch.testing.assert_close(a.detach(), b.detach(), rtol=1e-11, atol=1e-13,
+                                   equal_nan=True)
+
+    check(runs, program, steps=4, close=close)
+
+
+@pytest.mark.parametrize("name", ["lamb", "adamw", "lion"])
+def test_compiled_replicas_equal_eager(name):
+    """Per-replica hyperparameters and per-replica reductions."""
+    program = zoo.load(name)
+    runs = trajectories(program, torch.float64, {"lr": [0.01, 0.002]}, {}, k=2)
+    assert runs[0][0]._compiled is not None
+    check(runs, program)
+
+
+def test_std_and_max_abs_reductions_equal_eager():
+    program = Program.parse(
+        "def f(w, g, m, lr):\n    m = interp(m, g, 0.1)\n"
+        "    return lr * (m - mean(m)) / (std(m) + max_abs(g) + rms(w) + 1e-8), m\n")
+    runs = trajectories(program, torch.float64, {"lr": 0.05}, {})
+    assert runs[0][0]._compiled is not None
+    check(runs, program)
+
+
+def test_unsupported_buckets_fall_back_to_eager():
+    """bfloat16 and non-contiguous parameters run the eager step; sparse gradients
+    raise the eager step's error."""
+    a = torch.randn(6, 4, dtype=torch.bfloat16, requires_grad=True)
+    base = torch.randn(4, 6)
+    b = base.t().clone().t().requires_grad_()  # Fortran order: not contiguous
+    c = torch.randn(5, requires_grad=True)
+    params = [a, b, c]
+    ref = [p.detach().clone().requires_grad_() for p in params]
+    opts = [ProgramOptimizer(ps, zoo.load("adamw"), lr=0.01, compile=c)
+            for ps, c in ((params, True), (ref, False))]
+    for t in range(5):
+        for ps, opt in zip((params, ref), opts, strict=True):
+            gen = torch.Generator().manual_seed(t)
+            for p in ps:
+                p.grad = torch.randn(p.shape, generator=gen).to(p.dtype)
+            opt.step()
+    for p, q in zip(params, ref, strict=True):
+        assert_rounding_close(p, q, 5)
+    emb = torch.nn.Embedding(10, 3, sparse=True)
+    opt = ProgramOptimizer(emb.parameters(), zoo.load("adamw"), compile=True)
+    emb(torch.tensor([1, 2])).sum().backward()
+    with pytest.raises(RuntimeError, match="sparse"):
+        opt.step()
+
+
+def test_kernels_are_cached_on_disk(tmp_path, monkeypatch):
+    """The second optimizer of a program loads the library the first one built."""
+    monkeypatch.setenv("OPTFORGE_KERNEL_CACHE", str(tmp_path))
+    compiled_mod._LOADED.clear()
+    ProgramOptimizer([torch.zeros(3, requires_grad=True)], zoo.load("sgd"), compile=True)
+    built = list(tmp_path.glob("step_*.so"))
+    assert len(built) == 1
+    stamp = built[0].stat().st_mtime_ns
+    compiled_mod._LOADED.clear()
+    ProgramOptimizer([torch.zeros(3, requires_grad=True)], zoo.load("sgd"), compile=True)
+    assert list(tmp_path.glob("step_*.so")) == built
+    assert built[0].stat().st_mtime_ns == stamp
+
+
+def test_missing_compiler_warns_and_runs_eagerly(monkeypatch, tmp_path):
+    monkeypatch.setenv("OPTFORGE_KERNEL_CACHE", str(tmp_path))
+    monkeypatch.setenv("CC", "no-such-compiler-optforge")
+    compiled_mod._compiler.cache_clear()
+    compiled_mod._LOADED.clear()
+    try:
+        w = torch.ones(3, requires_grad=True)
+        with pytest.warns(UserWarning, match="runs eagerly.*no C compiler"):
+            opt = ProgramOptimizer([w], zoo.load("sgd"), lr=0.5, compile=True)
+        w.grad = torch.ones(3)
+        opt.step()
+        torch.testing.assert_close(w.detach(), torch.full((3,), 0.5))
+    finally:
+        compiled_mod._compiler.cache_clear()

@@ -9,6 +9,7 @@ parameters' scale (eps of the dtype).
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import pytest
@@ -193,3 +194,43 @@ def test_missing_compiler_warns_and_runs_eagerly(monkeypatch, tmp_path):
         torch.testing.assert_close(w.detach(), torch.full((3,), 0.5))
     finally:
         compiled_mod._compiler.cache_clear()
+
+
+def test_threads_do_not_change_the_result():
+    """OpenMP over chunks, partial sums added in a fixed order: 2 threads give the
+    very bits of 1 thread (LAMB: two per-tensor norms)."""
+    program = zoo.load("lamb")
+    params, loss = problem(torch.float32)
+    results = []
+    for threads in (1, 2):
+        torch.set_num_threads(threads)
+        ws = [p.clone().requires_grad_() for p in params]
+        opt = ProgramOptimizer(ws, program, lr=0.01, compile=True)
+        for t in range(5):
+            opt.zero_grad()
+            loss(ws, t).backward()
+            opt.step()
+        results.append(ws)
+    torch.set_num_threads(1)
+    for a, b in zip(*results, strict=True):
+        assert torch.equal(a, b)
+
+
+def test_copies_of_a_compiled_optimizer_continue_like_the_original():
+    program = zoo.load("adamw")
+    params, loss = problem(torch.float64)
+    ws = [p.clone().requires_grad_() for p in params]
+    opt = ProgramOptimizer(ws, program, lr=0.01, compile=True)
+    for t in range(3):
+        opt.zero_grad()
+        loss(ws, t).backward()
+        opt.step()
+    twin_ws, twin = copy.deepcopy((ws, opt))
+    assert twin.compile and twin._compiled is not None
+    for t in range(3, 6):
+        for w_, o in ((ws, opt), (twin_ws, twin)):
+            o.zero_grad()
+            loss(w_, t).backward()
+            o.step()
+    for a, b in zip(ws, twin_ws, strict=True):
+        assert torch.equal(a, b)

@@ -48,7 +48,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from . import ops
 from .shapes import FULL, SCALAR
 
 CHUNK = 1 << 15
@@ -374,10 +373,8 @@ class _Writer:
         ss = {a for a in args if c.kind[a] == "S"}
         self.seg_header(hs, ss, set(), 2)
         for i in todo:
-            if i.op == "pnumel":
-                value = "(T)len"
-            else:
-                value = _C[i.op](*(self.name(a) for a in i.args))
+            value = ("(T)len" if i.op == "pnumel"
+                     else _C[i.op](*(self.name(a) for a in i.args)))
             self.w(f"const T {self.name(i.dest)} = {value};", 2)
             self.w(f"S[{self.sregs.index(i.dest)} * nseg + seg] = {self.name(i.dest)};", 2)
         self.w("}")
@@ -400,7 +397,7 @@ class _Writer:
         w = self.w
         w(f"/* pass {level}: reductions */")
         w("{")
-        for j, r in enumerate(reds):
+        for j in range(len(reds)):
             w(f"double *P{j} = malloc(sizeof(double) * (nch + 1));")
             w(f"if (!P{j}) {{ free(cseg); free(clo); free(S); free(first); return -1; }}")
         w("#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)")
@@ -546,13 +543,4 @@ class _Writer:
             for name, _ in late:
                 w(f"((T *)ptrs[{self.arr[name]} * n + i])[k] = new_{name};", 2)
             w("}")
-
-
-def describe(plan) -> str:
-    """Why a plan is not compiled, or ``""`` when it is."""
-    try:
-        CCode(plan)
-    except Unsupported as exc:
-        return str(exc)
-    return ""
 

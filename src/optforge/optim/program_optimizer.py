@@ -78,11 +78,11 @@ class ProgramOptimizer(torch.optim.Optimizer):
         hessian_every: refresh period of the Hessian-diagonal estimate ``h``.
         hessian_distribution: ``"rademacher"`` or ``"gaussian"``, the law of the
             Hutchinson probe ``z`` (see :meth:`_refresh_hessian`).
-        **hyperparameters: values for the program's hyperparameters
-            (defaults are those in the program's signature).
         compile: run the step as compiled C (:mod:`optforge.optim.compiled`):
             one fused pass over the entries of all tensors, plus one per level of
             per-tensor reductions; eager where it cannot (with a warning).
+        **hyperparameters: values for the program's hyperparameters
+            (defaults are those in the program's signature).
 
     Example::
 

@@ -191,8 +191,8 @@ class CompiledStep:
                 v = group[name]
                 env[r] = float(v) if isinstance(v, int | float) else \
                     torch.as_tensor(v, dtype=torch.float64).flatten().tolist()
-        if self.replicas is None:
-            return self.code.host_values(env)
+        if all(isinstance(v, float) for v in env.values()):  # the same for every replica
+            return self.code.host_values(env) * self.k
         out: list[float] = []
         for k in range(self.k):
             out += self.code.host_values(

@@ -239,7 +239,7 @@ class _Curves:
 
 
 def _build(task: Task, prog: Program, tier: str, seeds: list[int], hp: dict[str, list[float]],
-           device, dtype) -> tuple[TaskInstance, ProgramOptimizer]:
+           device, dtype, compile: bool = False) -> tuple[TaskInstance, ProgramOptimizer]:
     unknown = set(hp) - {"lr"} - set(prog.hyperparameters)
     if unknown:
         raise ValueError(f"unknown hyperparameter(s) {sorted(unknown)} for program "
@@ -247,7 +247,7 @@ def _build(task: Task, prog: Program, tier: str, seeds: list[int], hp: dict[str,
     inst = task.instantiate(tier, seeds, device, dtype)
     # one value where all replicas agree: the optimizer then computes with a scalar
     values = {name: (v[0] if len(set(v)) == 1 else v) for name, v in hp.items()}
-    opt = ProgramOptimizer(inst.params, prog, replicas=len(seeds), **values)
+    opt = ProgramOptimizer(inst.params, prog, replicas=len(seeds), compile=compile, **values)
     return inst, opt
 
 
@@ -257,7 +257,7 @@ def train(task: Task | str, program: Program | str, tier: str = "tiny",
           steps: int | None = None, schedule: str = "cosine", warmup: int | float = 0.05,
           clip: float | None = None, eval_every: int | None = None,
           device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-          explode: float = 1e3, final_lr: float = 0.0,
+          explode: float = 1e3, final_lr: float = 0.0, compile: bool = False,
           on_eval: Callable[[int, np.ndarray], bool] | None = None) -> TrainResult:
     """Train ``len(seeds)`` replicas of ``task`` at ``tier`` with ``program``.
 
@@ -275,6 +275,7 @@ def train(task: Task | str, program: Program | str, tier: str = "tiny",
         eval_every: validation period in steps (default ``steps // 10``);
             step 0 and the last step are always evaluated.
         explode: divergence threshold as a multiple of the initial loss.
+        compile: run the optimizer step as compiled C (``docs/COMPILE.md``).
         on_eval: called after every evaluation with the step and the
             validation losses ``(K,)`` (NaN for frozen replicas); returning
             True stops the run there (``TrainResult.stopped_at``), for
@@ -312,7 +313,7 @@ def train(task: Task | str, program: Program | str, tier: str = "tiny",
         try:
             prog = resolve_program(program)
             source = str(prog)
-            inst, opt = _build(task, prog, tier, seeds, hp, dev, dtype)
+            inst, opt = _build(task, prog, tier, seeds, hp, dev, dtype, compile)
             guard = _Guard(inst, opt, hp["lr"], explode)
             create_graph = prog.reads_hessian
             curves.seconds["setup"] = time.perf_counter() - t0

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     Progress,
@@ -23,9 +24,11 @@ from rich.progress import (
 )
 
 from ..clierror import print_error
+from ..cliout import ProgressLines, print_wide
 
 SAMPLERS = ("tpe", "qmc", "random")  # as in .tune, spelled out to keep this import light
 PRUNERS = ("sha", "hyperband", "none")
+MAX_ROUNDS = 3  # .tune.MAX_ROUNDS (widening rounds at most)
 
 
 def _from_command_line(ctx: typer.Context, name: str) -> bool:
@@ -48,7 +51,7 @@ def bench_command(
         "path/to/file.py:NAME or package.module:NAME (docs/TASKS.md).")] = None,
     trials: Annotated[int, typer.Option(
         min=1, help="Optuna trials per (optimizer, task): the equal tuning budget.")] = 20,
-    seeds: Annotated[int, typer.Option(min=1, help="Seeds of the final runs.")] = 3,
+    seeds: Annotated[int, typer.Option(min=1, help="Seeds of the final runs.")] = 5,
     tier: Annotated[str, typer.Option(help="Task tier: tiny, small or medium.")] = "tiny",
     steps: Annotated[int | None, typer.Option(
         min=1, help="Step budget per run (default: the tier's).")] = None,
@@ -112,22 +115,43 @@ def bench_command(
         from ..tblog import BenchLog
 
         log = BenchLog(tensorboard)
-    columns = (TextColumn("[bold]{task.description}"), BarColumn(), TaskProgressColumn(),
-               TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn())
+    planned, base = store.meta("planned"), store.meta("planned_base")
+    if planned is not None:
+        console.print(f"plan: {base if base is not None else planned} batched training runs, "
+                      f"up to {planned} if every tuning range widens {MAX_ROUNDS} times",
+                      highlight=False)
     try:
-        with Progress(*columns, console=console, transient=False) as bar:
+        if console.is_terminal:
+            columns = (TextColumn("[bold]{task.description}"), BarColumn(),
+                       TaskProgressColumn(), TimeElapsedColumn(), TextColumn("eta"),
+                       TimeRemainingColumn())
+            bar = Progress(*columns, console=console, transient=False)
             job = bar.add_task("starting", total=None)
 
-            def progress(done: float, total: float, what: str) -> None:
+            def show(done: float, total: float, what: str) -> None:
                 bar.update(job, completed=done, total=total, description=what)
-                if log is not None:
-                    log.progress(done, total, what)
+        else:  # a log: plain lines (a Rich bar prints nothing there)
+            bar, lines = None, ProgressLines(console, "bench", "training steps")
 
+            def show(done: float, total: float, what: str) -> None:
+                lines.update(what, done, total)
+
+        def progress(done: float, total: float, what: str) -> None:
+            show(done, total, what)
+            if log is not None:
+                log.progress(done, total, what)
+
+        if bar is not None:
+            bar.start()
+        try:
             result = run_bench(**store.config, out_dir=store.path, plots=plots,
                                progress=progress, store=store,
                                on_entry=log.entry if log is not None else None)
-            if log is not None:
-                log.compared(result)
+        finally:
+            if bar is not None:
+                bar.stop()
+        if log is not None:
+            log.compared(result)
     except KeyboardInterrupt:
         console.print(f"interrupted; continue with: optforge bench --resume {store.path}")
         raise typer.Exit(130) from None
@@ -139,8 +163,12 @@ def bench_command(
         if log is not None:
             log.close()
     baseline = result.candidates[0]["label"]
-    console.print(results_table(result, console.width))
-    console.print(scores_table(result))
+    print_wide(console, results_table(result, console.width if console.is_terminal else 120),
+               scores_table(result))
+    for e in result.entries:
+        for edge in e.tuning.edges if e.tuning else ():
+            console.print(f"[dim]{e.task}: {e.optimizer}: {escape(str(edge))}[/dim]",
+                          soft_wrap=True)
     for task, info in result.tasks.items():
         bfit = info.get("baseline_fit")
         if bfit is None:

@@ -11,14 +11,17 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
-from .results import OK, BenchResult, Entry
+from ..cliout import table_width
+from .results import ALPHA, OK, BenchResult, Entry
 
 CSV_FIELDS = [
     "task", "optimizer", "status", "reason", "metric", "higher_is_better",
     "final_metric_mean", "final_metric_ci_low", "final_metric_ci_high", "final_metric_std",
     "final_loss_mean", "final_loss_ci_low", "final_loss_ci_high", "seeds", "diverged_seeds",
     "target_loss", "steps_to_target", "speedup", "speedup_clipped", "t_statistic", "p_value",
-    "profile_score", "trials", "pruned_trials", "diverged_trials", "config", "wall_time_s",
+    "p_value_holm", "loss_t_statistic", "loss_p_value", "loss_p_value_holm", "verdict",
+    "profile_score", "trials", "pruned_trials", "diverged_trials", "widening_rounds", "edges",
+    "config", "space", "wall_time_s",
 ]
 
 
@@ -46,12 +49,33 @@ def fmt_steps(x: float | None) -> str:
     return "never" if math.isinf(x) else f"{x:.0f}"
 
 
-def fmt_p(e: Entry, baseline: str) -> str:
+def fmt_p(e: Entry, baseline: str, which: str = "loss") -> str:
+    """The Holm-adjusted p-value of the ``loss`` or ``metric`` test against the baseline;
+    ``tie`` (both constant and equal), ``n/a`` (undefined: no spread, fewer than 2 seeds)."""
     if e.optimizer == baseline:
         return "(baseline)"
-    if e.ttest is None or math.isnan(e.ttest.pvalue):
-        return "n/a"
-    return "<0.001" if e.ttest.pvalue < 1e-3 else f"{e.ttest.pvalue:.3f}"
+    t = e.ttest_loss if which == "loss" else e.ttest
+    if t is None:
+        return "-"
+    if t.tie:
+        return "tie"
+    p = e.p_holm.get(which, t.pvalue) if e.p_holm else t.pvalue
+    if p is None or math.isnan(p):
+        return f"n/a ({t.note})" if t.note else "n/a"
+    return "<0.001" if p < 1e-3 else f"{p:.3f}"
+
+
+def fmt_edges(e: Entry) -> str:
+    """Widened ranges: ``lr↑↑`` (lr's top widened twice); ``lr↑ CLIPPED``: still at an edge
+    when no widening was left (the hard limit)."""
+    t = e.tuning
+    if t is None or not t.edges:
+        return "-"
+    marks: dict[str, str] = {}
+    for edge in t.edges:
+        marks[edge.name] = marks.get(edge.name, "") + ("↑" if edge.side == "high" else "↓")
+    clipped = {edge.name for edge in t.clipped}
+    return ", ".join(f"{n}{m}{' CLIPPED' if n in clipped else ''}" for n, m in marks.items())
 
 
 def fmt_status(e: Entry) -> str:
@@ -71,14 +95,18 @@ def results_table(result: BenchResult, width: int = 120) -> Table:
                         f"{st['seeds']} seeds, tier {st['tier']}",
                   caption=f"final metric and val loss: mean ± 95% CI half-width over seeds; "
                           f"target: {baseline}'s final val loss; speedup: data-equivalent, "
-                          f"against {baseline}'s loss-vs-budget fit; p: Welch t-test of the "
-                          f"final metric", caption_justify="left")
-    width = max(len(t) for t in st["tasks"])
-    table.add_column("task", overflow="fold", min_width=width)
+                          f"against {baseline}'s loss-vs-budget fit; p: Welch t-tests of the "
+                          f"final val loss and metric against {baseline}, Holm-adjusted over "
+                          f"the table's comparisons; verdict: decided by the val loss p < "
+                          f"{ALPHA:g} (tie: equal constants; clipped: a tuned value at the edge "
+                          f"of its final range); widened: ranges widened at an edge (↑ top, "
+                          f"↓ bottom)", caption_justify="left")
+    name_width = max(len(t) for t in st["tasks"])
+    table.add_column("task", overflow="fold", min_width=name_width)
     table.add_column("optimizer", overflow="fold",
                      min_width=max(len(o) for o in result.optimizers))
-    for col in ("final metric", "val loss", "steps to\ntarget", "speedup", f"p vs\n{baseline}",
-                "trials\nok/pr/div"):
+    for col in ("final metric", "val loss", "steps to\ntarget", "speedup", "p loss",
+                "p metric", "verdict", "trials\nok/pr/div", "widened"):
         table.add_column(col, justify="right", no_wrap=width >= 120, overflow="fold")
     table.add_column("status", overflow="fold")
     for task in st["tasks"]:
@@ -93,7 +121,9 @@ def results_table(result: BenchResult, width: int = 120) -> Table:
             table.add_row(
                 label, e.optimizer, fmt_summary(e.final_metric), fmt_summary(e.final_loss),
                 fmt_steps(e.steps_to_target), str(e.speedup) if e.speedup else "-",
-                fmt_p(e, baseline), trials, fmt_status(e), end_section=i == len(rows) - 1)
+                fmt_p(e, baseline, "loss"), fmt_p(e, baseline, "metric"),
+                "-" if e.optimizer == baseline else (e.verdict or "-"), trials, fmt_edges(e),
+                fmt_status(e), end_section=i == len(rows) - 1)
     return table
 
 
@@ -120,10 +150,13 @@ def _nan_low(x: float | None) -> float:
 
 
 def render(result: BenchResult, width: int = 120) -> str:
-    """The tables as plain text (for files and READMEs)."""
+    """The tables as plain text (for files and READMEs), at least ``width`` wide and as
+    wide as they need to keep every column whole."""
     console = Console(record=True, width=width, color_system=None, file=io.StringIO())
-    console.print(results_table(result, width))
-    console.print(scores_table(result))
+    tables = (results_table(result, width), scores_table(result))
+    console.width = max(width, table_width(console, *tables))
+    for t in tables:
+        console.print(t)
     return console.export_text()
 
 
@@ -152,11 +185,19 @@ def csv_rows(result: BenchResult) -> list[dict]:
             "speedup_clipped": (e.speedup.clipped or "") if e.speedup else "",
             "t_statistic": e.ttest.statistic if e.ttest else None,
             "p_value": e.ttest.pvalue if e.ttest else None,
+            "p_value_holm": e.p_holm["metric"] if e.p_holm else None,
+            "loss_t_statistic": e.ttest_loss.statistic if e.ttest_loss else None,
+            "loss_p_value": e.ttest_loss.pvalue if e.ttest_loss else None,
+            "loss_p_value_holm": e.p_holm["loss"] if e.p_holm else None,
+            "verdict": e.verdict or "",
             "profile_score": result.scores.get(e.optimizer),
             "trials": len(t.trials) if t else 0,
             "pruned_trials": t.count("pruned") if t else 0,
             "diverged_trials": t.count("diverged") if t else 0,
+            "widening_rounds": t.rounds if t else 0,
+            "edges": "; ".join(str(x) for x in t.edges) if t else "",
             "config": json.dumps(e.config, sort_keys=True) if e.config else "",
+            "space": json.dumps(t.space) if t and t.space else "",
             "wall_time_s": round(e.wall_time, 3),
         })
     return rows

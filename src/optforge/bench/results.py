@@ -16,6 +16,17 @@ from .tune import Tuning
 
 OK, FAILED = "ok", "failed"
 
+VERDICTS = ("better", "worse", "no difference", "tie", "n/a", "clipped")
+"""Against the baseline, decided by Welch's test of the final validation loss (the tuning
+objective, defined on every task) after Holm's correction over every comparison of the
+table: ``better``/``worse`` where the adjusted p is below :data:`ALPHA` (by the sign of the
+loss difference), ``no difference`` where it is not, ``tie`` where both optimizers' losses
+are the same constant on every seed, ``n/a`` where the test is undefined, ``clipped`` where
+either optimizer's tuned value stayed at the edge of its final range (no verdict from a
+clipped tuning range)."""
+
+ALPHA = 0.05
+
 
 @dataclass
 class Entry:
@@ -37,6 +48,9 @@ class Entry:
     steps_to_target: float | None = None  # inf: never reached
     speedup: Speedup | None = None
     ttest: TTest | None = None  # final metric against the baseline
+    ttest_loss: TTest | None = None  # final validation loss against the baseline
+    p_holm: dict[str, float] | None = None  # {"loss", "metric"}: Holm-adjusted over the table
+    verdict: str | None = None  # against the baseline, decided by the loss test: see VERDICTS
     wall_time: float = 0.0
 
     @property

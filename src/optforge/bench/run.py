@@ -42,8 +42,8 @@ from ..train import SCHEDULES
 from . import stats
 from .backend import RunSpec
 from .candidates import Candidate, resolve_all
-from .results import FAILED, OK, BaselineFit, BenchResult, Entry
-from .tune import PRUNERS, SAMPLERS, TUNE_SEED, tune
+from .results import ALPHA, FAILED, OK, BaselineFit, BenchResult, Entry
+from .tune import MAX_ROUNDS, PRUNERS, SAMPLERS, TUNE_SEED, round_trials, tune
 from .units import Units
 
 Progress = Callable[[float, float, str], None]
@@ -69,16 +69,24 @@ class Plan:
 
     @property
     def units(self) -> int:
-        """Batched training runs at most: per task and optimizer the tuning batches and
-        the final runs, per task the baseline's extra budgets."""
+        """Batched training runs at most: per task and optimizer the tuning batches (every
+        widening round spent) and the final runs, per task the baseline's extra budgets."""
         s = self.settings
-        per_cand = -(-s["trials"] // s["batch"]) + 1
+        per_cand = _tuning_batches(s["trials"], s["batch"], MAX_ROUNDS) + 1
+        return sum(len(self.candidates) * per_cand + len(_extra_budgets(T, s["scaling"]))
+                   for T in self.budgets.values())
+
+    @property
+    def base_units(self) -> int:
+        """Batched training runs when no range widens."""
+        s = self.settings
+        per_cand = _tuning_batches(s["trials"], s["batch"], 0) + 1
         return sum(len(self.candidates) * per_cand + len(_extra_budgets(T, s["scaling"]))
                    for T in self.budgets.values())
 
 
 def plan_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trials: int = 20,
-               seeds: int = 3, *, tier: str = "tiny", steps: int | None = None,
+               seeds: int = 5, *, tier: str = "tiny", steps: int | None = None,
                evals: int = 10, sampler: str = "tpe", pruner: str = "sha", batch: int = 4,
                schedule: str = "cosine", device: str = "cpu", baseline: str = "adamw",
                scaling: Sequence[float] = SCALING, max_extrapolation: float = 2.0,
@@ -108,7 +116,7 @@ def plan_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], tria
 
 
 def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trials: int = 20,
-              seeds: int = 3, *, tier: str = "tiny", steps: int | None = None, evals: int = 10,
+              seeds: int = 5, *, tier: str = "tiny", steps: int | None = None, evals: int = 10,
               sampler: str = "tpe", pruner: str = "sha", batch: int = 4,
               schedule: str = "cosine", device: str = "cpu", baseline: str = "adamw",
               scaling: Sequence[float] = SCALING,
@@ -158,6 +166,10 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
         if progress is not None:
             progress(min(done, total), total, what)
 
+    def grow(units: float) -> None:  # a widening round: more steps planned
+        nonlocal total
+        total += units
+
     entries: list[Entry] = []
     task_info: dict[str, dict] = {}
     final_seeds = list(range(seeds))
@@ -174,7 +186,7 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
             what = f"{task.name}: {cand.label}"
             tick(0, what)
             entry = _bench_one(cand, spec, trials, sampler, pruner, batch, seed, final_seeds,
-                               lambda u, w=what: tick(u, w), units)
+                               lambda u, w=what: tick(u, w), units, grow)
             entries.append(entry)
             if on_entry is not None:
                 on_entry(entry)
@@ -194,6 +206,7 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
             _compare(entry, base_entry, baseline, fit, measured, info["target"], T,
                      max_extrapolation)
         tick(0, f"{task.name}: done")
+    _verdicts(entries)
     times = {c.label: {} for c in cands}
     for e in entries:
         target = task_info[e.task]["target"]
@@ -223,13 +236,19 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
 
 def _bench_one(cand: Candidate, spec: RunSpec, trials: int, sampler: str, pruner: str,
                batch: int, seed: int, final_seeds: list[int],
-               tick: Callable[[float], None], units: Units) -> Entry:
+               tick: Callable[[float], None], units: Units,
+               grow: Callable[[float], None]) -> Entry:
     t0 = units.clock()
     entry = Entry(cand.label, spec.task, FAILED, None, None)
     meter = _Meter(tick, -(-trials // batch) * spec.steps + spec.steps)
+
+    def widen(steps: float) -> None:
+        meter.expected += steps
+        grow(steps)
+
     try:
         entry.tuning = tune(cand, spec, trials=trials, sampler=sampler, pruner=pruner,
-                            batch=batch, seed=seed, progress=meter, units=units)
+                            batch=batch, seed=seed, progress=meter, units=units, grow=widen)
         if entry.tuning.failure is not None:
             entry.reason = entry.tuning.failure
             return entry
@@ -304,11 +323,35 @@ def _compare(entry: Entry, base: Entry | None, baseline: str, fit: stats.PowerLa
                                                           max_extrapolation, measured)
     if entry.optimizer != baseline and base is not None and base.status == OK:
         entry.ttest = stats.welch(_finals(entry), _finals(base))
+        entry.ttest_loss = stats.welch(_finals(entry, "loss"), _finals(base, "loss"))
 
 
-def _finals(e: Entry) -> list[float]:
-    return [c[-1] for c, s in zip(e.metric_curves, e.seed_status, strict=True)
+def _finals(e: Entry, which: str = "metric") -> list[float]:
+    curves = e.loss_curves if which == "loss" else e.metric_curves
+    return [c[-1] for c, s in zip(curves, e.seed_status, strict=True)
             if s == "ok" and math.isfinite(c[-1])]
+
+
+def _verdicts(entries: list[Entry]) -> None:
+    """Holm-adjust each test over every comparison of the table; the loss test decides."""
+    clipped = {(e.task, e.optimizer) for e in entries if e.tuning and e.tuning.clipped}
+    base = {e.task: e.optimizer for e in entries if e.ttest_loss is None and e.status == OK}
+    compared = [e for e in entries if e.ttest_loss is not None]
+    adjusted = {k: stats.holm([getattr(e, f).pvalue for e in compared])
+                for k, f in (("loss", "ttest_loss"), ("metric", "ttest"))}
+    for i, e in enumerate(compared):
+        e.p_holm = {k: v[i] for k, v in adjusted.items()}
+        t, p = e.ttest_loss, e.p_holm["loss"]
+        if {(e.task, e.optimizer), (e.task, base.get(e.task))} & clipped:
+            e.verdict = "clipped"  # no verdict from a clipped tuning range
+        elif t.tie:
+            e.verdict = "tie"
+        elif math.isnan(p):
+            e.verdict = "n/a"
+        elif p < ALPHA:
+            e.verdict = "better" if t.statistic < 0 else "worse"  # lower loss is better
+        else:
+            e.verdict = "no difference"
 
 
 def _baseline_fit(cand: Candidate, entry: Entry, spec: RunSpec, scaling: Sequence[float],
@@ -343,6 +386,11 @@ def _baseline_fit(cand: Candidate, entry: Entry, spec: RunSpec, scaling: Sequenc
 
 
 # ------------------------------------------------------------------ helpers
+
+
+def _tuning_batches(trials: int, batch: int, rounds: int) -> int:
+    """Tuning batches of one optimizer on one task with ``rounds`` widening rounds."""
+    return -(-trials // batch) + rounds * -(-round_trials(trials) // batch)
 
 
 def _units(n_cands: int, trials: int, batch: int, T: int, scaling: Sequence[float]) -> float:

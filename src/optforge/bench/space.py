@@ -32,6 +32,8 @@ from ..lang.ir import Program
 KINDS = ("log", "linear", "log1m")
 DEFAULT_LR = ("log", 1e-5, 1e-1)
 EPS_LIKE = 1e-5
+EDGE = 0.05  # a value in the outer 5% of a range (in its sampling scale) is at its edge
+DECADE = 10.0  # a log or log1m range widens by this factor per widening
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,72 @@ class Dim:
 
     def as_list(self) -> list:
         return [self.kind, self.low, self.high]
+
+    def _scale(self, x: float) -> float:
+        if self.kind == "log":
+            return math.log(x)
+        if self.kind == "log1m":
+            return -math.log(1 - x)
+        return x
+
+    def position(self, value: float) -> float:
+        """Where ``value`` lies in the range, 0 at ``low`` and 1 at ``high``, in the scale
+        the range is sampled in (``log x``, ``-log(1 - x)`` or ``x``)."""
+        lo, hi = self._scale(self.low), self._scale(self.high)
+        return (self._scale(value) - lo) / (hi - lo)
+
+    def at(self, position: float) -> float:
+        """The value at ``position`` (the inverse of :meth:`position`)."""
+        lo, hi = self._scale(self.low), self._scale(self.high)
+        y = lo + position * (hi - lo)
+        if self.kind == "log":
+            return math.exp(y)
+        if self.kind == "log1m":
+            return 1 - math.exp(-y)
+        return y
+
+    def edge(self, value: float) -> str | None:
+        """``"low"`` or ``"high"`` when ``value`` lies in the outer :data:`EDGE` of the range."""
+        p = self.position(value)
+        return "low" if p < EDGE else "high" if p > 1 - EDGE else None
+
+    def widen(self, side: str) -> Dim | None:
+        """The range extended beyond its ``side`` edge, or None at the hard limit.
+
+        ``log``: one decade (``low / 10`` or ``high * 10``). ``log1m``: one decade
+        of ``1 - x`` (``x`` never reaches 1; ``low`` stops at 0). ``linear``: one
+        range width, never changing the sign of a bound (a bound that would cross
+        zero goes to a tenth of itself; ``low`` stops at 0 when it is 0), and a
+        range inside ``(0, 1)`` (a momentum) keeps its ``high`` below 1 (at most a
+        tenth of the way left: ``1 - (1 - high) / 10``).
+        """
+        lo, hi = self.low, self.high
+        if self.kind == "log":
+            lo, hi = (lo / DECADE, hi) if side == "low" else (lo, hi * DECADE)
+        elif self.kind == "log1m":
+            if side == "low":
+                lo = max(0.0, 1 - (1 - lo) * DECADE)
+            else:
+                hi = 1 - (1 - hi) / DECADE
+        else:
+            width = hi - lo
+            if side == "low":
+                if lo > 0:
+                    lo = lo - width if lo - width > 0 else lo / DECADE
+                elif lo < 0:
+                    lo = lo - width
+            elif lo > 0 and hi < 1:
+                hi = min(hi + width, 1 - (1 - hi) / DECADE)
+            elif hi < 0:
+                hi = hi + width if hi + width < 0 else hi / DECADE
+            elif hi > 0:
+                hi = hi + width
+        if (lo, hi) == (self.low, self.high) or not lo < hi:
+            return None
+        return Dim(self.kind, lo, hi)
+
+    def __str__(self) -> str:
+        return f"[{self.low:.3g}, {self.high:.3g}]"
 
 
 Space = dict[str, Dim]

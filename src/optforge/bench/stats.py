@@ -79,14 +79,25 @@ def mean_ci(values: Sequence[float], confidence: float = 0.95) -> Summary:
 
 @dataclass(frozen=True)
 class TTest:
-    """Welch's t-test of ``mean(a) - mean(b)``: statistic, degrees of freedom, p-value."""
+    """Welch's t-test of ``mean(a) - mean(b)``: statistic, degrees of freedom, p-value.
+
+    ``note`` says why ``pvalue`` is undefined (``nan``): ``"n < 2"`` or ``"no spread"``."""
 
     statistic: float
     df: float
     pvalue: float
+    note: str | None = None
+
+    @property
+    def tie(self) -> bool:
+        """Both samples constant and equal: nothing to test."""
+        return self.note == NO_SPREAD and self.statistic == 0
 
     def as_dict(self) -> dict:
         return asdict(self)
+
+
+NO_SPREAD, TOO_FEW = "no spread", "n < 2"
 
 
 def welch(a: Sequence[float], b: Sequence[float]) -> TTest:
@@ -94,30 +105,54 @@ def welch(a: Sequence[float], b: Sequence[float]) -> TTest:
 
     ``t = (mean_a - mean_b) / sqrt(s_a^2/n_a + s_b^2/n_b)`` with
     Welch-Satterthwaite degrees of freedom. Degenerate cases, where scipy
-    returns ``nan`` or warns:
+    returns ``nan`` (or, for constant samples with different means, ``p = 0``):
 
     * either sample has fewer than 2 values: no variance estimate, so
-      ``statistic = df = pvalue = nan`` (reported as "n/a");
-    * both samples have zero variance: the limit of the test -- equal means
-      give ``t = 0, p = 1``; different means give ``t = +-inf, p = 0``
-      (``df = nan``).
+      ``statistic = df = pvalue = nan``, note ``"n < 2"`` (reported "n/a");
+    * both samples have zero variance: the test is not defined, so
+      ``pvalue = df = nan``, note ``"no spread"``; the statistic is ``0`` for
+      equal means (reported "tie") and ``+-inf`` otherwise (reported "n/a").
+      Never ``p = 0``: three seeds that agree to the last digit (a metric
+      such as accuracy on a small validation set often does) are no evidence
+      of a difference that would hold on other seeds.
     """
     x = np.asarray(a, dtype=float).ravel()
     y = np.asarray(b, dtype=float).ravel()
     if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
         raise ValueError("welch needs finite values")
     if x.size < 2 or y.size < 2:
-        return TTest(math.nan, math.nan, math.nan)
+        return TTest(math.nan, math.nan, math.nan, TOO_FEW)
     vx, vy = x.var(ddof=1) / x.size, y.var(ddof=1) / y.size
     if vx + vy == 0:
         diff = float(x.mean() - y.mean())
-        if diff == 0:
-            return TTest(0.0, math.nan, 1.0)
-        return TTest(math.copysign(math.inf, diff), math.nan, 0.0)
+        return TTest(0.0 if diff == 0 else math.copysign(math.inf, diff), math.nan, math.nan,
+                     NO_SPREAD)
     with warnings.catch_warnings():  # scipy warns when one sample is constant
         warnings.simplefilter("ignore", RuntimeWarning)
         res = sps.ttest_ind(x, y, equal_var=False)
     return TTest(float(res.statistic), float(res.df), float(res.pvalue))
+
+
+def holm(pvalues: Sequence[float]) -> list[float]:
+    """Holm's step-down adjustment of a family of p-values (``nan``: not a member).
+
+    With the ``m`` defined p-values sorted, ``p_(1) <= ... <= p_(m)``, the
+    adjusted ``p~_(i) = min(1, max_{j <= i} (m - j + 1) p_(j))``; rejecting
+    where ``p~ < alpha`` bounds the family-wise error rate by ``alpha``
+    (Holm, "A simple sequentially rejective multiple test procedure", 1979).
+    """
+    p = np.asarray(pvalues, dtype=float).ravel()
+    out = np.full(p.shape, np.nan)
+    idx = np.flatnonzero(~np.isnan(p))
+    if idx.size == 0:
+        return out.tolist()
+    if np.any((p[idx] < 0) | (p[idx] > 1)):
+        raise ValueError(f"p-values must lie in [0, 1], got {p[idx].tolist()}")
+    order = idx[np.argsort(p[idx], kind="stable")]
+    m = idx.size
+    scaled = (m - np.arange(m)) * p[order]
+    out[order] = np.minimum(1.0, np.maximum.accumulate(scaled))
+    return out.tolist()
 
 
 # ------------------------------------------------------------------ steps to target

@@ -34,7 +34,7 @@ def create_run(run_dir: str | Path, **settings) -> RunStore:
     plan = plan_bench(**settings)
     return RunStore.create(run_dir, KIND, plan.settings, schema=SCHEMA,
                            candidates=[_stored(c) for c in plan.candidates],
-                           planned=plan.units)
+                           planned=plan.units, planned_base=plan.base_units)
 
 
 def open_run(run_dir: str | Path) -> RunStore:
@@ -63,7 +63,8 @@ def begin(store: RunStore, plan: Plan) -> None:
         raise ValueError(f"{store.path} holds another benchmark (stored settings "
                          f"{store.config}); resume it with its own settings")
     if store.meta("candidates") is None:
-        store.set_meta(candidates=[_stored(c) for c in plan.candidates], planned=plan.units)
+        store.set_meta(candidates=[_stored(c) for c in plan.candidates], planned=plan.units,
+                       planned_base=plan.base_units)
     started = next(store.rows("SELECT COUNT(*) FROM events WHERE kind='start'"))[0]
     if started:
         store.set_meta(status="running")

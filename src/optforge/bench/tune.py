@@ -17,6 +17,15 @@ order). The final runs use seeds ``0 .. S-1``, disjoint from it.
 * ``batch`` trials are asked at once and trained as replicas of one batched
   run, each with its own hyperparameters; the run stops early once every
   replica in it is pruned or diverged.
+* Ranges that adapt (:func:`widen_rounds`): when the best configuration lies
+  in the outer :data:`~optforge.bench.space.EDGE` of a range, that range
+  widens (:meth:`~optforge.bench.space.Dim.widen`) and a round of
+  ``ceil(trials / 2)`` more trials is spent, for every optimizer alike, until
+  the best lies inside every range or :data:`MAX_ROUNDS` rounds were spent (the
+  hard limit; also where a range cannot widen further). Each round is a new
+  study over the widened space holding every earlier trial (same parameters,
+  values, pruning rungs); its first trial is the best configuration with each
+  widened value moved to the middle of its range's new part.
 * Deterministic: the study is named ``LABEL@TASK`` (Hyperband assigns brackets
   by a hash of the name; Optuna's default is a random UUID), so the same
   settings and training outcomes give the same trials, which is what a
@@ -35,15 +44,24 @@ import optuna
 from ..train import OK
 from .backend import RunSpec
 from .candidates import Candidate
-from .space import center, suggest
+from .space import Dim, Space, center, suggest
 from .units import Units
 
 TUNE_SEED = 1_000_003
 SAMPLERS = ("tpe", "qmc", "random")
 PRUNERS = ("sha", "hyperband", "none")
 
+MAX_ROUNDS = 3  # widening rounds per (optimizer, task) at most: the hard limit
+
 Progress = Callable[[float], None]
 """Called with the number of training steps of each batched run just finished."""
+Grow = Callable[[float], None]
+"""Called with the training steps a widening round adds to the plan."""
+
+
+def round_trials(trials: int) -> int:
+    """The extra trials of one widening round."""
+    return max(1, -(-trials // 2))
 
 
 @dataclass
@@ -55,6 +73,26 @@ class TrialRecord:
     value: float | None  # final validation loss (inf: diverged; None: pruned or error)
     state: str  # "complete", "pruned", "diverged" or "error"
     last_step: int
+    round: int = 0  # 0: the equal budget; 1, 2, ...: widening rounds
+
+
+@dataclass
+class Edge:
+    """A tuned value at the edge of its range, and what the bench did about it."""
+
+    name: str
+    side: str  # "low" or "high"
+    value: float
+    range: list[float]  # [low, high] where it was found
+    round: int  # the round after which it was found
+    widened_to: list[float] | None = None  # None: not widened (the hard limit)
+
+    def __str__(self) -> str:
+        lo, hi = self.range
+        head = f"{self.name}={self.value:.3g} at the {self.side} edge of [{lo:.3g}, {hi:.3g}]"
+        if self.widened_to is None:
+            return f"{head}, hard limit"
+        return f"{head} -> [{self.widened_to[0]:.3g}, {self.widened_to[1]:.3g}]"
 
 
 @dataclass
@@ -70,6 +108,14 @@ class Tuning:
     best: dict[str, float] | None = None
     best_value: float | None = None
     error: str | None = None
+    space: dict[str, list] = field(default_factory=dict)  # the final ranges, [kind, lo, hi]
+    edges: list[Edge] = field(default_factory=list)  # every edge hit, in order
+    rounds: int = 0  # widening rounds spent
+
+    @property
+    def clipped(self) -> list[Edge]:
+        """Edges left at the end: the tuned value lies at the edge of its final range."""
+        return [e for e in self.edges if e.widened_to is None]
 
     def count(self, state: str) -> int:
         return sum(t.state == state for t in self.trials)
@@ -116,52 +162,126 @@ def make_pruner(name: str, min_resource: int, max_resource: int) -> optuna.prune
     raise ValueError(f"unknown pruner {name!r}; pruners: {', '.join(PRUNERS)}")
 
 
-def _optuna_params(config: dict[str, float], cand: Candidate) -> dict[str, float]:
+def _optuna_params(config: dict[str, float], space: Space) -> dict[str, float]:
     """A configuration in Optuna's parameter names (``1-name`` for log1m dims)."""
-    return {(f"1-{n}" if cand.space[n].kind == "log1m" else n):
-            (1 - v if cand.space[n].kind == "log1m" else v) for n, v in config.items()}
+    return {_param_name(n, space[n]): (1 - v if space[n].kind == "log1m" else v)
+            for n, v in config.items()}
 
 
 def tune(cand: Candidate, spec: RunSpec, *, trials: int, sampler: str = "tpe",
          pruner: str = "sha", batch: int = 4, seed: int = 0,
-         progress: Progress | None = None, units: Units | None = None) -> Tuning:
+         progress: Progress | None = None, units: Units | None = None,
+         grow: Grow | None = None, adapt: bool = True) -> Tuning:
     """Tune ``cand`` on ``spec.task`` with ``trials`` trials; see the module docstring.
 
     ``units`` trains the batches (and records or replays them in a run store);
-    batch ``b`` is the unit ``tune/b``."""
+    the ``k``-th batch, widening rounds included, is the unit ``tune/k``. ``adapt``
+    False spends no widening round (the edges are still found and reported)."""
     if trials < 1:
         raise ValueError(f"trials must be at least 1, got {trials}")
     if batch < 1:
         raise ValueError(f"batch must be at least 1, got {batch}")
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     units = units or Units()
+    space: Space = dict(cand.space)
     # a fixed name: Hyperband assigns brackets by a hash of the study name (default: a UUID)
-    study = optuna.create_study(direction="minimize", sampler=make_sampler(sampler, trials, seed),
-                                pruner=make_pruner(pruner, spec.eval_every, spec.steps),
-                                study_name=f"{cand.label}@{spec.task}")
-    study.enqueue_trial(_optuna_params(center(cand.space, cand.program), cand))
+    study = _study(cand, spec, space, sampler, pruner, trials, seed, [])
+    study.enqueue_trial(_optuna_params(center(space, cand.program), space))
     out = Tuning(cand.label, spec.task, sampler, pruner, TUNE_SEED)
     tick = progress or (lambda _n: None)
-    done = 0
-    while done < trials and out.error is None:
-        asked = [study.ask() for _ in range(min(batch, trials - done))]
-        records, out.error = _run_batch(study, asked, cand, spec, units, done // batch)
-        out.trials += records
-        tick(spec.steps)
-        done += len(asked)
-    finite = [t for t in out.trials if t.state == "complete"]
-    if finite and out.error is None:
-        best = min(finite, key=lambda t: (t.value, t.number))
+    state = {"batches": 0}
+
+    def spend(n: int, rnd: int) -> None:
+        done = 0
+        while done < n and out.error is None:
+            asked = [study.ask() for _ in range(min(batch, n - done))]
+            records, out.error = _run_batch(study, asked, cand, space, spec, units,
+                                            state["batches"], rnd)
+            state["batches"] += 1
+            out.trials += records
+            tick(spec.steps)
+            done += len(asked)
+
+    spend(trials, 0)
+    while out.error is None:
+        best = _best(out)
+        if best is None:
+            break
+        edges = [Edge(n, side, best.params[n], [d.low, d.high], out.rounds)
+                 for n, d in space.items() if (side := d.edge(best.params[n])) is not None]
+        if not edges:
+            break
+        widened: Space = {}
+        if adapt and out.rounds < MAX_ROUNDS:
+            for e in edges:
+                dim = space[e.name].widen(e.side)
+                if dim is not None:
+                    widened[e.name] = dim
+                    e.widened_to = [dim.low, dim.high]
+        out.edges += edges
+        if not widened:
+            break
+        out.rounds += 1
+        extra = round_trials(trials)
+        if grow is not None:
+            grow(-(-extra // batch) * spec.steps)
+        probe = dict(best.params)  # the best, each widened value moved into the new part
+        for e in edges:
+            if e.name in widened:
+                dim, old = widened[e.name], space[e.name]
+                p = dim.position(old.high if e.side == "high" else old.low)
+                probe[e.name] = dim.at((p + 1) / 2 if e.side == "high" else p / 2)
+        space = {**space, **widened}
+        study = _study(cand, spec, space, sampler, pruner, trials, seed + out.rounds,
+                       study.trials)
+        study.enqueue_trial(_optuna_params(probe, space))
+        spend(extra, out.rounds)
+    out.space = {n: d.as_list() for n, d in space.items()}
+    best = _best(out)
+    if best is not None and out.error is None:
         out.best, out.best_value = dict(best.params), best.value
     return out
 
 
-def _run_batch(study: optuna.Study, asked: list[optuna.Trial], cand: Candidate,
-               spec: RunSpec, units: Units, number: int
+def _best(out: Tuning) -> TrialRecord | None:
+    finite = [t for t in out.trials if t.state == "complete"]
+    return min(finite, key=lambda t: (t.value, t.number)) if finite else None
+
+
+def _study(cand: Candidate, spec: RunSpec, space: Space, sampler: str, pruner: str,
+           trials: int, seed: int, earlier: list) -> optuna.Study:
+    """A study over ``space`` holding the ``earlier`` trials (a widening round's start)."""
+    study = optuna.create_study(direction="minimize",
+                                sampler=make_sampler(sampler, trials, seed),
+                                pruner=make_pruner(pruner, spec.eval_every, spec.steps),
+                                study_name=f"{cand.label}@{spec.task}")
+    dists = {_param_name(n, d): _distribution(d) for n, d in space.items()}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # system_attrs are experimental in create_trial
+        for t in earlier:
+            study.add_trial(optuna.trial.create_trial(
+                state=t.state, params=t.params, distributions=dists,
+                value=t.value if t.state == optuna.trial.TrialState.COMPLETE else None,
+                intermediate_values=t.intermediate_values, system_attrs=t.system_attrs))
+    return study
+
+
+def _param_name(name: str, dim: Dim) -> str:
+    return f"1-{name}" if dim.kind == "log1m" else name
+
+
+def _distribution(dim: Dim) -> optuna.distributions.FloatDistribution:
+    if dim.kind == "log1m":
+        return optuna.distributions.FloatDistribution(1 - dim.high, 1 - dim.low, log=True)
+    return optuna.distributions.FloatDistribution(dim.low, dim.high, log=dim.kind == "log")
+
+
+def _run_batch(study: optuna.Study, asked: list[optuna.Trial], cand: Candidate, space: Space,
+               spec: RunSpec, units: Units, number: int, rnd: int
                ) -> tuple[list[TrialRecord], str | None]:
     """Train the asked trials as replicas of one run; tell Optuna each trial's fate."""
     n, steps = len(asked), spec.steps
-    configs = [suggest(t, cand.space) for t in asked]
+    configs = [suggest(t, space) for t in asked]
     records: dict[int, TrialRecord] = {}
     last = 0
 
@@ -174,7 +294,7 @@ def _run_batch(study: optuna.Study, asked: list[optuna.Trial], cand: Candidate,
                 continue
             asked[i].report(v, step)
             if step < steps and asked[i].should_prune():
-                records[i] = TrialRecord(asked[i].number, configs[i], None, "pruned", step)
+                records[i] = TrialRecord(asked[i].number, configs[i], None, "pruned", step, rnd)
                 study.tell(asked[i], state=optuna.trial.TrialState.PRUNED)
         return len(records) == n
 
@@ -184,15 +304,15 @@ def _run_batch(study: optuna.Study, asked: list[optuna.Trial], cand: Candidate,
         if i in records:
             continue
         if result.error is not None:
-            records[i] = TrialRecord(asked[i].number, configs[i], None, "error", last)
+            records[i] = TrialRecord(asked[i].number, configs[i], None, "error", last, rnd)
             study.tell(asked[i], state=optuna.trial.TrialState.FAIL)
             continue
         v = float(result.final_loss[i])
         if result.status[i] == OK and math.isfinite(v):
-            records[i] = TrialRecord(asked[i].number, configs[i], v, "complete", steps)
+            records[i] = TrialRecord(asked[i].number, configs[i], v, "complete", steps, rnd)
             study.tell(asked[i], v)
         else:
             step = result.diverged_step[i] or last
-            records[i] = TrialRecord(asked[i].number, configs[i], math.inf, "diverged", step)
+            records[i] = TrialRecord(asked[i].number, configs[i], math.inf, "diverged", step, rnd)
             study.tell(asked[i], math.inf)
     return [records[i] for i in range(n)], result.error

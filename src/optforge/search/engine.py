@@ -9,6 +9,12 @@
    the first tier (duplicates after simplification are dropped) and the
    simplified programs meet the held-out stage.
 
+``time_limit`` (seconds, 0: none) bounds the whole run: evolution stops
+generating children when it is spent; once it is spent, the funnel climbs no
+further tier, no further survivor is simplified, and the held-out stage is
+skipped (``counters["time_limited"]`` names the stages cut). The evaluations in
+flight finish, so a run can overshoot by about one evaluation per stage.
+
 Example::
 
     from optforge.search import Search, SearchConfig
@@ -56,6 +62,7 @@ class Search:
         self.store = store
         self.caches = list(caches)
         self._keys = 0
+        self._start = time.perf_counter()
 
     # ------------------------------------------------------------ parts
     def build_fitness(self) -> TrainerFitness:
@@ -83,6 +90,18 @@ class Search:
         e = evaluate_all(evaluator, [Job(-self._keys, program, stage)])[-self._keys]
         return e.fitness if e.complete else WORST
 
+    def _phase(self, counters, best: float, start: float, phase: str) -> None:
+        """Enter ``phase``: tell the display and the run store."""
+        if self.store is not None:
+            self.store.set_meta(phase=phase)
+            self.store.event("phase", phase=phase)
+        self._progress(counters, best, start, phase)
+
+    def _time_left(self, start: float) -> float:
+        """Seconds left of ``time_limit`` (inf without one)."""
+        limit = self.config.time_limit
+        return limit - (time.perf_counter() - start) if limit else float("inf")
+
     def _progress(self, counters, best: float, start: float, phase: str) -> None:
         if self.on_progress is not None:
             self.on_progress(Progress(counters, self.config.evaluations, best,
@@ -91,7 +110,7 @@ class Search:
     # ------------------------------------------------------------ the run
     def run(self) -> SearchResult:
         cfg = self.config
-        start = time.perf_counter()
+        start = self._start = time.perf_counter()
         initial = load_programs(cfg.init)
         fitness = self._fitness or self.build_fitness()
         if isinstance(fitness, TrainerFitness):
@@ -105,9 +124,10 @@ class Search:
         tiers = [s for s in stages if s != "heldout"]
         rng = random.Random(cfg.seed)
         mutator = self.mutator(random.Random(rng.getrandbits(64)))
+        left = self._time_left(start)  # the baselines took their share
         evo_cfg = EvolutionConfig(cfg.population, cfg.tournament, cfg.evaluations,
                                   cfg.restart_after, cfg.restart_from, cfg.max_generated,
-                                  cfg.time_limit)
+                                  0.0 if left == float("inf") else max(left, 1e-9))
         hurdles = Hurdles(cfg.hurdle_percentile, cfg.hurdle_warmup)
         evolution = Evolution(evo_cfg, tiers[0], evaluator, mutator, rng, hurdles,
                               self._snapshots(lambda: evolution, mutator))
@@ -115,7 +135,6 @@ class Search:
             evolved = evolution.run(initial)
             if self.store is not None:
                 self.store.add_individuals(list(evolved.individuals.values()))
-                self.store.event("phase", phase="funnel")
             counters = evolved.counters
             best = evolved.best.fitness if evolved.best else WORST
             individuals = list(evolved.individuals.values())
@@ -123,14 +142,24 @@ class Search:
             everyone = hall_of_fame(individuals, len(individuals))
             pareto = pareto_front(everyone)
 
-            self._progress(counters, best, start, "funnel")
-            funnel = run_funnel(fame, tiers, evaluator, cfg.promote_threshold, cfg.promote_max)
+            cut: list[str] = []
+            self._phase(counters, best, start, "funnel")
+            climb = tiers
+            if self._time_left(start) <= 0 and len(tiers) > 1:
+                climb, cut = tiers[:1], ["funnel"]
+            funnel = run_funnel(fame, climb, evaluator, cfg.promote_threshold, cfg.promote_max)
             counters.promotions = funnel.promotions
 
             winners: list[Winner] = []
             for survivor in funnel.survivors[:cfg.simplify_top]:
-                self._progress(counters, best, start, "simplify")
-                w = self._winner(survivor, evaluator, tiers[0], "heldout" in stages, mutator)
+                self._phase(counters, best, start, "simplify")
+                simplify_ok = self._time_left(start) > 0
+                if not simplify_ok and "simplify" not in cut:
+                    cut.append("simplify")
+                heldout = "heldout" in stages and self._time_left(start) > 0
+                if "heldout" in stages and not heldout and "heldout" not in cut:
+                    cut.append("heldout")
+                w = self._winner(survivor, evaluator, tiers[0], heldout, mutator, simplify_ok)
                 if all(w.simplified.hash != other.simplified.hash for other in winners):
                     winners.append(w)
         finally:
@@ -141,7 +170,10 @@ class Search:
             baselines = {f"{task}/{size}/{steps}": {"lr": b.lr, "final": b.final,
                                                      "at": {str(k): v for k, v in b.at.items()}}
                          for (task, size, steps), b in sorted(fitness.baselines.items())}
-        result = SearchResult(fame, pareto, winners, counters.as_dict(), funnel.records,
+        counted = counters.as_dict()
+        if cut:
+            counted["time_limited"] = cut
+        result = SearchResult(fame, pareto, winners, counted, funnel.records,
                               evolved.history, baselines, cfg.as_dict(),
                               time.perf_counter() - start)
         if self.store is not None:
@@ -230,13 +262,19 @@ class Search:
         (store.path / "result.json").write_text(result.to_json())
 
     def _winner(self, survivor, evaluator: Evaluator, first: str, heldout: bool,
-                mutator: Mutator) -> Winner:
-        """Simplify a survivor on the first tier; score the result on the held-out stage."""
+                mutator: Mutator, simplify_ok: bool = True) -> Winner:
+        """Simplify a survivor on the first tier (unless the time limit is spent); score the
+        result on the held-out stage."""
         cfg = self.config
         cand: Candidate = survivor.candidate
-        simp = simplify(cand.program, lambda p: self._score(evaluator, p, first),
+        def fitness(p: Program) -> float:  # past the time limit: no more training
+            return WORST if self._time_left(self._start) <= 0 else self._score(evaluator, p,
+                                                                                  first)
+
+        simp = simplify(cand.program, fitness,
                         cfg.simplify_tolerance, reference=cand.fitness,
-                        prune_nodes=cfg.simplify_nodes, max_evaluations=cfg.simplify_evaluations,
+                        prune_nodes=cfg.simplify_nodes,
+                        max_evaluations=cfg.simplify_evaluations if simplify_ok else 0,
                         valid=mutator.valid)
         held = None
         if heldout:

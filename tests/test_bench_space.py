@@ -152,3 +152,47 @@ def test_program_file_declares_its_space(tmp_path, lines, expect):
         assert (space[name].kind, space[name].low, space[name].high) == (kind, low, high)
     if "beta" not in expect:  # undeclared hyperparameters keep the default rule
         assert space["beta"].kind == "log1m"
+
+
+@pytest.mark.parametrize(
+    ("dim", "side", "want"),
+    [
+        (("log", 1e-5, 1e-2), "high", (1e-5, 1e-1)),  # one decade
+        (("log", 1e-5, 1e-2), "low", (1e-6, 1e-2)),
+        (("log1m", 0.9, 0.999), "high", (0.9, 0.9999)),  # one decade of 1 - x
+        (("log1m", 0.9, 0.999), "low", (0.0, 0.999)),  # 1 - x = 1: x stops at 0
+        (("log1m", 0.0, 0.999), "low", None),  # the hard limit
+        (("linear", 0.8, 0.95), "high", (0.8, 0.995)),  # a momentum stays below 1
+        (("linear", 0.8, 0.95), "low", (0.65, 0.95)),  # one width
+        (("linear", 1.0, 2.0), "low", (0.1, 2.0)),  # would cross 0: a tenth of itself
+        (("linear", 1.0, 2.0), "high", (1.0, 3.0)),
+        (("linear", -1.0, -0.5), "high", (-1.0, -0.05)),
+        (("linear", -1.0, -0.5), "low", (-1.5, -0.5)),
+        (("linear", 0.0, 1.0), "low", None),  # a bound at 0 stays
+        (("linear", -1.0, 0.0), "high", None),
+    ],
+)
+def test_widen_rule(dim, side, want):
+    got = Dim(*dim).widen(side)
+    if want is None:
+        assert got is None
+    else:
+        assert got.kind == dim[0] and (got.low, got.high) == pytest.approx(want)
+
+
+@pytest.mark.parametrize(
+    ("dim", "value", "edge"),
+    [
+        (("log", 1e-5, 1e-2), 0.0084, "high"),  # issue #11: Lion's tuned lr
+        (("log", 1e-5, 1e-2), 0.006, None),  # position 0.926
+        (("log", 1e-5, 1e-2), 1.4e-5, "low"),
+        (("linear", 0.8, 0.95), 0.945, "high"),
+        (("linear", 0.8, 0.95), 0.9, None),
+        (("log1m", 0.9, 0.999), 0.9989, "high"),  # 1 - x at 0.0011: 0.98 of its log range
+        (("log1m", 0.9, 0.999), 0.99, None),
+    ],
+)
+def test_edge_is_the_outer_five_percent_in_the_sampling_scale(dim, value, edge):
+    d = Dim(*dim)
+    assert d.edge(value) == edge
+    assert d.at(d.position(value)) == pytest.approx(value)

@@ -81,19 +81,69 @@ def test_welch_matches_scipy(a, b):
 
 
 @pytest.mark.parametrize(
-    ("a", "b", "statistic", "pvalue"),
+    ("a", "b", "statistic", "pvalue", "note"),
     [
-        ([1.0], [1.0, 2.0, 3.0], math.nan, math.nan),  # no variance estimate
-        ([1.0, 2.0], [5.0], math.nan, math.nan),
-        ([2.0, 2.0, 2.0], [2.0, 2.0], 0.0, 1.0),  # identical constants
-        ([1.0, 1.0], [3.0, 3.0, 3.0], -math.inf, 0.0),  # different constants
-        ([3.0, 3.0], [1.0, 1.0], math.inf, 0.0),
+        ([1.0], [1.0, 2.0, 3.0], math.nan, math.nan, "n < 2"),  # no variance estimate
+        ([1.0, 2.0], [5.0], math.nan, math.nan, "n < 2"),
+        ([2.0, 2.0, 2.0], [2.0, 2.0], 0.0, math.nan, "no spread"),  # a tie
+        ([1.0, 1.0], [3.0, 3.0, 3.0], -math.inf, math.nan, "no spread"),  # scipy: p = 0
+        ([3.0, 3.0], [1.0, 1.0], math.inf, math.nan, "no spread"),
+        ([0.97, 0.97, 0.97], [0.96, 0.96, 0.96], math.inf, math.nan, "no spread"),  # issue #11
     ],
 )
-def test_welch_degenerate(a, b, statistic, pvalue):
+def test_welch_degenerate(a, b, statistic, pvalue, note):
     t = stats.welch(a, b)
     for got, want in ((t.statistic, statistic), (t.pvalue, pvalue)):
         assert (math.isnan(got) and math.isnan(want)) or got == want
+    assert t.note == note and t.tie == (statistic == 0)
+    assert not t.pvalue < 1  # no p-value below any threshold
+
+
+@pytest.mark.filterwarnings("ignore:Precision loss:RuntimeWarning")
+@pytest.mark.parametrize(
+    ("a", "b"),
+    [
+        ([1.0, 2.0], [1.5, 2.5]),  # n = 2 on both sides (df = 2)
+        ([1.0, 2.0], [2.0, 2.0]),  # n = 2, one constant sample (df = 1)
+        ([1.0, 1.0, 2.0, 2.0], [1.0, 2.0, 2.0, 2.0, 3.0]),  # ties
+        ([0.5, 0.5, 0.5, 0.75], [0.5, 0.5, 0.5]),  # ties, the other constant
+        ([1.0, 2.0, 3.0], [1.0, 2.0, 3.0]),  # identical samples: t = 0, p = 1
+    ],
+)
+def test_welch_matches_scipy_in_edge_cases(a, b):
+    ours = stats.welch(a, b)
+    ref = sps.ttest_ind(a, b, equal_var=False)
+    assert ours.note is None
+    assert ours.statistic == pytest.approx(ref.statistic, rel=1e-12, abs=1e-15)
+    assert ours.pvalue == pytest.approx(ref.pvalue, rel=1e-12)
+    assert ours.df == pytest.approx(ref.df, rel=1e-12)
+
+
+@pytest.mark.parametrize(
+    "pvalues",
+    [
+        [0.01, 0.04, 0.03, 0.005],
+        [0.2, 0.001, 0.5, 0.02, 0.02, 0.9],  # ties
+        [0.3],
+        list(RNG.uniform(0, 0.1, 12)),
+        [0.6, 0.7, 0.8],  # adjusted values capped at 1
+    ],
+)
+def test_holm_matches_statsmodels(pvalues):
+    from statsmodels.stats.multitest import multipletests
+
+    _, ref, _, _ = multipletests(pvalues, method="holm")
+    assert stats.holm(pvalues) == pytest.approx(list(ref), rel=1e-12)
+
+
+def test_holm_hand_computed_and_undefined_members():
+    # sorted 0.005, 0.01, 0.03, 0.04 -> 4 x 0.005, 3 x 0.01, 2 x 0.03, max(1 x 0.04, 0.06)
+    got = stats.holm([0.01, math.nan, 0.04, 0.03, 0.005])
+    assert got[1] != got[1]  # nan: not a member of the family (m = 4)
+    assert [got[i] for i in (0, 2, 3, 4)] == pytest.approx([0.03, 0.06, 0.06, 0.02])
+    assert stats.holm([]) == [] and all(math.isnan(p) for p in stats.holm([math.nan]))
+    with pytest.raises(ValueError, match="p-values"):
+        stats.holm([1.5])
 
 
 # ------------------------------------------------------------------ steps to target

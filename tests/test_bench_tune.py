@@ -77,8 +77,10 @@ def adamw():
 
 
 def run(monkeypatch, fake, cand, **kw):
+    """Tune with the fake trainer; no widening rounds unless ``adapt=True`` (the bowl ignores
+    every hyperparameter but lr, so any of them may end at an edge by chance)."""
     monkeypatch.setattr(backend, "train", fake)
-    args = {"trials": 12, "batch": 4, **kw}
+    args = {"trials": 12, "batch": 4, "adapt": False, **kw}
     return tune.tune(cand, backend.RunSpec("fake", "tiny", 90, 9), **args)
 
 
@@ -160,3 +162,58 @@ def test_program_error_ends_tuning_with_the_message(monkeypatch, adamw):
 def test_bad_arguments(monkeypatch, adamw, kw, match):
     with pytest.raises(ValueError, match=match):
         run(monkeypatch, FakeTrain(bowl), adamw, **kw)
+
+
+# ------------------------------------------------------------------ ranges that adapt
+
+
+def valley(best_lr):
+    """Loss with its minimum at ``lr = best_lr``, blind to every other hyperparameter."""
+    def curve(config, step):
+        return 0.1 + (math.log10(config["lr"]) - math.log10(best_lr)) ** 2 + 1.0 / (1 + step)
+    return curve
+
+
+def lr_only(cand, low, high):
+    from dataclasses import replace
+
+    from optforge.bench.space import Dim
+
+    return replace(cand, space={"lr": Dim("log", low, high)})
+
+
+def test_a_range_clipping_the_best_widens_until_it_lies_inside(monkeypatch, adamw):
+    # optimum 0.3, range [1e-4, 1e-2]: widened to 0.1, then to 1 (0.3 lies inside)
+    fake = FakeTrain(valley(0.3))
+    out = run(monkeypatch, fake, lr_only(adamw, 1e-4, 1e-2), trials=10, adapt=True)
+    assert out.rounds == 2 and len(out.trials) == 10 + 2 * tune.round_trials(10)
+    assert [(e.name, e.side, e.range, e.widened_to) for e in out.edges] == [
+        ("lr", "high", [1e-4, 1e-2], [1e-4, pytest.approx(0.1)]),
+        ("lr", "high", [1e-4, pytest.approx(0.1)], [1e-4, pytest.approx(1.0)])]
+    assert out.space["lr"] == ["log", 1e-4, pytest.approx(1.0)] and not out.clipped
+    for t in out.trials:  # each round samples its own (widened) range
+        assert 1e-4 <= t.params["lr"] <= [1e-2, 0.1, 1.0][t.round] * (1 + 1e-12)
+    # the first trial of each round probes the middle of the range's new part
+    firsts = [next(t for t in out.trials if t.round == r) for r in (1, 2)]
+    assert [t.params["lr"] for t in firsts] == pytest.approx([10 ** -1.5, 10 ** -0.5])
+    assert [t.number for t in out.trials] == list(range(len(out.trials)))
+    from optforge.bench.space import Dim
+
+    assert Dim("log", 1e-4, 1.0).edge(out.best["lr"]) is None
+    assert out.best_value == min(t.value for t in out.trials if t.state == "complete")
+
+
+@pytest.mark.parametrize("adapt", [True, False])
+def test_at_the_hard_limit_the_edge_is_named_clipped(monkeypatch, adamw, adapt):
+    monkeypatch.setattr(tune, "MAX_ROUNDS", 0)  # no round left (adapt=True) or none asked
+    out = run(monkeypatch, FakeTrain(valley(0.5)), lr_only(adamw, 1e-4, 1e-2), trials=10,
+              adapt=adapt)
+    assert out.rounds == 0 and len(out.trials) == 10
+    assert [(e.name, e.side, e.widened_to) for e in out.edges] == [("lr", "high", None)]
+    assert out.clipped == out.edges and "hard limit" in str(out.clipped[0])
+
+
+def test_an_inside_best_spends_no_extra_round(monkeypatch, adamw):
+    out = run(monkeypatch, FakeTrain(valley(1e-3)), lr_only(adamw, 1e-5, 1e-1), trials=8,
+              adapt=True)
+    assert out.rounds == 0 and out.edges == [] and len(out.trials) == 8

@@ -28,6 +28,7 @@ from ..clierror import print_error
 from .config import SearchConfig
 from .display import LiveDisplay
 from .engine import Search
+from .plan import costs, describe
 from .results import SearchResult
 
 
@@ -108,6 +109,13 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
         from ..tblog import SearchLog
 
         log = SearchLog(tensorboard)
+    plan = costs(cfg)
+    if store.meta("plan") is None:
+        store.set_meta(plan=[c.as_dict() for c in plan])
+    limit = f"; time limit {cfg.time_limit:g} s for the whole run" if cfg.time_limit else ""
+    console.print(f"plan (at most{limit}):", highlight=False)
+    for line in describe(plan):
+        console.print(f"  {line}", highlight=False, soft_wrap=True)
 
     def evaluator(fitness):
         return make_backend(backend, fitness, workers, timeout, retries, ray_address, queue)

@@ -1,4 +1,5 @@
-"""A Rich live display of a running search (off when output is not a terminal).
+"""A Rich live display of a running search; plain progress lines when output is not a
+terminal (stage, evaluations done and planned, elapsed, ETA).
 
 Usage::
 
@@ -15,6 +16,7 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
+from ..cliout import ProgressLines
 from .evolution import Progress
 
 
@@ -48,14 +50,18 @@ def render(p: Progress) -> Table:
 
 
 class LiveDisplay:
-    """Shows :class:`Progress` snapshots live; does nothing unless ``enabled``
-    (default: whether the console is a terminal)."""
+    """Shows :class:`Progress` snapshots live when ``enabled`` (default: whether the
+    console is a terminal), else as plain lines every ``every`` seconds and at each new
+    phase (evolution counts evaluations of its budget; later phases their own)."""
 
-    def __init__(self, console: Console | None = None, enabled: bool | None = None):
+    def __init__(self, console: Console | None = None, enabled: bool | None = None,
+                 every: float = 30.0):
         self.console = console or Console(stderr=True)
         self.enabled = self.console.is_terminal if enabled is None else enabled
         self.last: Progress | None = None
         self._live: Live | None = None
+        self._lines = None if self.enabled else ProgressLines(self.console, "search",
+                                                              "evaluations", every)
 
     def __enter__(self) -> LiveDisplay:
         if self.enabled:
@@ -67,6 +73,10 @@ class LiveDisplay:
         self.last = progress
         if self._live is not None:
             self._live.update(render(progress))
+        elif self._lines is not None:
+            evolving = progress.phase == "evolution"
+            self._lines.update(progress.phase, progress.counters.evaluated,
+                               progress.budget if evolving else None)
 
     def __exit__(self, *exc) -> None:
         if self._live is not None:

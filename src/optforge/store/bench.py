@@ -81,7 +81,11 @@ def summary(store: RunStore) -> dict:
                                "ORDER BY status"))
     (seconds,) = next(store.rows("SELECT COALESCE(SUM(seconds), 0) FROM units"))
     cands = store.meta("candidates", []) or []
+    last = store.db.execute("SELECT task, optimizer, unit FROM units ORDER BY seq DESC "
+                            "LIMIT 1").fetchone()
     return {
+        "stage": None if last is None else f"{last[0]}: {last[1]} {last[2]} (last unit done)",
+        "planned_base": store.meta("planned_base"),
         "optimizers": [c["label"] for c in cands] or list(config.get("optimizers", [])),
         "baseline": cands[0]["label"] if cands else config.get("baseline"),
         "tasks": list(config.get("tasks", [])),

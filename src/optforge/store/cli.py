@@ -70,8 +70,12 @@ def show_bench(r: RunSummary) -> None:
                   f"{s['batch']}, {s['seeds']} seeds, {s['sampler']}/{s['pruner']}, "
                   f"seed {s['seed']})")
     statuses = ", ".join(f"{n} {k}" for k, n in r.statuses.items()) or "none yet"
-    console.print(f"training runs: {r.evaluations} of at most {b['planned'] or '?'} done "
-                  f"({statuses})")
+    base = b.get("planned_base")
+    plan = f"{base} planned, at most {b['planned']} with every widening round" if base else (
+        f"at most {b['planned'] or '?'}")
+    console.print(f"training runs: {r.evaluations} done of {plan} ({statuses})")
+    if r.stage and r.status != "finished":
+        console.print(f"stage: {r.stage}", highlight=False)
     overhead = "" if r.store_seconds is None else f", store {r.store_seconds:.2f} s"
     console.print(f"time: {r.seconds:.1f} s training, {r.wall:.1f} s wall{overhead}")
     table = Table("task", "optimizer", "runs", "time", "status")
@@ -95,6 +99,15 @@ def show(r: RunSummary) -> None:
     if r.bench is not None:
         show_bench(r)
         return
+    if r.stage:
+        console.print(f"stage: {r.stage}" + (" (done)" if r.status == "finished" else ""),
+                      highlight=False)
+    if r.plan:
+        from ..search.plan import StageCost, describe
+
+        console.print("plan (at most):")
+        for line in describe([StageCost(**c) for c in r.plan]):
+            console.print(f"  {line}", highlight=False, soft_wrap=True)
     statuses = ", ".join(f"{n} {s}" for s, n in r.statuses.items()) or "none"
     console.print(f"evaluations: {r.evaluations} ({statuses})")
     overhead = "" if r.store_seconds is None else f", store {r.store_seconds:.2f} s"

@@ -25,6 +25,8 @@ class RunSummary:
     counters: dict = field(default_factory=dict)
     resumes: int = 0
     bench: dict | None = None  # bench runs: optimizers, tasks, units, scores (store.bench)
+    stage: str | None = None  # where the run is (or stopped): search phase, bench unit
+    plan: list[dict] = field(default_factory=list)  # search runs: cost per stage (search.plan)
 
 
 def summarize(path: str | Path, top: int = 5) -> RunSummary:
@@ -53,14 +55,16 @@ def summarize(path: str | Path, top: int = 5) -> RunSummary:
                               float(store.meta("created", 0.0)), b["units"], b["statuses"],
                               b["seconds"], (t1 - t0) if t0 is not None else 0.0,
                               json.loads(finish[0][0]).get("store_seconds") if finish else None,
-                              resumes=resumes, bench=b)
+                              resumes=resumes, bench=b, stage=b["stage"])
         return RunSummary(Path(path), store.kind, store.meta("status"),
                           float(store.meta("created", 0.0)), store.count("evaluations"),
                           statuses, float(seconds), (t1 - t0) if t0 is not None else 0.0,
                           json.loads(finish[0][0]).get("store_seconds") if finish else None,
                           [b for b in best if b["fitness"] is not None
                            and math.isfinite(b["fitness"])],
-                          store.meta("counters", {}) or {}, resumes)
+                          store.meta("counters", {}) or {}, resumes,
+                          stage=store.meta("phase") or ("evolution" if t0 is not None else None),
+                          plan=store.meta("plan", []) or [])
 
 
 def find_runs(root: str | Path) -> list[Path]:

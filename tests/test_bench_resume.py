@@ -135,8 +135,10 @@ def ref(reference) -> Path:
     return reference.wait()
 
 
-PLANNED = 16  # 3 optimizers x (3 tuning batches + final runs) + 4 baseline budgets
-DONE = 15  # blowup diverges in tuning: no final runs
+BASE = 16  # 3 optimizers x (3 tuning batches + final runs) + 4 baseline budgets
+PLANNED = 34  # at most: each optimizer + 3 widening rounds of 2 batches (3 trials, batch 2)
+DONE = 21  # blowup diverges in tuning: no final runs; lion and adamw widen: 3 rounds between
+# them on the quadratic (which wants larger learning rates in 100 steps), replayed as well
 
 
 def test_killed_at_random_points_and_resumed_equals_uninterrupted(tmp_path, reference):
@@ -181,8 +183,10 @@ def test_the_reference_is_a_real_benchmark(ref):
                      "blowup": ("failed", "diverged in all 6 tuning trials")}
     trials = [t for e in data["entries"] for t in e["tuning"]["trials"]]
     assert {t["state"] for t in trials} >= {"complete", "pruned", "diverged"}
+    assert {t["round"] for t in trials} >= {0, 1}  # the SIGKILL test replays widening rounds
     with RunStore.open(ref, readonly=True) as s:
-        assert s.kind == "bench" and s.meta("planned") == PLANNED
+        assert s.kind == "bench" and (s.meta("planned"), s.meta("planned_base")) == (PLANNED,
+                                                                                  BASE)
         assert s.config["optimizers"][:2] == ["adamw", "lion"]
         labels = [c["label"] for c in s.meta("candidates")]
     assert labels == ["adamw", "lion", "blowup"]
@@ -257,8 +261,8 @@ def test_runs_list_and_show_a_bench_run(ref, monkeypatch):
     shown = runner.invoke(cli.runs_app, ["show", str(ref)])
     assert shown.exit_code == 0, shown.output
     for text in ("bench run, finished", "optimizers: adamw, lion, blowup (baseline adamw)",
-                 "tasks: quadratic", "training runs: 15 of at most 16 done",
+                 "tasks: quadratic", "training runs: 21 done of 16 planned, at most 34 with every widening round",
                  "diverged in all 6 tuning trials", "performance-profile scores: adamw"):
         assert text in shown.output, text
     listed = runner.invoke(cli.runs_app, ["list", str(ref.parent)])
-    assert listed.exit_code == 0 and "15/16 runs" in listed.output
+    assert listed.exit_code == 0 and "21/34 runs" in listed.output

@@ -75,7 +75,17 @@ def test_statistics_agree_with_scipy(bench):
         assert (e.final_metric.low, e.final_metric.high) == pytest.approx((low, high), rel=1e-9)
     ref = sps.ttest_ind(finals["lion"], finals["adamw"], equal_var=False)
     assert lion.ttest.pvalue == pytest.approx(ref.pvalue, rel=1e-9)
-    assert base.ttest is None
+    assert base.ttest is None and base.ttest_loss is None and base.verdict is None
+    losses = {e.optimizer: np.array([c[-1] for c in e.loss_curves]) for e in (base, lion)}
+    ref = sps.ttest_ind(losses["lion"], losses["adamw"], equal_var=False)
+    assert lion.ttest_loss.pvalue == pytest.approx(ref.pvalue, rel=1e-9)
+    # one comparison in the table: Holm leaves it; the loss test decides
+    assert lion.p_holm == pytest.approx({"loss": lion.ttest_loss.pvalue,
+                                         "metric": lion.ttest.pvalue})
+    clipped = lion.tuning.clipped or base.tuning.clipped
+    want = ("clipped" if clipped else "no difference" if ref.pvalue >= 0.05
+            else "better" if losses["lion"].mean() < losses["adamw"].mean() else "worse")
+    assert lion.verdict == want
 
 
 def test_targets_speedups_and_profile(bench):
@@ -137,11 +147,16 @@ def test_cli(tmp_path):
     app.command("other")(lambda: None)  # a multi-command app, as optforge's
     runner = CliRunner()
     out = tmp_path / "cli"
-    res = runner.invoke(app, ["bench", "--optimizers", "adamw", "--tasks", "quadratic",
+    res = runner.invoke(app, ["bench", "--optimizers", "adamw,lion", "--tasks", "quadratic",
                               "--trials", "2", "--seeds", "2", "--steps", "30", "--evals", "3",
                               "--no-plots", "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert "adamw" in res.output and "performance profile" in res.output
+    # not a terminal: the table keeps every column, progress comes as plain lines
+    for column in ("final metric", "val loss", "speedup", "p loss", "p metric", "verdict",
+                   "ok/pr/div", "widened", "status"):
+        assert column in res.output, column
+    assert "[bench] quadratic: lion" in res.output and "plan: " in res.output
     assert (out / "results.json").is_file() and not list(out.glob("*.png"))
     bad = runner.invoke(app, ["bench", "--optimizers", "adamz", "--tasks", "quadratic"])
     assert bad.exit_code == 2 and "no zoo optimizer 'adamz'" in bad.output
@@ -151,6 +166,7 @@ def test_optforge_has_the_bench_command():
     from optforge.bench import cli, tune
     from optforge.cli import app
 
-    assert (cli.SAMPLERS, cli.PRUNERS) == (tune.SAMPLERS, tune.PRUNERS)
+    assert (cli.SAMPLERS, cli.PRUNERS, cli.MAX_ROUNDS) == (tune.SAMPLERS, tune.PRUNERS,
+                                                           tune.MAX_ROUNDS)
     res = CliRunner().invoke(app, ["bench", "--help"])
     assert res.exit_code == 0 and "--optimizers" in res.output and "--trials" in res.output

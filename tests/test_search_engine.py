@@ -128,3 +128,82 @@ def test_the_command_maps_every_config_field_to_a_flag(tmp_path):
     assert Program.parse((out / "winner_1.py").read_text()).name in ("adamw", "lion")
     bad = runner.invoke(app, ["search", "--tournament", "100"])
     assert bad.exit_code == 2 and "tournament" in bad.output
+
+
+def test_the_time_limit_bounds_the_whole_run():
+    import time as clock
+
+    def slow(p, stage):  # 20 ms an evaluation: the limit is spent inside evolution
+        clock.sleep(0.02)
+        return -len(str(p)) / 100
+
+    cfg = SearchConfig(evaluations=10_000, population=4, tournament=2, tiers=["tiny:a", "tiny:b"],
+                       heldout="tiny:c", promote_threshold=-100.0, simplify_top=2,
+                       simplify_evaluations=50, time_limit=0.3)
+    r = Search(cfg, fitness=FunctionFitness(slow)).run()
+    assert 0 < r.counters["evaluated"] < 10_000
+    assert r.counters["time_limited"] == ["funnel", "simplify", "heldout"]
+    assert all(x["stage"] == "tier0" for x in r.funnel)  # no tier climbed
+    assert r.winners and all(w.heldout is None and set(w.edits) <= {"removed dead code"}
+                             for w in r.winners)  # no simplification trained
+    unlimited = Search(SearchConfig(**{**cfg.as_dict(), "evaluations": 8, "time_limit": 0.0}),
+                       fitness=FunctionFitness(slow)).run()
+    assert "time_limited" not in unlimited.counters
+    assert any(x["stage"] == "tier1" for x in unlimited.funnel)
+
+
+def test_the_plan_costs_every_stage():
+    from optforge.search.plan import costs, describe
+
+    cfg = SearchConfig(evaluations=10, tiers=["tiny:quadratic@30", "small:digits_mlp@40"],
+                       heldout="tiny:digits_logreg@20", promote_max=8, simplify_top=3,
+                       simplify_evaluations=100)
+    k, kb = len(cfg.lr_grid), len(cfg.baseline_lr_grid)
+    got = {c.stage: (c.evaluations, c.runs, c.replica_steps) for c in costs(cfg)}
+    assert got == {"baselines": (3, 3, kb * (30 + 40 + 20)), "evolution": (10, 10, 10 * k * 30),
+                   "funnel": (8, 8, 8 * k * 40), "simplification": (300, 300, 300 * k * 30),
+                   "held-out": (3, 3, 3 * k * 20)}
+    lines = describe(costs(cfg))
+    assert lines[-1] == (f"total: up to 324 training runs, "
+                         f"{kb * 90 + k * (300 + 320 + 9000 + 60):,} replica-steps")
+    assert lines[3].startswith("simplification: up to 300 evaluation(s) = 300 training runs")
+
+
+def test_plain_progress_lines_off_a_terminal():
+    import io
+
+    from rich.console import Console
+
+    from optforge.cliout import ProgressLines
+
+    now = [0.0]
+    out = io.StringIO()
+    lines = ProgressLines(Console(file=out, width=40), "search", "evaluations", every=30,
+                          clock=lambda: now[0])
+    for t, stage, done in [(0, "evolution", 0), (10, "evolution", 5), (40, "evolution", 20),
+                           (41, "funnel", 20)]:
+        now[0] = t
+        lines.update(stage, done, 40 if stage == "evolution" else None)
+    assert out.getvalue().splitlines() == [
+        "[search] evolution  0/40 evaluations (0%)  elapsed 0:00  eta -",
+        "[search] evolution  20/40 evaluations (50%)  elapsed 0:40  eta 0:40",
+        "[search] funnel  20 evaluations  elapsed 0:41  eta -"]
+
+
+def test_tables_keep_every_column_off_a_terminal():
+    import io
+
+    from rich.console import Console
+    from rich.table import Table
+
+    from optforge.cliout import print_wide
+
+    table = Table(*[f"column number {i}" for i in range(12)])
+    table.add_row(*[f"value {i}" for i in range(12)])
+    out = io.StringIO()
+    console = Console(file=out, width=80)
+    assert not console.is_terminal
+    print_wide(console, table)
+    text = out.getvalue()
+    assert all(f"column number {i}" in text and f"value {i}" in text for i in range(12))
+    assert console.width == 80  # restored

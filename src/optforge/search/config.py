@@ -53,7 +53,8 @@ class SearchConfig:
     task_seed: int = _f(0, "seed of every task's initialisation and data")
     init: list[str] = _f(["adamw"], "warm-start programs: zoo names or program files (*.py)")
     evaluations: int = _f(200, "fitness evaluations (training runs) spent by evolution")
-    time_limit: float = _f(0.0, "stop evolution after this many seconds (0: no limit)")
+    time_limit: float = _f(0.0, "seconds for the whole run: evolution, funnel, simplification "
+                                "and held-out stop when they are spent (0: no limit)")
     max_generated: int = _f(0, "stop after generating this many children (0: 50 x evaluations "
                                "+ 1000)")
     device: str = _f("cpu", "torch device for training")

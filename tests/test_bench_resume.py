@@ -261,7 +261,8 @@ def test_runs_list_and_show_a_bench_run(ref, monkeypatch):
     shown = runner.invoke(cli.runs_app, ["show", str(ref)])
     assert shown.exit_code == 0, shown.output
     for text in ("bench run, finished", "optimizers: adamw, lion, blowup (baseline adamw)",
-                 "tasks: quadratic", "training runs: 21 done of 16 planned, at most 34 with every widening round",
+                 "tasks: quadratic",
+                 "training runs: 21 done of 16 planned, at most 34 with every widening round",
                  "diverged in all 6 tuning trials", "performance-profile scores: adamw"):
         assert text in shown.output, text
     listed = runner.invoke(cli.runs_app, ["list", str(ref.parent)])

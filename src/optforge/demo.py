@@ -162,16 +162,17 @@ def compare(bench, name: str) -> list[dict]:
         row = {"task": task, "metric": info["metric"], "higher": info["higher_is_better"],
                "means": {k: (e.final_metric.mean if e.final_metric else math.nan)
                          for k, e in entries.items()}}
-        p = ours.ttest.pvalue if ours is not None and ours.ttest is not None else math.nan
+        # the bench's verdict: Welch's test of the final validation loss, Holm-adjusted
+        p = ours.p_holm["loss"] if ours is not None and ours.p_holm else math.nan
         row["p"] = p
-        diff = row["means"].get(name, math.nan) - row["means"].get("adamw", math.nan)
-        better = diff > 0 if info["higher_is_better"] else diff < 0
-        if ours is None or ours.status != "ok" or math.isnan(diff):
+        names = {"better": "better than AdamW", "worse": "worse than AdamW",
+                 "no difference": "no significant difference from AdamW",
+                 "tie": "tied with AdamW", "clipped": "no verdict (a clipped tuning range)",
+                 "n/a": "no verdict (the test is undefined)"}
+        if ours is None or ours.status != "ok" or ours.verdict is None:
             row["verdict"] = "failed"
-        elif not (p < 0.05):
-            row["verdict"] = "no significant difference from AdamW"
         else:
-            row["verdict"] = "better than AdamW" if better else "worse than AdamW"
+            row["verdict"] = names[ours.verdict]
         row["speedup"] = str(ours.speedup) if ours is not None and ours.speedup else "-"
         rows.append(row)
     return rows
@@ -199,7 +200,7 @@ def print_summary(console: Console, s: dict, program, plan: DemoPlan) -> None:
     for r in s["comparison"]:
         arrow = "higher is better" if r["higher"] else "lower is better"
         means = ", ".join(f"{k} {v:.4f}" for k, v in r["means"].items())
-        console.print(f"  {r['task']} ({r['metric']}, {arrow}): {means}; p vs AdamW "
+        console.print(f"  {r['task']} ({r['metric']}, {arrow}): {means}; p (val loss) vs AdamW "
                       f"{r['p']:.3f}; speedup {r['speedup']}: [bold]{r['verdict']}[/bold]",
                       highlight=False)
     f = s["files"]

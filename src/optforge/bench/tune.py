@@ -17,7 +17,7 @@ order). The final runs use seeds ``0 .. S-1``, disjoint from it.
 * ``batch`` trials are asked at once and trained as replicas of one batched
   run, each with its own hyperparameters; the run stops early once every
   replica in it is pruned or diverged.
-* Ranges that adapt (:func:`widen_rounds`): when the best configuration lies
+* Ranges that adapt: when the best configuration lies
   in the outer :data:`~optforge.bench.space.EDGE` of a range, that range
   widens (:meth:`~optforge.bench.space.Dim.widen`) and a round of
   ``ceil(trials / 2)`` more trials is spent, for every optimizer alike, until
@@ -114,8 +114,9 @@ class Tuning:
 
     @property
     def clipped(self) -> list[Edge]:
-        """Edges left at the end: the tuned value lies at the edge of its final range."""
-        return [e for e in self.edges if e.widened_to is None]
+        """Edges left at the end: the tuned value lies at the edge of its final range (found
+        by the last check, after the last round, and not widened)."""
+        return [e for e in self.edges if e.widened_to is None and e.round == self.rounds]
 
     def count(self, state: str) -> int:
         return sum(t.state == state for t in self.trials)

@@ -151,8 +151,10 @@ class Search:
             counters.promotions = funnel.promotions
 
             winners: list[Winner] = []
-            for survivor in funnel.survivors[:cfg.simplify_top]:
+            chosen = funnel.survivors[:cfg.simplify_top]
+            if chosen:
                 self._phase(counters, best, start, "simplify")
+            for survivor in chosen:
                 simplify_ok = self._time_left(start) > 0
                 if not simplify_ok and "simplify" not in cut:
                     cut.append("simplify")

@@ -98,7 +98,7 @@ def test_progress_is_reported_and_rendered():
     assert math.isinf(Progress(Counters(), 10, -math.inf, 0.0).best)
 
 
-def test_the_command_maps_every_config_field_to_a_flag(tmp_path):
+def test_the_command_maps_every_config_field_to_a_flag(tmp_path, monkeypatch):
     import typer
     from typer.testing import CliRunner
 
@@ -126,6 +126,17 @@ def test_the_command_maps_every_config_field_to_a_flag(tmp_path):
     assert data["config"]["init"] == ["adamw", "lion"] and data["config"]["simplify_nodes"] is False
     assert SearchConfig.from_toml(out / "config.toml").evaluations == 5
     assert Program.parse((out / "winner_1.py").read_text()).name in ("adamw", "lion")
+    # the cost of every stage was printed first, and runs show gives the stage and the plan
+    assert "plan (at most):" in r.output and "simplification: up to 2 evaluation(s)" in r.output
+    from rich.console import Console
+
+    from optforge.store import cli
+
+    monkeypatch.setattr(cli, "console", Console(width=300))
+    shown = runner.invoke(cli.runs_app, ["show", str(out)])
+    assert shown.exit_code == 0, shown.output
+    assert "stage: simplify (done)" in shown.output
+    assert "evolution: up to 5 evaluation(s) = 5 training runs" in shown.output
     bad = runner.invoke(app, ["search", "--tournament", "100"])
     assert bad.exit_code == 2 and "tournament" in bad.output
 

@@ -217,3 +217,10 @@ def test_an_inside_best_spends_no_extra_round(monkeypatch, adamw):
     out = run(monkeypatch, FakeTrain(valley(1e-3)), lr_only(adamw, 1e-5, 1e-1), trials=8,
               adapt=True)
     assert out.rounds == 0 and out.edges == [] and len(out.trials) == 8
+
+
+def test_an_edge_names_itself_with_the_digits_that_matter():
+    e = tune.Edge("beta2", "high", 0.999, [0.9, 0.999], 0, [0.9, 0.9999])
+    assert str(e) == "beta2=0.999 at the high edge of [0.9, 0.999] -> [0.9, 0.9999]"
+    e = tune.Edge("lr", "high", 0.00841, [1e-5, 1e-2], 1)
+    assert str(e) == "lr=0.00841 at the high edge of [1e-05, 0.01], hard limit"

@@ -89,10 +89,16 @@ class Edge:
 
     def __str__(self) -> str:
         lo, hi = self.range
-        head = f"{self.name}={self.value:.3g} at the {self.side} edge of [{lo:.3g}, {hi:.3g}]"
+        head = f"{self.name}={_g(self.value)} at the {self.side} edge of [{_g(lo)}, {_g(hi)}]"
         if self.widened_to is None:
             return f"{head}, hard limit"
-        return f"{head} -> [{self.widened_to[0]:.3g}, {self.widened_to[1]:.3g}]"
+        return f"{head} -> [{_g(self.widened_to[0])}, {_g(self.widened_to[1])}]"
+
+
+def _g(x: float) -> str:
+    """3 significant digits, more where they would round a momentum (0.9999) to 1."""
+    short = f"{x:.3g}"
+    return short if float(short) != 1.0 or x == 1.0 else f"{x:.6g}"
 
 
 @dataclass

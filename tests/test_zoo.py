@@ -47,7 +47,7 @@ def test_catalog_entry_is_complete(name):
     for kind, low, high in e.space.values():
         assert kind in ("log", "linear", "log1m") and low < high
         assert kind != "log" or low > 0
-        assert kind != "log1m" or 0 <= low and high < 1  # 1 - x log-uniform, x in [0, 1)
+        assert kind != "log1m" or low >= 0 and high < 1  # 1 - x log-uniform, x in [0, 1)
     assert len(e.settings) >= 3
     assert len({tuple(sorted(s.items())) for s in e.settings}) == len(e.settings)
     for s in e.settings:

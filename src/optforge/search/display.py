@@ -16,16 +16,8 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from ..cliout import ProgressLines
+from ..cliout import ProgressLines, duration
 from .evolution import Progress
-
-
-def _duration(seconds: float | None) -> str:
-    if seconds is None or not math.isfinite(seconds):
-        return "-"
-    m, s = divmod(int(round(seconds)), 60)
-    h, m = divmod(m, 60)
-    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
 
 
 def render(p: Progress) -> Table:
@@ -45,7 +37,7 @@ def render(p: Progress) -> Table:
                                      f"{c.invalid} invalid)")
     table.add_row("hurdles / diverged", f"{c.hurdle_stopped} / {c.diverged}")
     table.add_row("promotions", str(c.promotions))
-    table.add_row("elapsed / ETA", f"{_duration(p.elapsed)} / {_duration(p.eta)}")
+    table.add_row("elapsed / ETA", f"{duration(p.elapsed)} / {duration(p.eta)}")
     return table
 
 

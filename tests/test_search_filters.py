@@ -27,6 +27,9 @@ CASES = [
     # a slot that reads no input and stays zero: decay "replaced" by a zero slot
     ("zero slot as weight decay", "def p(w, g, s, lr, wd=0.01):\n    s = s * 0.9\n"
      "    return lr * (g + wd * s), s\n", "state"),
+    # input-free but not constant: a counter, and a slot that reads it
+    ("counter slot", "def p(g, c, s, lr):\n    c = c + 1\n    s = c - 1\n"
+     "    return lr * g * (1 + s), c, s\n", None),
     ("hyperparameter that cancels", "def p(g, m, lr, beta=0.9):\n"
      "    m = interp(m, g, 1 - beta + beta - 0.9)\n    return lr * m, m\n", "cancel"),
     ("hyperparameter divided out", "def p(g, lr, wd=0.01):\n    return lr * g * wd / wd\n",

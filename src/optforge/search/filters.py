@@ -18,7 +18,7 @@ update of the last step when every gradient is multiplied by ``c``.
 ``state``
     No state slot may be provably constant: a slot whose new value depends on
     no input (``w g h step lr``), only on constants, hyperparameters and such
-    slots, and which stays at its initial value after a step, keeps it
+    slots, and which, with every slot it reads, is still 0 after a step, is 0
     forever (e.g. ``s = s * 0.9``: a zero standing in for weight decay).
 ``cancel``
     Every hyperparameter must survive in the program's math: it must be a free
@@ -149,13 +149,17 @@ def _scale(program: Program, plan: Plan, tolerance: float) -> str | None:
 
 
 def _state(program: Program, plan: Plan) -> str | None:
-    free = [s for s, d in _closure(program).items() if not d & set(INPUTS)]
+    closure = _closure(program)
+    free = [s for s, d in closure.items() if not d & set(INPUTS)]
     if not free:
         return None
     _, states = trajectory(program, steps=1, plan=plan)
     index = {s: i for i, s in enumerate(program.slots)}
+    zero = {s for s in free if bool((states[0][index[s]] == 0).all())}
     for s in free:
-        if bool((states[0][index[s]] == 0).all()):
+        # s and every slot it reads (all input-free) start at 0 and are 0 after a step: a
+        # deterministic map at its fixed point, so s is 0 forever
+        if {s} | (closure[s] & set(closure)) <= zero:
             return f"state: slot {s!r} is provably constant (reads no input, stays 0)"
     return None
 

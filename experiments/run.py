@@ -90,22 +90,33 @@ def pick(result: dict, run_dir: Path) -> tuple[Program, str, float, tuple[float,
     """(program, how it was chosen, its search fitness, the smallest and largest learning
     rate the search found best for it over all its evaluations)."""
     tiers = [f"tier{i}" for i in range(len(result["config"]["tiers"]))]
-    selection = [f for f in result["funnel"] if f["stage"] == "selection"]
-    if selection and not result["winners"]:  # the selection suite decides
-        best = max(selection, key=lambda f: f["fitness"])
-        pool = result["hall_of_fame"] + result.get("archive", [])
-        c = next(c for c in pool if c["id"] == best["id"])
+    pool = {c["id"]: c for c in result["hall_of_fame"] + result.get("archive", [])}
+    # with a selection suite, an evolved program (never an unchanged warm start) that the
+    # selection suite ranks best: the first such winner, else the best such selection score
+    evolved = [f for f in result["funnel"] if f["stage"] == "selection"
+               and pool.get(f["id"], {}).get("mutation") != "init"]
+    winners = [w for w in result["winners"] if w["candidate"]["mutation"] != "init"]
+    if evolved and winners:
+        w = winners[0]
+        program, how = Program.parse(w["source"]), "selection survivor 1 (evolved), simplified"
+        fitness, hashes = w["stage_fitness"]["selection"], {w["candidate"]["hash"],
+                                                           Program.parse(w["source"]).hash}
+    elif evolved:
+        best = max(evolved, key=lambda f: f["fitness"])
+        c = pool[best["id"]]
         program, fitness, hashes = Program.parse(c["source"]), best["fitness"], {c["hash"]}
-        how = "no selection survivor: the best on the selection suite"
+        how = "no evolved selection survivor: the evolved program best on the selection suite"
     elif result["winners"]:
         w = result["winners"][0]
         program, how = Program.parse(w["source"]), "funnel winner 1, simplified"
         fitness, hashes = w["simplified_fitness"], {w["candidate"]["hash"], Program.parse(
             w["source"]).hash}
     else:  # no survivor: the fittest on the costliest tier any candidate reached
-        last = max(result["funnel"], key=lambda f: tiers.index(f["stage"]))["stage"]
-        best = max((f for f in result["funnel"] if f["stage"] == last),
-                   key=lambda f: f["fitness"])
+        on_tiers = [f for f in result["funnel"] if f["stage"] in tiers and (
+            not result["config"].get("selection") or
+            pool.get(f["id"], {}).get("mutation") != "init")]
+        last = max(on_tiers, key=lambda f: tiers.index(f["stage"]))["stage"]
+        best = max((f for f in on_tiers if f["stage"] == last), key=lambda f: f["fitness"])
         c = next(c for c in result["hall_of_fame"] if c["id"] == best["id"])
         rank = result["hall_of_fame"].index(c) + 1
         program, fitness = Program.parse(c["source"]), best["fitness"]

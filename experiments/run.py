@@ -117,10 +117,12 @@ def pick(result: dict, run_dir: Path) -> tuple[Program, str, float, tuple[float,
             pool.get(f["id"], {}).get("mutation") != "init")]
         last = max(on_tiers, key=lambda f: tiers.index(f["stage"]))["stage"]
         best = max((f for f in on_tiers if f["stage"] == last), key=lambda f: f["fitness"])
-        c = next(c for c in result["hall_of_fame"] if c["id"] == best["id"])
-        rank = result["hall_of_fame"].index(c) + 1
+        c = pool[best["id"]]
+        rank = next((i for i, x in enumerate(result["hall_of_fame"], 1) if x["id"] == c["id"]),
+                    None)
         program, fitness = Program.parse(c["source"]), best["fitness"]
-        how = f"no funnel survivor: the fittest on {last}, hall of fame rank {rank}"
+        how = f"no funnel survivor: the fittest on {last}, " + (
+            f"hall of fame rank {rank}" if rank else "a MAP-Elites elite")
         hashes = {c["hash"]}
     with RunStore.open(run_dir, readonly=True) as store:  # never the test suite's rates
         lrs = [lr for h in hashes for (text,) in store.rows(

@@ -3,6 +3,8 @@
     python experiments/run.py rediscovery    # from SGD alone, against tuned SGD + momentum
     python experiments/run.py discovery      # from AdamW, against tuned AdamW
     python experiments/run.py discovery2     # the same, evolving on the small tier
+    python experiments/run.py transfer       # three suites, robust fitness, filters, islands;
+                                             # compared on the test suite on final val loss
 
 Each experiment is three steps, all into ``experiments/runs/NAME/`` (a run
 directory; run the command again to resume a killed search or bench):
@@ -34,6 +36,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+import torch
+
 from optforge.bench import create_run, resume_bench
 from optforge.lang.ir import Program
 from optforge.lang.symbolic import formula
@@ -41,6 +46,7 @@ from optforge.store.db import FILE, RunStore
 
 HERE = Path(__file__).resolve().parent
 HELD_OUT = ("digits_ae", "mnist1d_cnn", "digits_logreg", "adding_rnn")
+TEST_SUITE = ("digits_cnn", "tabular_mlp", "chargru", "regression_mlp")  # transfer's test suite
 
 
 @dataclass(frozen=True)
@@ -50,12 +56,15 @@ class Experiment:
     tasks: tuple[str, ...] = HELD_OUT  # bench tasks: none of them seen by the search
     trials: int = 20  # equal Optuna budget per (optimizer, task)
     queue: int | None = None  # jobs in flight beyond the workers (None: the default)
+    scaling: tuple[float, ...] | None = None  # the bench's baseline budgets (None: default)
 
 
 # the rediscovery run was made before the queue existed: 2 workers, 2 jobs in flight
 EXPERIMENTS = {e.name: e for e in (Experiment("rediscovery", "momentum", queue=0),
                                    Experiment("discovery", "adamw"),
-                                   Experiment("discovery2", "adamw"))}
+                                   Experiment("discovery2", "adamw"),
+                                   Experiment("transfer", "adamw", TEST_SUITE, trials=8,
+                                              scaling=(0.5, 1.0)))}
 
 
 def search(exp: Experiment, run_dir: Path, workers: int) -> float:
@@ -81,21 +90,41 @@ def pick(result: dict, run_dir: Path) -> tuple[Program, str, float, tuple[float,
     """(program, how it was chosen, its search fitness, the smallest and largest learning
     rate the search found best for it over all its evaluations)."""
     tiers = [f"tier{i}" for i in range(len(result["config"]["tiers"]))]
-    if result["winners"]:
+    pool = {c["id"]: c for c in result["hall_of_fame"] + result.get("archive", [])}
+    # with a selection suite, an evolved program (never an unchanged warm start) that the
+    # selection suite ranks best: the first such winner, else the best such selection score
+    evolved = [f for f in result["funnel"] if f["stage"] == "selection"
+               and pool.get(f["id"], {}).get("mutation") != "init"]
+    winners = [w for w in result["winners"] if w["candidate"]["mutation"] != "init"]
+    if evolved and winners:
+        w = winners[0]
+        program, how = Program.parse(w["source"]), "selection survivor 1 (evolved), simplified"
+        fitness, hashes = w["stage_fitness"]["selection"], {w["candidate"]["hash"],
+                                                           Program.parse(w["source"]).hash}
+    elif evolved:
+        best = max(evolved, key=lambda f: f["fitness"])
+        c = pool[best["id"]]
+        program, fitness, hashes = Program.parse(c["source"]), best["fitness"], {c["hash"]}
+        how = "no evolved selection survivor: the evolved program best on the selection suite"
+    elif result["winners"]:
         w = result["winners"][0]
         program, how = Program.parse(w["source"]), "funnel winner 1, simplified"
         fitness, hashes = w["simplified_fitness"], {w["candidate"]["hash"], Program.parse(
             w["source"]).hash}
     else:  # no survivor: the fittest on the costliest tier any candidate reached
-        last = max(result["funnel"], key=lambda f: tiers.index(f["stage"]))["stage"]
-        best = max((f for f in result["funnel"] if f["stage"] == last),
-                   key=lambda f: f["fitness"])
-        c = next(c for c in result["hall_of_fame"] if c["id"] == best["id"])
-        rank = result["hall_of_fame"].index(c) + 1
+        on_tiers = [f for f in result["funnel"] if f["stage"] in tiers and (
+            not result["config"].get("selection") or
+            pool.get(f["id"], {}).get("mutation") != "init")]
+        last = max(on_tiers, key=lambda f: tiers.index(f["stage"]))["stage"]
+        best = max((f for f in on_tiers if f["stage"] == last), key=lambda f: f["fitness"])
+        c = pool[best["id"]]
+        rank = next((i for i, x in enumerate(result["hall_of_fame"], 1) if x["id"] == c["id"]),
+                    None)
         program, fitness = Program.parse(c["source"]), best["fitness"]
-        how = f"no funnel survivor: the fittest on {last}, hall of fame rank {rank}"
+        how = f"no funnel survivor: the fittest on {last}, " + (
+            f"hall of fame rank {rank}" if rank else "a MAP-Elites elite")
         hashes = {c["hash"]}
-    with RunStore.open(run_dir, readonly=True) as store:
+    with RunStore.open(run_dir, readonly=True) as store:  # never the test suite's rates
         lrs = [lr for h in hashes for (text,) in store.rows(
             "SELECT evaluation FROM evaluations WHERE hash = ? AND stage != 'heldout'", h)
             for lr in json.loads(text)["best_lr"].values()]
@@ -154,6 +183,50 @@ def bench_table(bench, baseline: str, found: str) -> tuple[list[str], int, int]:
     return rows, wins, significant
 
 
+def loss_table(bench, baseline: str, found: str) -> tuple[list[str], int, int]:
+    """Final validation loss (the search's objective) per test task: mean ± 95% CI over the
+    seeds and Welch's t-test (scipy), found against the baseline."""
+    from scipy import stats
+
+    rows = ["| task | " + baseline + " final val loss | found final val loss | ratio | "
+            "Welch p | verdict |", "|---|---:|---:|---:|---:|---|"]
+    wins = worse = 0
+    for task in bench.tasks:
+        b, f = bench.entry(baseline, task), bench.entry(found, task)
+
+        def finals(e):
+            return [c[-1] for c, st in zip(e.loss_curves, e.seed_status, strict=True)
+                    if st == "ok"]
+
+        xb, xf = finals(b), finals(f)
+        if len(xb) < 2 or len(xf) < 2:
+            rows.append(f"| {task} | {len(xb)} seeds ok | {len(xf)} seeds ok | | | failed |")
+            worse += len(xf) < len(xb)
+            continue
+
+        def cell(x):
+            m, h = float(np.mean(x)), float(stats.t.ppf(0.975, len(x) - 1) * stats.sem(x))
+            return f"{m:.4g} ± {h:.2g}"
+
+        p = float(stats.ttest_ind(xf, xb, equal_var=False).pvalue)
+        ratio = float(np.mean(xf) / np.mean(xb))
+        better, sig = ratio < 1, p < 0.05
+        wins += better
+        worse += (not better) and sig
+        verdict = ("better" if better else "worse") + (" (p < 0.05)" if sig else "")
+        rows.append(f"| {task} | {cell(xb)} | {cell(xf)} | {ratio:.3f} | {p:.2g} | {verdict} |")
+    return rows, wins, worse
+
+
+def loss_section(bench, exp: Experiment) -> list[str]:
+    rows, wins, worse = loss_table(bench, exp.baseline, "found")
+    return ["On the final validation loss (the search's objective; the target: lower than "
+            f"tuned {exp.baseline} on at least 3 of {len(exp.tasks)} test tasks and "
+            "significantly worse on none):", "", *rows, "",
+            f"Lower loss on **{wins} of {len(exp.tasks)}**; significantly worse on "
+            f"**{worse}**.", ""]
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name", choices=sorted(EXPERIMENTS))
@@ -162,6 +235,7 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--trials", type=int, default=None)
     ap.add_argument("--root", type=Path, default=HERE / "runs")
     args = ap.parse_args(argv)
+    torch.set_num_threads(1)  # the bench's tiny models: one thread is faster (as the CLI's)
     exp = EXPERIMENTS[args.name]
     run_dir = args.root / exp.name
     search(exp, run_dir, args.workers)
@@ -176,8 +250,9 @@ def main(argv: list[str] | None = None) -> None:
     start = time.perf_counter()
     bench_dir = run_dir / "bench"
     if not (bench_dir / FILE).exists():  # a new bench run (a killed one resumes)
+        extra = {} if exp.scaling is None else {"scaling": list(exp.scaling)}
         create_run(bench_dir, optimizers=[exp.baseline, str(found)], tasks=list(exp.tasks),
-                   trials=trials, seeds=args.seeds, baseline=exp.baseline).close()
+                   trials=trials, seeds=args.seeds, baseline=exp.baseline, **extra).close()
     bench = resume_bench(bench_dir)
     bench_seconds = time.perf_counter() - start
     eff = efficiency(run_dir, args.workers)
@@ -206,7 +281,8 @@ def main(argv: list[str] | None = None) -> None:
         f"final seeds, tier tiny; {bench_seconds / 60:.1f} min):", "",
         *rows, "",
         f"Found beats tuned {exp.baseline} on **{wins} of {len(exp.tasks)}** held-out tasks "
-        f"({significant} with p < 0.05).", ""])
+        f"({significant} with p < 0.05).", "",
+        *loss_section(bench, exp)])
     (run_dir / "summary.md").write_text(text)
     (run_dir / "efficiency.json").write_text(json.dumps(eff, indent=1))
     print(text)

@@ -19,7 +19,9 @@ from optforge.store import ReplayError, RunStore
 
 CONFIG = dict(seed=3, evaluations=100, population=10, tournament=4, init=["sgd"],
               tiers=["tiny:quadratic@20", "tiny:quadratic@30"], heldout="",
-              promote_threshold=-50.0, promote_max=2, simplify_top=1, simplify_evaluations=4)
+              promote_threshold=-50.0, promote_max=2, simplify_top=1, simplify_evaluations=4,
+              # islands, migration, resets and archive parents: all must replay exactly
+              islands=2, migrate_every=7, reset_every=20, archive_parent=0.2)
 IN_FLIGHT = 2
 
 

@@ -58,10 +58,10 @@ class Logged(Evolution):
         self.admitted: list[int] = []
         self.after_restart: list[tuple[int, list[int]]] = []
 
-    def propose(self, program, parent, mutation):
+    def propose(self, program, parent, mutation, island=None):
         c = self.counters
         before = (c.structural, c.behavioural, c.invalid)
-        super().propose(program, parent, mutation)
+        super().propose(program, parent, mutation, island)
         after = (c.structural, c.behavioural, c.invalid)
         kind = ["structural", "behavioural", "invalid"]
         outcome = next((k for k, b, a in zip(kind, before, after, strict=True) if a > b),
@@ -176,7 +176,7 @@ def test_tournament_takes_the_fittest_of_a_uniform_sample():
     evo = make_evolution(FunctionFitness(lambda p, s: 0.0), population=6, tournament=3)
     inds = [Individual(i, None, str(i), str(i), Evaluation(f))  # type: ignore[arg-type]
             for i, f in enumerate([0.5, 2.0, -1.0, 3.0, 1.0, 0.0])]
-    evo.population = deque(inds)
+    evo.islands[0] = deque(inds)
     for seed in range(20):
         evo.rng = random.Random(seed)
         expected = max(random.Random(seed).sample(inds, 3), key=lambda i: i.fitness)

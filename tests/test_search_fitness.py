@@ -15,6 +15,8 @@ from optforge.search.fitness import (
     Stage,
     TrainerFitness,
     aggregate,
+    lr_width,
+    per_rate,
     score,
 )
 from optforge.search.hurdles import Hurdles
@@ -122,3 +124,53 @@ def test_score_and_aggregate():
     with pytest.raises(ValueError):
         aggregate([0.1], "median")
     assert FunctionFitness(lambda p, s: math.nan).evaluate(SGD, "s").fitness == WORST
+
+
+# ------------------------------------------------------------ several task seeds
+
+
+def test_one_rate_for_all_seeds_by_the_geometric_mean():
+    """Rate-major replicas; per seed the best rates differ (rate 2 for seed 0, rate 1 for
+    seed 1), but a rate must hold on both seeds: rate 0 wins with sqrt(1 * 4) = 2."""
+    inf = math.inf
+    rates = per_rate([1.0, 4.0, 3.0, 3.0, 0.5, inf], 2)
+    assert rates == [pytest.approx(2.0, rel=1e-15), pytest.approx(3.0, rel=1e-15), inf]
+    assert min(range(3), key=rates.__getitem__) == 0
+
+
+@pytest.mark.parametrize("losses,width", [
+    ([5.0, 1.05, 1.0, 1.08, 2.0, 1.01], 2.0),  # rates 1..3 within 10%; rate 5 not contiguous
+    ([math.inf, 1.0, math.inf, 1.0, 1.0, 1.0], 0.0),
+    ([1.0, 1.0, 1.0, 1.0, 1.0, 1.0], 5.0),
+    ([math.inf] * 6, 0.0),
+])
+def test_lr_width_is_the_contiguous_range_within_ten_percent(losses, width):
+    grid = [1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0]
+    assert lr_width(losses, grid) == pytest.approx(width, abs=1e-12)
+
+
+def test_two_task_seeds_score_both_seeds_at_one_rate():
+    """Fails if the fitness can fit one seed's noise: the candidate's and the baseline's loss
+    must be the best rate's geometric mean over both seeds, each seed trained on its own."""
+    grid = LR_GRID[2:6]
+    fit2 = TrainerFitness(STAGE, grid, zoo.load("adamw"), grid, (), task_seeds=(0, 1))
+    e = fit2.evaluate(SGD, "s")
+
+    def alone(program):
+        per_seed = [train("quadratic", program, "tiny", seeds=[s] * len(grid),
+                          hparams={"lr": list(grid)}, steps=STEPS,
+                          eval_every=STEPS // 20).final_loss.tolist() for s in (0, 1)]
+        geo = [math.sqrt(a * b) for a, b in zip(*per_seed, strict=True)]
+        return per_seed, geo
+
+    per_seed, geo = alone(SGD)
+    assert per_seed[0] != per_seed[1]  # the seeds are different problems
+    k = min(range(len(grid)), key=geo.__getitem__)
+    assert e.best_lr["quadratic"] == grid[k]
+    assert e.losses["quadratic"] == pytest.approx(geo[k], rel=1e-5)
+    assert e.losses["quadratic"] != pytest.approx(min(per_seed[0]), rel=1e-3)
+    _, base_geo = alone(zoo.load("adamw"))
+    assert fit2.baseline("s", "quadratic").final == pytest.approx(min(base_geo), rel=1e-5)
+    assert e.fitness == pytest.approx(math.log(min(base_geo) / geo[k]), rel=1e-4)
+    assert e.cost == STEPS * len(grid) * 2
+    assert e.lr_width["quadratic"] == pytest.approx(lr_width(geo, grid), abs=1e-9)

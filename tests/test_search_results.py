@@ -129,7 +129,8 @@ def test_incomplete_or_failed_evaluations_are_not_promoted():
 def test_default_config_is_valid_and_round_trips_through_toml():
     c = SearchConfig()
     assert SearchConfig.from_dict(tomllib.loads(c.to_toml())) == c
-    assert set(LR_GRID) <= set(BASELINE_LR_GRID)  # the baseline's grid is a superset
+    assert set(LR_GRID) <= set(BASELINE_LR_GRID)  # the finer grid, for configs that ask
+    assert c.baseline_grid == c.lr_grid == LR_GRID  # by default the baseline's grid is ours
 
 
 def test_flags_map_one_to_one_onto_fields():
@@ -164,7 +165,15 @@ def test_config_files_and_overrides(tmp_path):
     ({"ops": ["nope"]}, "unknown op"),
     ({"restart_from": "scratch"}, "restart_from"),
     ({"tiers": ["quadratic"]}, "SIZE:TASK"),
-    ({"tiers": ["tiny:quadratic"], "heldout": "tiny:quadratic"}, "held-out"),
+    ({"tiers": ["tiny:quadratic"], "heldout": "tiny:quadratic"}, "evolution and the test"),
+    ({"tiers": ["tiny:quadratic"], "selection": "small:quadratic", "heldout": ""},
+     "evolution and the selection"),
+    ({"tiers": ["tiny:quadratic"], "selection": "tiny:digits_mlp", "heldout": "tiny:digits_mlp"},
+     "selection and the test"),
+    ({"seeds_per_task": 0}, "seeds_per_task"),
+    ({"filters": ["scale", "nope"]}, "filters"),
+    ({"islands": 0}, "islands"),
+    ({"archive_parent": 1.5}, "archive_parent"),
     ({"hurdle_checkpoints": [1.5]}, "hurdle_checkpoints"),
     ({"lr_grid": [0.0]}, "lr_grid"),
     ({"require_inputs": ["x"]}, "require_inputs"),

@@ -60,6 +60,27 @@ def test_conv1d_matches_per_replica_f_conv1d(stride, padding, width):
         torch.testing.assert_close(y[k], ref.transpose(1, 2))
 
 
+@pytest.mark.parametrize("padding", [0, 1])
+def test_conv2d_matches_per_replica_f_conv2d(padding):
+    x, w, b = _rand(3, 4, 2, 8, 8), _rand(3, 5, 2, 3, 3, seed=1), _rand(3, 5, seed=2)
+    y = nn.conv2d(x, w, b, padding=padding)
+    for k in range(3):
+        torch.testing.assert_close(y[k], F.conv2d(x[k], w[k], b[k], padding=padding))
+    shared = nn.conv2d(x[:1], w, b, padding=padding)  # validation data: leading axis 1
+    torch.testing.assert_close(shared[2], F.conv2d(x[0], w[2], b[2], padding=padding))
+
+
+def test_gru_matches_torch_gru():
+    torch.manual_seed(0)
+    refs = [torch.nn.GRU(5, 6, batch_first=True).double() for _ in range(2)]
+    x = _rand(2, 4, 7, 5)
+    weights = [torch.stack([getattr(r, n).detach() for r in refs])
+               for n in ("weight_ih_l0", "weight_hh_l0", "bias_ih_l0", "bias_hh_l0")]
+    out = nn.gru(x, *weights)
+    for k in range(2):
+        torch.testing.assert_close(out[k], refs[k](x[k])[0])
+
+
 @pytest.mark.parametrize("causal", [False, True])
 def test_attention_matches_multihead_attention(causal):
     k, b, t, d, heads = 2, 3, 5, 8, 2

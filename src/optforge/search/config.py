@@ -50,7 +50,9 @@ class SearchConfig:
 
     # ---- run
     seed: int = _f(0, "seed of the search (mutations, tournaments)")
-    task_seed: int = _f(0, "seed of every task's initialisation and data")
+    task_seed: int = _f(0, "first task seed (initialisation and data)")
+    seeds_per_task: int = _f(2, "task seeds per evaluation (task_seed, task_seed + 1, ...), "
+                                "trained as replicas; a rate's loss is their geometric mean")
     init: list[str] = _f(["adamw"], "warm-start programs: zoo names or program files (*.py)")
     evaluations: int = _f(200, "fitness evaluations (training runs) spent by evolution")
     time_limit: float = _f(0.0, "seconds for the whole run: evolution, funnel, simplification "
@@ -64,6 +66,18 @@ class SearchConfig:
     tournament: int = _f(8, "tournament size T (parents are the fittest of T sampled)")
     restart_after: int = _f(0, "restart after this many evaluations without a new best (0: never)")
     restart_from: str = _f("best", "restart from the 'initial' programs or the 'best' so far")
+    islands: int = _f(1, "independent populations of `population` each (1: one population)")
+    migrate_every: int = _f(0, "evaluations between migrations: each island's best joins the "
+                               "next island (0: never)")
+    reset_every: int = _f(0, "evaluations between resets of the weakest island to the best "
+                             "island's best (0: never; needs islands > 1)")
+    archive_parent: float = _f(0.0, "probability that a parent is drawn from the MAP-Elites "
+                                    "archive instead of a tournament")
+    # ---- invariance filters (before any training)
+    filters: list[str] = _f(["scale", "state", "cancel", "lr"],
+                            "invariance filters a child must pass before training (empty: "
+                            "none; leave out 'lr' to let lr be read other than as step size)")
+    filter_tolerance: float = _f(0.01, "the scale filter's tolerance on 1 - cosine")
     # ---- mutation
     weight_insert: float = _f(1.0, "weight of the insert-statement mutation")
     weight_delete: float = _f(1.0, "weight of the delete-statement mutation")
@@ -81,14 +95,18 @@ class SearchConfig:
     require_inputs: list[str] = _f(["lr"], "inputs every candidate's update must depend on")
     # ---- fitness
     tiers: list[str] = _f(["tiny:quadratic,digits_mlp", "small:digits_mlp", "medium:digits_mlp"],
-                          "funnel tiers, cheapest first: SIZE:TASK,...[@STEPS] (TASK: a "
-                          "name, or your own as path/to/file.py:NAME or module:NAME)")
+                          "funnel tiers, cheapest first: SIZE:TASK,...[@STEPS] (the evolution "
+                          "suite; TASK: a name, or your own as path/to/file.py:NAME or "
+                          "module:NAME)")
+    selection: str = _f("", "selection suite: promotion's last stage and the hall of fame's "
+                            "order, SIZE:TASK,...[@STEPS] ('': none)")
     heldout: str = _f("tiny:digits_ae,mnist1d_cnn",
-                      "held-out stage for the survivors, SIZE:TASK,... ('': none)")
+                      "test suite for the final report, SIZE:TASK,... ('': none)")
     lr_grid: list[float] = _f(LR_GRID, "candidate learning rates (K replicas of one run)")
     baseline: str = _f("adamw", "baseline program (zoo name or file), tuned on baseline_lr_grid")
-    baseline_lr_grid: list[float] = _f(BASELINE_LR_GRID, "baseline learning rates")
-    aggregate: str = _f("mean", "how task scores combine: 'mean' or 'min'")
+    baseline_lr_grid: list[float] = _f([], "baseline learning rates (empty: lr_grid, the "
+                                           "candidates' own grid)")
+    aggregate: str = _f("min", "how task scores combine: 'min' (the worst task) or 'mean'")
     divergence: float = _f(1e3, "loss growth factor that counts as divergence")
     # ---- hurdles
     hurdle_checkpoints: list[float] = _f([0.25, 0.5], "hurdle checkpoints, fractions of training")
@@ -155,16 +173,30 @@ class SearchConfig:
             raise ValueError(f"hurdle_checkpoints must be in (0, 1), got {self.hurdle_checkpoints}")
         for name in ("lr_grid", "baseline_lr_grid"):
             grid = getattr(self, name)
-            if not grid or any(not (x > 0 and math.isfinite(x)) for x in grid):
+            if (not grid and name == "lr_grid") or any(not (x > 0 and math.isfinite(x))
+                                                       for x in grid):
                 raise ValueError(f"{name} must be positive learning rates, got {grid}")
+        if self.seeds_per_task < 1:
+            raise ValueError(f"seeds_per_task must be >= 1, got {self.seeds_per_task}")
+        if self.islands < 1 or self.migrate_every < 0 or self.reset_every < 0:
+            raise ValueError("islands must be >= 1, migrate_every and reset_every >= 0")
+        if not 0 <= self.archive_parent <= 1:
+            raise ValueError(f"archive_parent must be a probability, got {self.archive_parent}")
+        from .filters import FILTERS
+
+        bad = [f for f in self.filters if f not in FILTERS]
+        if bad:
+            raise ValueError(f"filters: unknown {bad}; known: {list(FILTERS)}")
         if not self.divergence > 1:
             raise ValueError(f"divergence must be > 1, got {self.divergence}")
         stages = self.stages()  # parses every stage spec
-        search_tasks = {t for name, s in stages.items() if name != "heldout" for t in s.tasks}
-        if "heldout" in stages:
-            overlap = sorted(search_tasks & set(stages["heldout"].tasks))
+        suites = self.suites()
+        for a, b in (("evolution", "selection"), ("evolution", "test"), ("selection", "test")):
+            overlap = sorted(suites[a] & suites[b])
             if overlap:
-                raise ValueError(f"held-out tasks {overlap} are also used by the search tiers")
+                raise ValueError(f"tasks {overlap} are in both the {a} and the {b} suite; the "
+                                 "suites must be disjoint (tiers, selection, heldout)")
+        del stages
 
     def check_tasks(self) -> None:
         """Raise KeyError if a stage names an unknown task or a tier it lacks."""
@@ -192,9 +224,29 @@ class SearchConfig:
         base = self.ops or list(ops.REGISTRY)
         return tuple(o for o in base if o not in set(self.exclude_ops))
 
+    @property
+    def task_seeds(self) -> list[int]:
+        return [self.task_seed + i for i in range(self.seeds_per_task)]
+
+    @property
+    def baseline_grid(self) -> list[float]:
+        """The baseline's learning rates: ``baseline_lr_grid``, or else ``lr_grid``."""
+        return list(self.baseline_lr_grid or self.lr_grid)
+
+    def suites(self) -> dict[str, set[str]]:
+        """Task names of the three suites: ``evolution`` (the tiers), ``selection``, ``test``
+        (the held-out stage)."""
+        stages = self.stages()
+        return {"evolution": {t for n, s in stages.items() if n.startswith("tier")
+                              for t in s.tasks},
+                "selection": set(stages["selection"].tasks) if "selection" in stages else set(),
+                "test": set(stages["heldout"].tasks) if "heldout" in stages else set()}
+
     def stages(self) -> dict[str, Stage]:
-        """``tier0``, ``tier1``, ... and ``heldout`` (if configured)."""
+        """``tier0``, ``tier1``, ..., ``selection`` and ``heldout`` (if configured)."""
         out = {f"tier{i}": Stage.parse(f"tier{i}", s) for i, s in enumerate(self.tiers)}
+        if self.selection.strip():
+            out["selection"] = Stage.parse("selection", self.selection)
         if self.heldout.strip():
             out["heldout"] = Stage.parse("heldout", self.heldout)
         return out

@@ -1,13 +1,15 @@
 """``Search(config).run()``: evolution, funnel, simplification, held-out check.
 
 1. Warm start from ``config.init`` (zoo names or program files) and run
-   regularized evolution (:mod:`.evolution`) on the first tier, with hurdles.
+   regularized evolution (:mod:`.evolution`) on the first tier, with hurdles,
+   invariance filters (:mod:`.filters`), islands and a MAP-Elites archive.
 2. Hall of fame and Pareto front (:mod:`.results`) of everything evaluated.
-3. Funnel (:mod:`.funnel`): the hall of fame climbs the tiers while it beats
-   the baseline.
+3. Funnel (:mod:`.funnel`): the hall of fame and the archive's elites climb
+   the tiers, then the selection suite (``selection``), while they beat the
+   baseline; with a selection suite the hall of fame is ordered by it.
 4. The best ``simplify_top`` survivors are simplified (:mod:`.simplify`) on
    the first tier (duplicates after simplification are dropped) and the
-   simplified programs meet the held-out stage.
+   simplified programs meet the held-out stage (the test suite).
 
 ``time_limit`` (seconds, 0: none) bounds the whole run: evolution stops
 generating children when it is spent; once it is spent, the funnel climbs no
@@ -34,12 +36,13 @@ import torch
 from ..lang.ir import Program
 from .config import SearchConfig
 from .evaluator import Evaluator, InlineEvaluator, Job
-from .evolution import Evolution, EvolutionConfig, Progress, load_programs
+from .evolution import Evolution, EvolutionConfig, Progress, cell, load_programs
+from .filters import reject
 from .fitness import WORST, Fitness, TrainerFitness
 from .funnel import evaluate_all, run_funnel
 from .hurdles import Hurdles
 from .mutate import MutationConfig, Mutator
-from .results import Candidate, SearchResult, Winner, hall_of_fame, pareto_front
+from .results import Candidate, SearchResult, Winner, by_selection, hall_of_fame, pareto_front
 from .simplify import formula, simplify
 
 
@@ -69,10 +72,19 @@ class Search:
         cfg = self.config
         cfg.check_tasks()
         (baseline,) = load_programs([cfg.baseline])
-        return TrainerFitness(cfg.stages(), cfg.lr_grid, baseline, cfg.baseline_lr_grid,
+        return TrainerFitness(cfg.stages(), cfg.lr_grid, baseline, cfg.baseline_grid,
                               cfg.hurdle_checkpoints if cfg.hurdle_percentile > 0 else (),
                               cfg.aggregate, cfg.divergence, cfg.task_seed, cfg.device,
-                              getattr(torch, cfg.dtype))
+                              getattr(torch, cfg.dtype), task_seeds=cfg.task_seeds)
+
+    def accept(self, program: Program) -> str | None:
+        """Why the invariance filters reject ``program`` (None: it passes, or no filters)."""
+        cfg = self.config
+        return reject(program, cfg.filters, cfg.filter_tolerance) if cfg.filters else None
+
+    def valid(self, mutator: Mutator) -> Callable[[Program], bool]:
+        """The mutation constraints and the filters (for simplification's edits)."""
+        return lambda p: mutator.valid(p) and self.accept(p) is None
 
     def mutator(self, rng: random.Random) -> Mutator:
         cfg = self.config
@@ -121,16 +133,20 @@ class Search:
         if self.store is not None:
             evaluator = self._recording(evaluator)
         stages = list(cfg.stages())
-        tiers = [s for s in stages if s != "heldout"]
+        tiers = [s for s in stages if s.startswith("tier")]
+        funnel_stages = tiers + (["selection"] if "selection" in stages else [])
         rng = random.Random(cfg.seed)
         mutator = self.mutator(random.Random(rng.getrandbits(64)))
         left = self._time_left(start)  # the baselines took their share
         evo_cfg = EvolutionConfig(cfg.population, cfg.tournament, cfg.evaluations,
                                   cfg.restart_after, cfg.restart_from, cfg.max_generated,
-                                  0.0 if left == float("inf") else max(left, 1e-9))
+                                  0.0 if left == float("inf") else max(left, 1e-9),
+                                  cfg.islands, cfg.migrate_every, cfg.reset_every,
+                                  cfg.archive_parent)
         hurdles = Hurdles(cfg.hurdle_percentile, cfg.hurdle_warmup)
         evolution = Evolution(evo_cfg, tiers[0], evaluator, mutator, rng, hurdles,
-                              self._snapshots(lambda: evolution, mutator))
+                              self._snapshots(lambda: evolution, mutator),
+                              accept=self.accept if cfg.filters else None)
         try:
             evolved = evolution.run(initial)
             if self.store is not None:
@@ -144,11 +160,18 @@ class Search:
 
             cut: list[str] = []
             self._phase(counters, best, start, "funnel")
-            climb = tiers
-            if self._time_left(start) <= 0 and len(tiers) > 1:
-                climb, cut = tiers[:1], ["funnel"]
-            funnel = run_funnel(fame, climb, evaluator, cfg.promote_threshold, cfg.promote_max)
+            archive = sorted((Candidate.of(i) for i in evolved.archive.values()),
+                             key=lambda c: (-c.fitness, c.id))
+            seen = {c.fingerprint for c in fame}
+            elites = [c for c in archive if c.fingerprint not in seen]
+            climb = funnel_stages
+            if self._time_left(start) <= 0 and len(funnel_stages) > 1:
+                climb, cut = funnel_stages[:1], ["funnel"]
+            funnel = run_funnel([*fame, *elites], climb, evaluator,
+                                cfg.promote_threshold, cfg.promote_max)
             counters.promotions = funnel.promotions
+            if "selection" in stages:
+                fame = by_selection(fame, funnel.records)
 
             winners: list[Winner] = []
             chosen = funnel.survivors[:cfg.simplify_top]
@@ -161,7 +184,8 @@ class Search:
                 heldout = "heldout" in stages and self._time_left(start) > 0
                 if "heldout" in stages and not heldout and "heldout" not in cut:
                     cut.append("heldout")
-                w = self._winner(survivor, evaluator, tiers[0], heldout, mutator, simplify_ok)
+                w = self._winner(survivor, evaluator, tiers[0], heldout, mutator, simplify_ok,
+                                 "selection" in stages)
                 if all(w.simplified.hash != other.simplified.hash for other in winners):
                     winners.append(w)
         finally:
@@ -177,7 +201,9 @@ class Search:
             counted["time_limited"] = cut
         result = SearchResult(fame, pareto, winners, counted, funnel.records,
                               evolved.history, baselines, cfg.as_dict(),
-                              time.perf_counter() - start)
+                              time.perf_counter() - start,
+                              [{"cell": list(cell(c.program)), "candidate": c} for c in archive],
+                              evolved.islands)
         if self.store is not None:
             self._finish(result, evaluator)
         return result
@@ -264,9 +290,10 @@ class Search:
         (store.path / "result.json").write_text(result.to_json())
 
     def _winner(self, survivor, evaluator: Evaluator, first: str, heldout: bool,
-                mutator: Mutator, simplify_ok: bool = True) -> Winner:
+                mutator: Mutator, simplify_ok: bool = True, selection: bool = False) -> Winner:
         """Simplify a survivor on the first tier (unless the time limit is spent); score the
-        result on the held-out stage."""
+        result on the held-out stage (and, with a selection suite, the simplified program on
+        it too)."""
         cfg = self.config
         cand: Candidate = survivor.candidate
         def fitness(p: Program) -> float:  # past the time limit: no more training
@@ -277,12 +304,17 @@ class Search:
                         cfg.simplify_tolerance, reference=cand.fitness,
                         prune_nodes=cfg.simplify_nodes,
                         max_evaluations=cfg.simplify_evaluations if simplify_ok else 0,
-                        valid=mutator.valid)
+                        valid=self.valid(mutator))
+        stage_fitness = dict(survivor.fitness)
+        if (selection and simp.program.hash != cand.program.hash
+                and self._time_left(self._start) > 0):
+            stage_fitness["selection (simplified)"] = self._score(evaluator, simp.program,
+                                                                  "selection")
         held = None
         if heldout:
             self._keys += 1
             held = evaluate_all(evaluator, [Job(-self._keys, simp.program, "heldout")])[
                 -self._keys]
         text, tex = formula(simp.program)
-        return Winner(cand, simp.program, dict(survivor.fitness), simp.fitness, simp.edits, held,
+        return Winner(cand, simp.program, stage_fitness, simp.fitness, simp.edits, held,
                       text, tex)

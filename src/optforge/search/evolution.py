@@ -24,6 +24,29 @@ Restarts: after ``restart_after`` evaluations without a new best, the
 population is rebuilt from the initial programs or from the best so far
 (``restart_from``), again topped up with mutants.
 
+Invariance filters (:mod:`optforge.search.filters`, the ``accept`` hook): a
+child that would be trained must pass them first; one that fails is counted
+``filtered`` (and ``invalid``) and dropped, and so is any later child with its
+fingerprint. Initial programs are not filtered.
+
+Islands (``islands`` > 1): that many populations of ``population`` each
+(AutoML-Zero, FunSearch, PySR). Parents are drawn from the islands in turn,
+and a child joins its parent's island; the initial programs join every
+island. Every ``migrate_every`` evaluations each island's best (complete)
+individual joins the next island (a ring); every ``reset_every`` evaluations
+the island with the weakest best is emptied and restarted from the best
+island's best individual (FunSearch's reset of the weaker half, one island at
+a time).
+
+MAP-Elites archive: every complete evaluation competes for a cell
+:func:`cell` (state slots x uses ``sign`` x uses a second moment), which
+keeps its fittest program. With probability ``archive_parent`` a parent is an
+archive elite (uniform over cells) instead of a tournament winner.
+
+Everything above is a function of the seed and the results in submission
+order, so a resumed run (which replays them) rebuilds the islands and the
+archive exactly.
+
 Evaluations go through an :class:`~optforge.search.evaluator.Evaluator`; with
 the inline one the cycle is sequential and a seed fixes the whole run.
 """
@@ -39,7 +62,7 @@ from pathlib import Path
 
 from ..lang.errors import ProgramError
 from ..lang.infer import check
-from ..lang.ir import Program
+from ..lang.ir import Call, Program, walk
 from .evaluator import Evaluator, Job
 from .fitness import WORST, Evaluation
 from .hurdles import Hurdles
@@ -53,6 +76,19 @@ def load_programs(specs: Sequence[str]) -> list[Program]:
 
     return [Program.read(spec)[0] if spec.endswith(".py") or Path(spec).is_file()
             else zoo.load(spec) for spec in specs]
+
+
+SECOND_MOMENT_OPS = frozenset({"sqrt", "rsqrt", "square"})
+
+
+def cell(program: Program) -> tuple[int, bool, bool]:
+    """The MAP-Elites cell of a program: (state slots, capped at 4; reads ``sign``;
+    uses a second moment: ``sqrt``/``rsqrt``/``square`` or a product ``x * x``)."""
+    calls = [n for a in program.body for n in walk(a.expr) if isinstance(n, Call)]
+    calls += [n for e in program.returns for n in walk(e) if isinstance(n, Call)]
+    ops = {c.op for c in calls}
+    square = any(c.op == "mul" and len(c.args) == 2 and c.args[0] == c.args[1] for c in calls)
+    return (min(len(program.slots), 4), "sign" in ops, bool(ops & SECOND_MOMENT_OPS) or square)
 
 
 @dataclass
@@ -86,6 +122,9 @@ class Counters:
     errors: int = 0
     restarts: int = 0
     promotions: int = 0
+    filtered: int = 0  # children rejected by the invariance filters (counted in invalid too)
+    migrations: int = 0
+    island_resets: int = 0
 
     @property
     def skip_rate(self) -> float:
@@ -106,6 +145,10 @@ class EvolutionConfig:
     restart_from: str = "best"
     max_generated: int = 0
     time_limit: float = 0.0
+    islands: int = 1
+    migrate_every: int = 0
+    reset_every: int = 0
+    archive_parent: float = 0.0
 
     def __post_init__(self) -> None:
         if self.population < 2:
@@ -118,6 +161,10 @@ class EvolutionConfig:
             raise ValueError("restart_after, max_generated and time_limit must be >= 0")
         if self.restart_from not in ("best", "initial"):
             raise ValueError(f"restart_from must be 'best' or 'initial', got {self.restart_from!r}")
+        if self.islands < 1 or self.migrate_every < 0 or self.reset_every < 0:
+            raise ValueError("islands must be >= 1, migrate_every and reset_every >= 0")
+        if not 0 <= self.archive_parent <= 1:
+            raise ValueError(f"archive_parent must be in [0, 1], got {self.archive_parent}")
 
 
 @dataclass
@@ -145,6 +192,8 @@ class EvolutionResult:
     initial: list[Individual]
     counters: Counters
     history: list[tuple[int, float]] = field(default_factory=list)  # (evaluated, best)
+    islands: list[list[int]] = field(default_factory=list)  # individual ids per island
+    archive: dict[tuple[int, bool, bool], Individual] = field(default_factory=dict)
 
     @property
     def best(self) -> Individual | None:
@@ -157,7 +206,10 @@ class Evolution:
 
     def __init__(self, config: EvolutionConfig, stage: str, evaluator: Evaluator,
                  mutator: Mutator, rng: random.Random, hurdles: Hurdles | None = None,
-                 on_progress: Callable[[Progress], None] | None = None):
+                 on_progress: Callable[[Progress], None] | None = None,
+                 accept: Callable[[Program], str | None] | None = None):
+        """``accept(program)`` returns why a child is rejected before training, or None
+        (the invariance filters)."""
         self.config = config
         self.stage = stage
         self.evaluator = evaluator
@@ -169,20 +221,31 @@ class Evolution:
         self.individuals: dict[int, Individual] = {}
         self.by_hash: dict[str, int] = {}
         self.by_fingerprint: dict[str, int] = {}  # fingerprint -> first evaluated individual
-        self.population: deque[Individual] = deque()
+        self.islands: list[deque[Individual]] = [deque() for _ in range(config.islands)]
+        self.archive: dict[tuple[int, bool, bool], Individual] = {}
+        self.accept = accept
+        self._rejected: set[str] = set()  # fingerprints the filters rejected
+        self._turn = 0  # the island the next parent comes from
         self.history: list[tuple[int, float]] = []
-        self._pending: dict[int, tuple[Program, str, str, int | None, str]] = {}
+        self._pending: dict[int, tuple[Program, str, str, int | None, str, int | None]] = {}
         self._pending_hash: set[str] = set()
-        self._waiting: dict[str, list[tuple[Program, str, int | None, str]]] = {}
+        self._waiting: dict[str, list[tuple[Program, str, int | None, str, int | None]]] = {}
         self._next_id = 0
         self._best = WORST
         self._since_best = 0
         self._start = time.perf_counter()
         self._submitted = 0
 
+    @property
+    def population(self) -> list[Individual]:
+        """Every island's members, island by island (oldest first within each)."""
+        return [ind for isl in self.islands for ind in isl]
+
     # ------------------------------------------------------------ proposals
-    def propose(self, program: Program, parent: int | None, mutation: str) -> None:
-        """Route a valid candidate through the caches to the population or the evaluator."""
+    def propose(self, program: Program, parent: int | None, mutation: str,
+                island: int | None = None) -> None:
+        """Route a valid candidate through the caches and filters to its island (None: every
+        island) or the evaluator."""
         self.counters.generated += 1
         h = program.hash
         if h in self.by_hash or h in self._pending_hash:
@@ -196,15 +259,22 @@ class Evolution:
         if fp in self.by_fingerprint:
             self.counters.behavioural += 1
             source = self.individuals[self.by_fingerprint[fp]]
-            self._admit(program, h, fp, source.evaluation, parent, mutation, reused=True)
+            self._admit(program, h, fp, source.evaluation, parent, mutation, reused=True,
+                        island=island)
             return
         if fp in self._waiting:  # an equivalent program is being evaluated right now
             self.counters.behavioural += 1
             self._pending_hash.add(h)
-            self._waiting[fp].append((program, h, parent, mutation))
+            self._waiting[fp].append((program, h, parent, mutation, island))
+            return
+        if mutation != "init" and self.accept is not None and (
+                fp in self._rejected or self.accept(program) is not None):
+            self.counters.invalid += 1
+            self.counters.filtered += 1
+            self._rejected.add(fp)
             return
         key = self._new_id()
-        self._pending[key] = (program, h, fp, parent, mutation)
+        self._pending[key] = (program, h, fp, parent, mutation, island)
         self._pending_hash.add(h)
         self._waiting[fp] = []
         self._submitted += 1
@@ -215,21 +285,31 @@ class Evolution:
         return self._next_id - 1
 
     def _admit(self, program: Program, h: str, fp: str, evaluation: Evaluation,
-               parent: int | None, mutation: str, reused: bool, ident: int | None = None
-               ) -> Individual:
+               parent: int | None, mutation: str, reused: bool, ident: int | None = None,
+               island: int | None = None) -> Individual:
         ind = Individual(self._new_id() if ident is None else ident, program, h, fp, evaluation,
                          parent, mutation, self.counters.generated, reused)
         self.individuals[ind.id] = ind
         self.by_hash[h] = ind.id
-        self.population.append(ind)
-        while len(self.population) > self.config.population:
-            self.population.popleft()
+        for i in range(len(self.islands)) if island is None else (island,):
+            self._join(i, ind)
+        if evaluation.complete and evaluation.fitness > WORST:
+            c = cell(program)
+            old = self.archive.get(c)
+            if old is None or evaluation.fitness > old.fitness:
+                self.archive[c] = ind
         return ind
+
+    def _join(self, island: int, ind: Individual) -> None:
+        pop = self.islands[island]
+        pop.append(ind)
+        while len(pop) > self.config.population:
+            pop.popleft()
 
     def _collect(self) -> None:
         """Take one finished evaluation and admit it (and any equivalent waiting children)."""
         job, evaluation = self.evaluator.take()
-        program, h, fp, parent, mutation = self._pending.pop(job.key)
+        program, h, fp, parent, mutation, island = self._pending.pop(job.key)
         self._pending_hash.discard(h)
         c = self.counters
         c.evaluated += 1
@@ -238,23 +318,51 @@ class Evolution:
         c.errors += evaluation.error is not None
         self.hurdles.record(evaluation.checkpoints)
         ind = self._admit(program, h, fp, evaluation, parent, mutation, reused=False,
-                          ident=job.key)
+                          ident=job.key, island=island)
         self.by_fingerprint[fp] = ind.id
-        for w_program, w_h, w_parent, w_mutation in self._waiting.pop(fp, []):
+        for w_program, w_h, w_parent, w_mutation, w_island in self._waiting.pop(fp, []):
             self._pending_hash.discard(w_h)
-            self._admit(w_program, w_h, fp, evaluation, w_parent, w_mutation, reused=True)
+            self._admit(w_program, w_h, fp, evaluation, w_parent, w_mutation, reused=True,
+                        island=w_island)
         if evaluation.complete and evaluation.fitness > self._best:
             self._best = evaluation.fitness
             self._since_best = 0
         else:
             self._since_best += 1
         self.history.append((c.evaluated, self._best))
+        self._islands_step(c.evaluated)
         if self.on_progress is not None:
             self.on_progress(Progress(c, self.config.evaluations, self._best,
                                       time.perf_counter() - self._start))
 
+    # ------------------------------------------------------------ islands
+    @staticmethod
+    def _best_of(members) -> Individual | None:
+        return max((i for i in members if i.evaluation.complete and i.fitness > WORST),
+                   key=lambda i: (i.fitness, -i.id), default=None)
+
+    def _islands_step(self, evaluated: int) -> None:
+        """Migration and reset of the weakest island, at their periods."""
+        cfg, n = self.config, len(self.islands)
+        if n < 2:
+            return
+        if cfg.migrate_every and evaluated % cfg.migrate_every == 0:
+            bests = [self._best_of(isl) for isl in self.islands]
+            for i, b in enumerate(bests):
+                if b is not None:
+                    self._join((i + 1) % n, b)
+                    self.counters.migrations += 1
+        if cfg.reset_every and evaluated % cfg.reset_every == 0:
+            bests = [self._best_of(isl) for isl in self.islands]
+            ranked = sorted((b.fitness, -b.id, i) for i, b in enumerate(bests) if b is not None)
+            if len(ranked) == n and ranked[0][2] != ranked[-1][2]:
+                weakest, best = ranked[0][2], bests[ranked[-1][2]]
+                self.islands[weakest].clear()
+                self._join(weakest, best)
+                self.counters.island_resets += 1
+
     # ------------------------------------------------------------ the loop
-    def _mutant(self, parent: Individual) -> None:
+    def _mutant(self, parent: Individual, island: int | None = None) -> None:
         before = self.mutator.rejected
         try:
             child, kind = self.mutator.mutate(parent.program)
@@ -264,10 +372,21 @@ class Evolution:
         self.counters.generated += rejected
         self.counters.invalid += rejected
         if child is not None:
-            self.propose(child, parent.id, kind)
+            self.propose(child, parent.id, kind, island)
 
-    def _tournament(self) -> Individual:
-        pool = list(self.population)
+    def _next_parent(self) -> None:
+        """One child of the next island's tournament winner (or of an archive elite)."""
+        island = self._turn % len(self.islands)
+        self._turn += 1
+        if self.config.archive_parent and self.archive and \
+                self.rng.random() < self.config.archive_parent:
+            parent = self.archive[self.rng.choice(sorted(self.archive))]
+        else:
+            parent = self._tournament(island)
+        self._mutant(parent, island if len(self.islands) > 1 else None)
+
+    def _tournament(self, island: int = 0) -> Individual:
+        pool = list(self.islands[island] or self.population)
         sample = self.rng.sample(pool, min(self.config.tournament, len(pool)))
         best = sample[0]
         for ind in sample[1:]:
@@ -285,25 +404,29 @@ class Evolution:
         return self.counters.generated < limit
 
     def _fill(self, seeds: list[Individual]) -> None:
-        """Top the population up to its size with mutants of ``seeds``."""
-        while (len(self.population) + self.evaluator.pending() < self.config.population
+        """Top the populations up to their size with mutants of ``seeds``."""
+        n = len(self.islands)
+        while (len(self.population) + self.evaluator.pending() < self.config.population * n
                and self._budget_left()):
             if self.evaluator.pending() >= self.evaluator.capacity:
                 self._collect()
                 continue
-            self._mutant(self.rng.choice(seeds))
+            island = self._turn % n
+            self._turn += 1
+            self._mutant(self.rng.choice(seeds), island if n > 1 else None)
         while self.evaluator.pending():
             self._collect()
 
     def _restart(self, initial: list[Individual]) -> None:
         self.counters.restarts += 1
-        self.population.clear()
         if self.config.restart_from == "initial":
             seeds = [self.individuals[i.id] for i in initial]
         else:
             seeds = [max((i for i in self.individuals.values() if i.evaluation.complete),
                          key=lambda i: (i.fitness, -i.id))]
-        self.population.extend(seeds[-self.config.population:])
+        for island in self.islands:
+            island.clear()
+            island.extend(seeds[-self.config.population:])
         self._since_best = 0
         self._fill(seeds)
 
@@ -334,7 +457,7 @@ class Evolution:
         cfg = self.config
         while self._budget_left():
             if self.evaluator.pending() < self.evaluator.capacity:
-                self._mutant(self._tournament())
+                self._next_parent()
                 continue
             self._collect()
             if cfg.restart_after and self._since_best >= cfg.restart_after and self._best > WORST:
@@ -342,5 +465,6 @@ class Evolution:
         while self.evaluator.pending():
             self._collect()
         return EvolutionResult(dict(self.individuals), list(self.population), initial,
-                               self.counters, list(self.history))
+                               self.counters, list(self.history),
+                               [[i.id for i in isl] for isl in self.islands], dict(self.archive))
 

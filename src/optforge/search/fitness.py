@@ -4,14 +4,23 @@ A *stage* is a set of tasks at one task tier (``tiny``, ``small``, ...) with
 a step budget; the funnel's tiers and the held-out set are stages.
 
 On a stage, :class:`TrainerFitness` trains the candidate on every task with a
-small learning-rate grid ``lr_1 .. lr_K`` as K replicas of one batched run
-(same initialisation and data for every replica, fixed by ``task_seed``), and
-keeps the best final validation loss ``L_t = min_k L_{t,k}``. The baseline
-(``adamw`` from the zoo by default) is trained the same way once per run on a
-finer grid, ``B_t = min_k B_{t,k}``. The per-task score and the fitness are::
+small learning-rate grid ``lr_1 .. lr_K`` and ``S`` task seeds (``task_seeds``:
+initialisation and data order) as ``K x S`` replicas of one batched run. A
+rate's loss is the geometric mean over the seeds of the final validation
+loss, ``L_{t,k} = exp(mean_s ln L_{t,k,s})``, and the task's loss is the best
+rate's, ``L_t = min_k L_{t,k}``: one rate for all seeds, so a rate that is
+lucky on one seed's noise cannot win alone. The baseline (``adamw`` from the
+zoo by default) is trained the same way, on the same seeds, once per run,
+``B_t = min_k B_{t,k}``. The per-task score and the fitness are::
 
     s_t = ln(B_t / L_t)            (> 0: better than tuned AdamW; 0.1 ~ 10% lower loss)
-    fitness = mean_t s_t           (or min_t s_t with aggregate = "min")
+    fitness = min_t s_t            (aggregate = "min"; or mean_t s_t with "mean")
+
+``s_t`` is dimensionless (a log ratio to the tuned baseline on the same task),
+so a task with large losses weighs no more than one with small losses.
+``lr_width[t]`` reports the candidate's robustness to its learning rate: the
+width in decades of the contiguous run of grid rates around the best whose
+loss is within 10% of the best (``L_{t,k} <= 1.1 L_t``; 0: only the best rate).
 
 Training is :func:`optforge.train.train` with its defaults (cosine schedule
 with 5% warmup), the same for candidate and baseline. Higher is better. A
@@ -104,8 +113,11 @@ class Evaluation:
     seconds: float = 0.0
     error: str | None = None
     curves: dict[str, dict] = field(default_factory=dict)
-    """Per task: ``steps``, ``loss`` (the best replica's validation loss) and, where the
-    baseline's is known, ``baseline`` (its validation loss at its best rate)."""
+    """Per task: ``steps``, ``loss`` (the best rate's validation loss, geometric mean over
+    the task seeds) and, where the baseline's is known, ``baseline`` (the same at its best
+    rate)."""
+    lr_width: dict[str, float] = field(default_factory=dict)
+    """Per task: decades of learning rate within 10% of the best loss (see the module doc)."""
 
     @property
     def failed(self) -> bool:
@@ -213,15 +225,47 @@ def _best(losses) -> tuple[int, float]:
     return i, x
 
 
-def _curve(result, base: Baseline) -> dict | None:
-    """The validation curve of the replica with the best final loss, and the baseline's."""
+def per_rate(losses, seeds: int) -> list[float]:
+    """Replica losses ordered rate-major (``k * seeds + s``) -> one loss per rate: the
+    geometric mean over the seeds (``inf`` where a seed's loss is not finite)."""
+    values = [float(x) for x in losses]
+    if seeds == 1:
+        return [x if math.isfinite(x) else math.inf for x in values]
+    out = []
+    for k in range(len(values) // seeds):
+        row = values[k * seeds:(k + 1) * seeds]
+        if all(math.isfinite(x) for x in row):
+            out.append(math.exp(math.fsum(math.log(max(x, LOSS_FLOOR)) for x in row) / seeds))
+        else:
+            out.append(math.inf)
+    return out
+
+
+def lr_width(losses: Sequence[float], grid: Sequence[float], within: float = 0.1) -> float:
+    """Decades spanned by the contiguous grid rates around the best whose loss is at most
+    ``(1 + within)`` times the best (0 when only the best rate qualifies, or none is finite)."""
+    i, best = _best(losses)
+    if i < 0:
+        return 0.0
+    ok = [math.isfinite(x) and x <= best * (1 + within) for x in losses]
+    lo = hi = i
+    while lo > 0 and ok[lo - 1]:
+        lo -= 1
+    while hi < len(ok) - 1 and ok[hi + 1]:
+        hi += 1
+    return math.log10(grid[hi] / grid[lo])
+
+
+def _curve(result, base: Baseline, seeds: int = 1) -> dict | None:
+    """The validation curve of the rate with the best final loss, and the baseline's."""
     if result.error is not None or not len(result.eval_steps):
         return None
-    i, _ = _best(result.final_loss)
+    i, _ = _best(per_rate(result.final_loss, seeds))
     if i < 0:
         return None
     steps = [int(s) for s in result.eval_steps]
-    out = {"steps": steps, "loss": [float(x) for x in result.eval_loss[:, i]]}
+    out = {"steps": steps, "loss": [per_rate(row[i * seeds:(i + 1) * seeds], seeds)[0]
+                                    for row in result.eval_loss]}
     ref = dict(base.curve)
     if ref and all(s in ref for s in steps):
         out["baseline"] = [ref[s] for s in steps]
@@ -250,7 +294,9 @@ class TrainerFitness:
         aggregate: ``"mean"`` or ``"min"`` over tasks.
         divergence: the trainer's ``explode`` factor (loss growth that counts
             as divergence).
-        task_seed: seed of every task's initialisation and data.
+        task_seed: seed of every task's initialisation and data (``task_seeds`` unset).
+        task_seeds: the seeds every rate is trained on (replicas); the loss of a rate is
+            the geometric mean over them.
         train_options: further keyword arguments of ``train`` (``schedule``,
             ``warmup``, ``clip``, ...), the same for candidates and baseline.
     """
@@ -259,7 +305,7 @@ class TrainerFitness:
                  baseline_lr_grid: Sequence[float], checkpoints: Sequence[float] = (),
                  aggregate: str = "mean", divergence: float = 1e3, task_seed: int = 0,
                  device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 train_options: Mapping | None = None):
+                 train_options: Mapping | None = None, task_seeds: Sequence[int] = ()):
         for name, grid in (("lr_grid", lr_grid), ("baseline_lr_grid", baseline_lr_grid)):
             if not grid or any(not (x > 0 and math.isfinite(x)) for x in grid):
                 raise ValueError(f"{name} must be positive learning rates, got {list(grid)}")
@@ -268,13 +314,16 @@ class TrainerFitness:
         if aggregate not in ("mean", "min"):
             raise ValueError(f"unknown aggregate {aggregate!r}; use 'mean' or 'min'")
         self.stages = dict(stages)
-        self.lr_grid = tuple(float(x) for x in lr_grid)
+        self.lr_grid = tuple(sorted(float(x) for x in lr_grid))  # increasing: lr_width
         self.baseline_program = baseline
-        self.baseline_lr_grid = tuple(float(x) for x in baseline_lr_grid)
+        self.baseline_lr_grid = tuple(sorted(float(x) for x in baseline_lr_grid))
         self.checkpoints = hurdles_mod.fractions(checkpoints)
         self.aggregate = aggregate
         self.divergence = divergence
         self.task_seed = task_seed
+        self.task_seeds = tuple(int(s) for s in task_seeds) or (task_seed,)
+        if len(set(self.task_seeds)) != len(self.task_seeds):
+            raise ValueError(f"task_seeds must be distinct, got {list(self.task_seeds)}")
         self.device, self.dtype = device, dtype
         self.train_options = dict(train_options or {})
         self.baselines: dict[tuple[str, str, int], Baseline] = {}
@@ -309,8 +358,10 @@ class TrainerFitness:
                on_eval=None):
         from ..train import train
 
-        return train(task, program, stage.size, seeds=[self.task_seed] * len(lrs),
-                     hparams={"lr": list(lrs)}, steps=steps, eval_every=self.eval_every(steps),
+        seeds = self.task_seeds
+        return train(task, program, stage.size, seeds=[s for _ in lrs for s in seeds],
+                     hparams={"lr": [lr for lr in lrs for _ in seeds]}, steps=steps,
+                     eval_every=self.eval_every(steps),
                      device=self.device, dtype=self.dtype, explode=self.divergence,
                      on_eval=on_eval, **self.train_options)
 
@@ -321,15 +372,15 @@ class TrainerFitness:
         cache_key = (task, st.size, n)
         if cache_key not in self.baselines:
             result = self._train(task, st, self.baseline_program, self.baseline_lr_grid, n)
-            i, final = _best(result.final_loss)
+            s = len(self.task_seeds)
+            i, final = _best(per_rate(result.final_loss, s))
             if i < 0:
                 raise RuntimeError(f"the baseline {self.baseline_program.name!r} diverged at every "
                                    f"learning rate on {task!r} ({st.size}): {result.error or ''}")
             row = {int(s): j for j, s in enumerate(result.eval_steps)}
-            at = {f: float(result.eval_loss[row[s], i]) for s, f in self.points(n).items()
-                  if s in row}
-            curve = tuple((int(s), float(x)) for s, x in zip(result.eval_steps,
-                                                             result.eval_loss[:, i], strict=True))
+            rate = [per_rate(r[i * s:(i + 1) * s], s)[0] for r in result.eval_loss]
+            at = {f: rate[row[p]] for p, f in self.points(n).items() if p in row}
+            curve = tuple((int(p), x) for p, x in zip(result.eval_steps, rate, strict=True))
             self.baselines[cache_key] = Baseline(self.baseline_lr_grid[i], final, at, curve)
         return self.baselines[cache_key]
 
@@ -345,12 +396,15 @@ class TrainerFitness:
         best_lr: dict[str, float] = {}
         checkpoints: dict[str, float] = {}
         curves: dict[str, dict] = {}
+        widths: dict[str, float] = {}
         cost = 0.0
+        n_seeds = len(self.task_seeds)
 
         def done(fitness: float, **kw) -> Evaluation:
             return Evaluation(fitness, scores=scores, losses=losses, best_lr=best_lr,
                               checkpoints=checkpoints, cost=cost,
-                              seconds=time.perf_counter() - start, curves=curves, **kw)
+                              seconds=time.perf_counter() - start, curves=curves,
+                              lr_width=widths, **kw)
 
         for task in st.tasks:
             base = self.baseline(stage, task)
@@ -363,7 +417,7 @@ class TrainerFitness:
                 f = points.get(step)
                 if f is None or f not in base.at:
                     return False
-                s = score(base.at[f], _best(list(map(float, step_losses)))[1])
+                s = score(base.at[f], _best(per_rate(step_losses, n_seeds))[1])
                 checkpoints[hurdles_mod.key(task, f)] = s
                 if hurdles_mod.trails(s, task, f, thresholds):
                     stop.append((step, s))
@@ -371,24 +425,26 @@ class TrainerFitness:
                 return False
 
             result = self._train(task, st, program, self.lr_grid, n, on_eval=watch)
-            curve = _curve(result, base)
+            curve = _curve(result, base, n_seeds)
             if curve is not None:
                 curves[task] = curve
             if stop:
                 step, s = stop[0]
-                cost += step * len(self.lr_grid)
+                cost += step * len(self.lr_grid) * n_seeds
                 rest = [s] * (len(st.tasks) - len(scores))
                 return done(aggregate(list(scores.values()) + rest, self.aggregate),
                             complete=False, stopped=hurdles_mod.key(task, points[step]))
-            cost += n * len(self.lr_grid)
+            cost += n * len(self.lr_grid) * n_seeds
             if result.error is not None:
                 scores[task] = WORST
                 return done(WORST, error=f"{task}: {result.error}")
-            i, loss = _best(result.final_loss)
+            rates = per_rate(result.final_loss, n_seeds)
+            i, loss = _best(rates)
             losses[task] = loss
             if i < 0:
                 scores[task] = WORST
                 return done(WORST, diverged=True)
             best_lr[task] = self.lr_grid[i]
+            widths[task] = lr_width(rates, self.lr_grid)
             scores[task] = score(base.final, loss)
         return done(aggregate(list(scores.values()), self.aggregate))

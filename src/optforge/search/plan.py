@@ -1,7 +1,8 @@
 """What a search configuration will cost, stage by stage, before it starts.
 
 One evaluation of a program on a stage trains one batched run per task of the
-stage, ``len(lr_grid)`` replicas (a baseline tuning run: ``len(baseline_lr_grid)``).
+stage, ``len(lr_grid) x seeds_per_task`` replicas (a baseline tuning run: its grid, by default
+``lr_grid``, times the seeds).
 At most:
 
 * baselines: one run per task of every stage (the first tier's before evolution);
@@ -44,8 +45,9 @@ def _stage_steps(stage) -> list[int]:
 def costs(cfg: SearchConfig) -> list[StageCost]:
     """The cost of every stage of ``cfg`` (see the module docstring)."""
     stages = cfg.stages()
-    tiers = [s for n, s in stages.items() if n != "heldout"]
-    k, kb = len(cfg.lr_grid), len(cfg.baseline_lr_grid)
+    tiers = [s for n, s in stages.items() if n != "heldout"]  # the funnel ends on selection
+    seeds = len(cfg.task_seeds)  # every rate is trained on each task seed, as replicas
+    k, kb = len(cfg.lr_grid) * seeds, len(cfg.baseline_grid) * seeds
 
     def cost(stage: str, where, n: int, replicas: int = k) -> StageCost:
         steps = [s for st in where for s in _stage_steps(st)]

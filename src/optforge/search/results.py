@@ -83,6 +83,14 @@ def hall_of_fame(individuals: Iterable[Individual], n: int = 20) -> list[Candida
     return sorted(by_fp.values(), key=_rank_key)[:n]
 
 
+def by_selection(fame: Sequence[Candidate], records: Sequence[dict]) -> list[Candidate]:
+    """The hall of fame in the selection suite's order: candidates scored on the
+    ``selection`` stage first (fittest there first), then the rest in their order."""
+    sel = {r["id"]: r["fitness"] for r in records if r["stage"] == "selection"}
+    scored = sorted((c for c in fame if c.id in sel), key=lambda c: (-sel[c.id], c.id))
+    return scored + [c for c in fame if c.id not in sel]
+
+
 def pareto_front(candidates: Sequence[Candidate]) -> list[Candidate]:
     """Non-dominated candidates, fittest first (see the module docstring).
 
@@ -139,6 +147,11 @@ class SearchResult:
     baselines: dict[str, dict]
     config: dict
     seconds: float
+    archive: list[dict] = field(default_factory=list)
+    """MAP-Elites cells, fittest elite first: ``{"cell": [slots, sign, second moment],
+    "candidate": Candidate}``."""
+    islands: list[list[int]] = field(default_factory=list)
+    """The final islands' member ids."""
 
     @property
     def best(self) -> Candidate | None:
@@ -155,7 +168,10 @@ class SearchResult:
                 "winners": [w.as_dict() for w in self.winners], "counters": self.counters,
                 "funnel": _clean(self.funnel), "history": [[n, _num(b)] for n, b in self.history],
                 "baselines": _clean(self.baselines), "config": self.config,
-                "seconds": self.seconds}
+                "seconds": self.seconds,
+                "archive": [{"cell": a["cell"], **a["candidate"].as_dict()}
+                            for a in self.archive],
+                "islands": self.islands}
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.as_dict(), indent=indent)

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 from .adding import AddingRNN
 from .base import TIERS, Spec, Task, TaskInstance
+from .chargru import CharGRU
 from .charlm import CharLM
 from .custom import ModelTask, TaskError, accuracy, is_reference, resolve
 from .digits import DigitsAE, DigitsLogReg, DigitsMLP
+from .digits_cnn import DigitsCNN
 from .mnist1d_cnn import MNIST1DCNN
 from .modadd import ModAdd
 from .quadratic import NoisyQuadratic
+from .tabular import RegressionMLP, TabularMLP
 
 _TASKS: dict[str, Task] = {
     t.name: t for t in (NoisyQuadratic(), DigitsLogReg(), DigitsMLP(), DigitsAE(), MNIST1DCNN(),
-                ModAdd(), CharLM(), AddingRNN())
+                ModAdd(), CharLM(), AddingRNN(), DigitsCNN(), TabularMLP(), RegressionMLP(),
+                CharGRU())
 }
 
 

@@ -79,3 +79,31 @@ def text() -> torch.Tensor:
     codes = np.frombuffer(s.encode("utf-32-le"), dtype=np.uint32)
     codes = np.where(codes < VOCAB, codes, 0)
     return torch.tensor(codes.astype(np.int64))
+
+
+def _standardise(x: np.ndarray) -> torch.Tensor:
+    x = (x - x.mean(0)) / x.std(0)
+    return torch.tensor(x, dtype=torch.float32)
+
+
+@cache
+def breast_cancer() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's Wisconsin breast-cancer table: ``x (569, 30)`` standardised
+    features, ``y (569,)`` int64 labels (0 malignant, 1 benign)."""
+    with _global_rngs_kept():
+        from sklearn.datasets import load_breast_cancer
+
+        d = load_breast_cancer()
+    return _standardise(d.data), torch.tensor(d.target, dtype=torch.int64)
+
+
+@cache
+def diabetes() -> tuple[torch.Tensor, torch.Tensor]:
+    """scikit-learn's diabetes regression table: ``x (442, 10)`` standardised features,
+    ``y (442,)`` standardised disease progression (float32)."""
+    with _global_rngs_kept():
+        from sklearn.datasets import load_diabetes
+
+        d = load_diabetes()
+    y = (d.target - d.target.mean()) / d.target.std()
+    return _standardise(d.data), torch.tensor(y, dtype=torch.float32)

@@ -112,3 +112,49 @@ def attention(x: torch.Tensor, w_qkv: torch.Tensor, w_out: torch.Tensor, heads: 
         q, kk, v = (z.reshape(k * b, heads, t, dh) for z in (q, kk, v))
         y = F.scaled_dot_product_attention(q, kk, v, is_causal=causal).view(k, b, heads, t, dh)
     return linear(y.transpose(2, 3).reshape(k, b, t, d), w_out)
+
+
+def conv2d(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor, padding: int = 0) -> torch.Tensor:
+    """2-D convolution (stride 1) per replica, as unfold + one batched matmul.
+
+    ``x (K|1, B, C_in, H, W)``, ``w (K, C_out, C_in, kh, kw)`` (torch's layout per
+    replica), ``b (K, C_out)`` -> ``(K, B, C_out, H', W')``.
+    """
+    k, c_out, c_in, kh, kw = w.shape
+    x = x.expand(k, *x.shape[1:])
+    batch, _, h, wd = x.shape[1:]
+    cols = F.unfold(x.reshape(k * batch, c_in, h, wd), (kh, kw), padding=padding)  # (KB, CKK, L)
+    n = cols.shape[-1]
+    cols = cols.view(k, batch, c_in * kh * kw, n).transpose(2, 3).reshape(k, batch * n, -1)
+    y = torch.baddbmm(b.unsqueeze(1), cols, w.reshape(k, c_out, -1).transpose(1, 2))
+    h_out, w_out = h + 2 * padding - kh + 1, wd + 2 * padding - kw + 1
+    return y.view(k, batch, h_out, w_out, c_out).permute(0, 1, 4, 2, 3)
+
+
+def gru(x: torch.Tensor, w_ih: torch.Tensor, w_hh: torch.Tensor, b_ih: torch.Tensor,
+        b_hh: torch.Tensor) -> torch.Tensor:
+    """A GRU layer per replica (torch's equations and gate order r, z, n), zero initial state.
+
+    ``x (K, B, T, in)``, ``w_ih (K, 3H, in)``, ``w_hh (K, 3H, H)``, biases ``(K, 3H)``
+    -> hidden states ``(K, B, T, H)``::
+
+        r = sigmoid(W_ir x + b_ir + W_hr h + b_hr)
+        z = sigmoid(W_iz x + b_iz + W_hz h + b_hz)
+        n = tanh(W_in x + b_in + r * (W_hn h + b_hn))
+        h' = (1 - z) * n + z * h
+    """
+    k, b, t, _ = x.shape
+    hidden = w_hh.shape[-1]
+    gates_x = linear(x, w_ih, b_ih).unbind(2)  # T of (K, B, 3H)
+    h = x.new_zeros(k, b, hidden)
+    w_hh_t = w_hh.transpose(1, 2)
+    out = []
+    for gx in gates_x:
+        gh = torch.baddbmm(b_hh.unsqueeze(1), h, w_hh_t)
+        xr, xz, xn = gx.chunk(3, -1)
+        hr, hz, hn = gh.chunk(3, -1)
+        r, z = torch.sigmoid(xr + hr), torch.sigmoid(xz + hz)
+        n = torch.tanh(xn + r * hn)
+        h = torch.lerp(n, h, z)
+        out.append(h)
+    return torch.stack(out, 2)

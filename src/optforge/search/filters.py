@@ -1,0 +1,216 @@
+"""Invariance filters: reject programs that cannot generalise, before any training.
+
+Each filter runs the program a few steps *open loop* on the behavioural
+fingerprint's inputs (:mod:`optforge.lang.fingerprint`: parameters of shapes
+3 x 4 and 5, gradients ``g = w + 0.5 noise``, float64, hyperparameters at
+their defaults; the parameters are not moved, so every variant of a run sees
+the same ``w`` and ``g`` up to the variant's change). Let ``u(c, lr)`` be the
+update of the last step when every gradient is multiplied by ``c``.
+
+``scale``
+    The update direction must not depend on the gradient's scale:
+    ``cos(u(c) - u(0), u(1) - u(0)) >= 1 - tolerance`` for ``c`` in 10 and 0.1
+    (``u(0)`` removes what does not come from the gradient, e.g. decoupled
+    weight decay ``lr wd w``, so SGD, Adam and Lion all pass; when ``u(0)`` is
+    not finite, ``u(c)`` is compared with ``u(1)``). Rejects e.g.
+    ``interp(m, g, 0.374 - g)``, whose mixing weight reads the gradient's raw
+    size: a rule fitted to one task's gradient scale.
+``state``
+    No state slot may be provably constant: a slot whose new value depends on
+    no input (``w g h step lr``), only on constants, hyperparameters and such
+    slots, and which, with every slot it reads, is still 0 after a step, is 0
+    forever (e.g. ``s = s * 0.9``: a zero standing in for weight decay).
+``cancel``
+    Every hyperparameter must survive in the program's math: it must be a free
+    symbol of the update's or a new slot's sympy expression
+    (:func:`optforge.lang.symbolic.to_sympy`, sympy's automatic
+    canonicalisation, no costly ``simplify``). Rejects e.g. ``beta1 - beta1``
+    or ``x * wd / wd``.
+``lr``
+    ``lr`` is the step size and nothing else: no slot may depend on it (a
+    moving average of ``lr`` is a hidden warm-up fitted to the step budget) and
+    the update must be homogeneous of degree 1 in it,
+    ``u(1, 10 lr) = 10 u(1, lr)`` and ``u(1, lr / 10) = u(1, lr) / 10``
+    (relative tolerance 1e-9). Leave ``lr`` out of the filters to allow
+    other uses (the explicit opt-in).
+
+:func:`reject` returns the first filter's reason, or ``None`` for a program
+that passes them all. A program that cannot run on these inputs is left to
+the search's other checks (``None``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+
+from ..lang.fingerprint import LR, SHAPES, _per_param, _slot_shape
+from ..lang.ir import INPUTS, Program, names_read
+from ..lang.runtime import Plan, run
+
+FILTERS = ("scale", "state", "cancel", "lr")
+STEPS = 3
+
+
+def _inputs(steps: int) -> tuple[list[torch.Tensor], list[list[torch.Tensor]],
+                                 list[list[torch.Tensor]]]:
+    gen = torch.Generator().manual_seed(20240229)
+
+    def draw(shape):
+        return torch.randn(shape, generator=gen, dtype=torch.float64)
+
+    ws = [draw(s) for s in SHAPES]
+    gs, hs = [], []
+    for _ in range(steps):
+        gs.append([w + 0.5 * draw(w.shape) for w in ws])
+        hs.append([draw(w.shape).abs() + 0.1 for w in ws])
+    return ws, gs, hs
+
+
+_INPUTS = _inputs(STEPS)
+
+
+def trajectory(program: Program, scale: float = 1.0, lr: float = LR,
+               hyper: dict[str, float] | None = None, steps: int = STEPS,
+               plan: Plan | None = None
+               ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+    """Open-loop updates (one flat tensor per step) and slot values after each step."""
+    plan = plan or Plan(program)
+    ws, gs, hs = _INPUTS if steps == STEPS else _inputs(steps)
+    slots = [[torch.zeros(_slot_shape(plan.slot_shapes[s], w), dtype=torch.float64) for w in ws]
+             for s in plan.slots]
+    values = {**dict(program.hyper), **(hyper or {})}
+    updates, states = [], []
+    for step in range(steps):
+        inputs = {"w": ws, "g": [g * scale for g in gs[step]], "h": hs[step], "lr": lr,
+                  "step": float(step + 1)}
+        update, *new = run(plan, {k: inputs[k] for k in plan.input_regs}, slots, values, ws[0])
+        updates.append(torch.cat([u.flatten() for u in _per_param(update, ws, full=True)]))
+        slots = [_per_param(v, ws, full=False) for v in new]
+        states.append([torch.cat([x.flatten() for x in s]) for s in slots])
+    return updates, states
+
+
+def dependencies(program: Program) -> dict[str, set[str]]:
+    """For each slot, what its new value reads: inputs, hyperparameters and slots' old
+    values (through temporaries and overwrites)."""
+    leaves = set(INPUTS) | set(program.hyperparameters) | set(program.slots)
+    env: dict[str, set[str]] = {}
+
+    def deps(names: set[str]) -> set[str]:
+        out: set[str] = set()
+        for n in names:
+            out |= env.get(n, {n} & leaves)
+        return out
+
+    for a in program.body:
+        env[a.target] = deps(names_read(a.expr))
+    return {s: deps(names_read(e)) for s, e in zip(program.slots, program.returns[1:],
+                                                   strict=True)}
+
+
+def _closure(program: Program) -> dict[str, set[str]]:
+    """Slot dependencies closed over other slots (what a slot depends on over many steps)."""
+    deps = dependencies(program)
+    changed = True
+    while changed:
+        changed = False
+        for d in deps.values():
+            more = set().union(*(deps[x] for x in d if x in deps)) - d
+            if more:
+                d |= more
+                changed = True
+    return deps
+
+
+def _finite(ts: Sequence[torch.Tensor]) -> bool:
+    return all(bool(torch.isfinite(t).all()) for t in ts)
+
+
+def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
+    na, nb = float(a.norm()), float(b.norm())
+    if na == 0 or nb == 0:
+        return 1.0 if na == nb else 0.0
+    return float(a @ b) / (na * nb)
+
+
+def _scale(program: Program, plan: Plan, tolerance: float) -> str | None:
+    u1 = trajectory(program, 1.0, plan=plan)[0][-1]
+    u0 = trajectory(program, 0.0, plan=plan)[0][-1]
+    base = u0 if _finite([u0]) else torch.zeros_like(u1)
+    if not _finite([u1]):
+        return None
+    for c in (10.0, 0.1):
+        uc = trajectory(program, c, plan=plan)[0][-1]
+        if not _finite([uc]) or _cos(uc - base, u1 - base) < 1 - tolerance:
+            return f"scale: the update direction changes when gradients are scaled by {c:g}"
+    return None
+
+
+def _state(program: Program, plan: Plan) -> str | None:
+    closure = _closure(program)
+    free = [s for s, d in closure.items() if not d & set(INPUTS)]
+    if not free:
+        return None
+    _, states = trajectory(program, steps=1, plan=plan)
+    index = {s: i for i, s in enumerate(program.slots)}
+    zero = {s for s in free if bool((states[0][index[s]] == 0).all())}
+    for s in free:
+        # s and every slot it reads (all input-free) start at 0 and are 0 after a step: a
+        # deterministic map at its fixed point, so s is 0 forever
+        if {s} | (closure[s] & set(closure)) <= zero:
+            return f"state: slot {s!r} is provably constant (reads no input, stays 0)"
+    return None
+
+
+def _cancel(program: Program) -> str | None:
+    from ..lang.symbolic import hyper_symbol, to_sympy
+
+    used = set().union(*(e.free_symbols for e in to_sympy(program, simplified=False).values()))
+    for k, _ in program.hyper:
+        if hyper_symbol(k) not in used:
+            return f"cancel: hyperparameter {k!r} cancels out of every output"
+    return None
+
+
+def _lr(program: Program, plan: Plan) -> str | None:
+    for s, d in _closure(program).items():
+        if "lr" in d:
+            return f"lr: slot {s!r} depends on lr (lr must only scale the step)"
+    ref, _ = trajectory(program, plan=plan)
+    if not _finite(ref):
+        return None
+    for c in (10.0, 0.1):
+        alt, _ = trajectory(program, lr=LR * c, plan=plan)
+        if not all(torch.allclose(a, b * c, rtol=1e-9, atol=1e-300)
+                   for a, b in zip(alt, ref, strict=True)):
+            return f"lr: the update is not proportional to lr (lr x {c:g})"
+    return None
+
+
+def reject(program: Program, filters: Sequence[str] = FILTERS,
+           tolerance: float = 0.01) -> str | None:
+    """The first failed filter's reason, or None (see the module docstring)."""
+    unknown = set(filters) - set(FILTERS)
+    if unknown:
+        raise ValueError(f"unknown filter(s) {sorted(unknown)}; known: {list(FILTERS)}")
+    try:
+        plan = Plan(program)
+    except Exception:  # noqa: BLE001 - a program that cannot compile is judged elsewhere
+        return None
+    checks = {"scale": lambda: _scale(program, plan, tolerance),
+              "state": lambda: _state(program, plan),
+              "cancel": lambda: _cancel(program), "lr": lambda: _lr(program, plan)}
+    for name in ("state", "lr", "scale", "cancel"):  # cheapest first
+        if name in filters:
+            try:
+                reason = checks[name]()
+            except Exception:  # noqa: BLE001 - a program that cannot run is judged elsewhere
+                return None
+            if reason is not None:
+                return reason
+    return None
+
+
+__all__ = ["FILTERS", "dependencies", "reject", "trajectory"]

@@ -169,7 +169,9 @@ def test_the_plan_costs_every_stage():
     cfg = SearchConfig(evaluations=10, tiers=["tiny:quadratic@30", "small:digits_mlp@40"],
                        heldout="tiny:digits_logreg@20", promote_max=8, simplify_top=3,
                        simplify_evaluations=100)
-    k, kb = len(cfg.lr_grid), len(cfg.baseline_lr_grid)
+    seeds = cfg.seeds_per_task  # each rate trains once per task seed, as replicas
+    assert seeds >= 2 and not cfg.baseline_lr_grid  # the defaults: the baseline on lr_grid
+    k, kb = len(cfg.lr_grid) * seeds, len(cfg.lr_grid) * seeds
     got = {c.stage: (c.evaluations, c.runs, c.replica_steps) for c in costs(cfg)}
     assert got == {"baselines": (3, 3, kb * (30 + 40 + 20)), "evolution": (10, 10, 10 * k * 30),
                    "funnel": (8, 8, 8 * k * 40), "simplification": (300, 300, 300 * k * 30),

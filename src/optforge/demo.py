@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 
 MARKER = ".optforge-demo"
 PARTS = ("run", "bench", "report", "discovered.py", "discovered_optimizer.py")
@@ -104,7 +105,7 @@ def run_demo(out: str | Path = "demo-out", plan: DemoPlan = DemoPlan(),
     config = plan.search_config()
     run_dir = out / "run"
     with RunStore.create(run_dir, "search", config.as_dict()) as store:
-        console.print(f"run directory: {run_dir}; {plan.evaluations} evaluations from "
+        console.print(f"run directory: {escape(str(run_dir))}; {plan.evaluations} evaluations from "
                       f"{', '.join(plan.init)} on {', '.join(plan.search_tiers)}", highlight=False)
         result = Search(config, store=store, make_evaluator=lambda fitness: make_backend(
             plan.backend, fitness, plan.workers)).run()
@@ -130,13 +131,15 @@ def run_demo(out: str | Path = "demo-out", plan: DemoPlan = DemoPlan(),
     console.rule("[bold]3. export (optforge export OUT/run --rank 1)")
     exported, cls = export(str(run_dir), out / "discovered_optimizer.py", "Discovered", rank=1,
                            overwrite=True, return_class_name=True)
-    console.print(f"wrote {exported}: class {cls}, lr default {origin.lr:g}"
-                  if origin.lr else f"wrote {exported}: class {cls}", highlight=False)
+    console.print(f"wrote {escape(str(exported))}: class {cls}, lr default {origin.lr:g}"
+                  if origin.lr else f"wrote {escape(str(exported))}: class {cls}",
+                  highlight=False)
 
     console.rule("[bold]4. report (optforge report OUT/run --bench OUT/bench)")
     t = time.perf_counter()
     report = make_report(run_dir, out / "report", bench=out / "bench")
-    console.print(f"wrote {report.html} ({len(report.figures)} figures)", highlight=False)
+    console.print(f"wrote {escape(str(report.html))} ({len(report.figures)} figures)",
+                  highlight=False)
     times["report"] = time.perf_counter() - t
 
     comparison = compare(bench, "discovered")

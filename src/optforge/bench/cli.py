@@ -23,7 +23,7 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..clierror import print_error
+from ..clierror import exit_code, interrupted, print_error, terminate_as_interrupt
 from ..cliout import ProgressLines, print_wide
 
 SAMPLERS = ("tpe", "qmc", "random")  # as in .tune, spelled out to keep this import light
@@ -76,6 +76,8 @@ def bench_command(
         "curves, final metrics, progress (tensorboard --logdir DIR).")] = None,
 ) -> None:
     """Compare optimizers fairly: equal tuning budgets, several seeds, tests and speedups."""
+    import sqlite3
+
     from ..store import ReplayError, StoreError
     from .report import results_table, scores_table
     from .run import run_bench
@@ -109,7 +111,7 @@ def bench_command(
     except (KeyError, ValueError, StoreError, ImportError) as err:
         print_error(console, err)
         raise typer.Exit(2) from None
-    console.print(f"run directory: {store.path}", highlight=False)
+    console.print(f"run directory: {escape(str(store.path))}", highlight=False)
     log = None
     if tensorboard is not None:
         from ..tblog import BenchLog
@@ -144,19 +146,24 @@ def bench_command(
         if bar is not None:
             bar.start()
         try:
-            result = run_bench(**store.config, out_dir=store.path, plots=plots,
-                               progress=progress, store=store,
-                               on_entry=log.entry if log is not None else None)
+            with terminate_as_interrupt():
+                result = run_bench(**store.config, out_dir=store.path, plots=plots,
+                                   progress=progress, store=store,
+                                   on_entry=log.entry if log is not None else None)
         finally:
             if bar is not None:
                 bar.stop()
         if log is not None:
             log.compared(result)
-    except KeyboardInterrupt:
-        console.print(f"interrupted; continue with: optforge bench --resume {store.path}")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as err:
+        print_error(console, f"{interrupted(err)}; continue with: optforge bench --resume "
+                    f"{store.path}")
+        raise typer.Exit(exit_code(err)) from None
     except (KeyError, ValueError, StoreError, ReplayError) as err:
         print_error(console, err)
+        raise typer.Exit(2) from None
+    except sqlite3.Error as err:  # the store failed: the run stops, no candidate fails for it
+        print_error(console, f"the run store failed: {err}")
         raise typer.Exit(2) from None
     finally:
         store.close()
@@ -167,7 +174,7 @@ def bench_command(
                scores_table(result))
     for e in result.entries:
         for edge in e.tuning.edges if e.tuning else ():
-            console.print(f"[dim]{e.task}: {e.optimizer}: {escape(str(edge))}[/dim]",
+            console.print(f"[dim]{e.task}: {escape(e.optimizer)}: {escape(str(edge))}[/dim]",
                           soft_wrap=True)
     for task, info in result.tasks.items():
         bfit = info.get("baseline_fit")
@@ -175,9 +182,10 @@ def bench_command(
             continue
         if bfit.fit:
             f = bfit.fit
-            console.print(f"[dim]{task}: {baseline} final loss vs budget fitted as "
+            console.print(f"[dim]{task}: {escape(baseline)} final loss vs budget fitted as "
                           f"{f['E']:.4g} + {f['A']:.4g} * s^-{f['alpha']:.3g} on budgets "
                           f"{bfit.budgets} (rms relative error {f['rel_rmse']:.1%})[/dim]")
         else:
-            console.print(f"[dim]{task}: no speedup fit: {bfit.error}[/dim]")
-    console.print(f"wrote {', '.join(result.files.values())} in {result.wall_time:.1f}s")
+            console.print(f"[dim]{task}: no speedup fit: {escape(bfit.error)}[/dim]")
+    console.print(f"wrote {escape(', '.join(result.files.values()))} in "
+                  f"{result.wall_time:.1f}s", highlight=False)

@@ -9,6 +9,7 @@ import math
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from ..cliout import table_width
@@ -91,12 +92,13 @@ def results_table(result: BenchResult, width: int = 120) -> Table:
     """One row per (task, optimizer); numbers wrap only on terminals narrower than 120."""
     st = result.settings
     baseline = st["baseline"]
+    shown = escape(baseline)  # labels are text, not Rich markup
     table = Table(title=f"optforge bench: {st['trials']} tuning trials per optimizer and task, "
                         f"{st['seeds']} seeds, tier {st['tier']}",
                   caption=f"final metric and val loss: mean ± 95% CI half-width over seeds; "
-                          f"target: {baseline}'s final val loss; speedup: data-equivalent, "
-                          f"against {baseline}'s loss-vs-budget fit; p: Welch t-tests of the "
-                          f"final val loss and metric against {baseline}, Holm-adjusted over "
+                          f"target: {shown}'s final val loss; speedup: data-equivalent, "
+                          f"against {shown}'s loss-vs-budget fit; p: Welch t-tests of the "
+                          f"final val loss and metric against {shown}, Holm-adjusted over "
                           f"the table's comparisons; verdict: decided by the val loss p < "
                           f"{ALPHA:g} (tie: equal constants; clipped: a tuned value at the edge "
                           f"of its final range); widened: ranges widened at an edge (↑ top, "
@@ -119,19 +121,20 @@ def results_table(result: BenchResult, width: int = 120) -> Table:
             metric = f"{info['metric']} {'↑' if info['higher_is_better'] else '↓'}"
             label = f"{task}\n{metric}" if i == 0 else ""
             table.add_row(
-                label, e.optimizer, fmt_summary(e.final_metric), fmt_summary(e.final_loss),
+                label, escape(e.optimizer), fmt_summary(e.final_metric), fmt_summary(e.final_loss),
                 fmt_steps(e.steps_to_target), str(e.speedup) if e.speedup else "-",
                 fmt_p(e, baseline, "loss"), fmt_p(e, baseline, "metric"),
                 "-" if e.optimizer == baseline else (e.verdict or "-"), trials, fmt_edges(e),
-                fmt_status(e), end_section=i == len(rows) - 1)
+                escape(fmt_status(e)), end_section=i == len(rows) - 1)
     return table
 
 
 def scores_table(result: BenchResult) -> Table:
     """AlgoPerf performance-profile score of each optimizer across the tasks."""
     tau = result.settings["tau_max"]
-    table = Table(title=f"performance profile (steps to the {result.settings['baseline']} "
-                        f"final loss, tau up to {tau:g})")
+    base = escape(result.settings["baseline"])
+    table = Table(title=f"performance profile (steps to the {base} final loss, tau up to "
+                        f"{tau:g})")
     table.add_column("optimizer")
     table.add_column("score", justify="right")
     table.add_column("tasks within tau", justify="right")
@@ -141,7 +144,8 @@ def scores_table(result: BenchResult) -> Table:
         ratios = result.ratios.get(o, {})
         within = sum(r <= tau for r in ratios.values())
         failed = sum(e.status != OK for e in result.entries if e.optimizer == o)
-        table.add_row(o, _num(result.scores.get(o), 3), f"{within}/{len(ratios)}", str(failed))
+        table.add_row(escape(o), _num(result.scores.get(o), 3), f"{within}/{len(ratios)}",
+                      str(failed))
     return table
 
 

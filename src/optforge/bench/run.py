@@ -36,6 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import tasks as task_registry
+from ..store import STORE_ERRORS
 from ..store.recorder import ReplayError
 from ..train import OK as RUN_OK
 from ..train import SCHEDULES
@@ -97,6 +98,11 @@ def plan_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], tria
     run store keeps them)."""
     optimizers, tasks = _names(optimizers), _names(tasks)
     _check(trials, seeds, evals, batch, sampler, pruner, scaling, tau_max, max_extrapolation)
+    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
+        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+    from ..train.device import check_device
+
+    check_device(str(device))
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown schedule {schedule!r}; schedules: {', '.join(SCHEDULES)}")
     cands = ([Candidate.from_dict(c) for c in candidates] if candidates
@@ -257,7 +263,7 @@ def _bench_one(cand: Candidate, spec: RunSpec, trials: int, sampler: str, pruner
                           [entry.config] * len(final_seeds), final_seeds)
         meter(spec.steps)
         _record(entry, res)
-    except ReplayError:  # the stored run is another benchmark: not the candidate's failure
+    except (ReplayError, *STORE_ERRORS):  # the store's failure, not the candidate's: stop
         raise
     except Exception as err:  # a failing candidate is a row of the table, not a crash
         entry.status, entry.reason = FAILED, f"{type(err).__name__}: {err}"
@@ -371,7 +377,7 @@ def _baseline_fit(cand: Candidate, entry: Entry, spec: RunSpec, scaling: Sequenc
             finals = [v for v, s in zip(res.final_loss, res.status, strict=True)
                       if s == RUN_OK and np.isfinite(v)]
             losses.append(float(np.mean(finals)) if finals else math.nan)
-        except ReplayError:
+        except (ReplayError, *STORE_ERRORS):
             raise
         except Exception:  # a missing point only weakens the fit
             losses.append(math.nan)

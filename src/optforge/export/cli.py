@@ -11,6 +11,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..clierror import print_error
 
@@ -67,7 +68,8 @@ def export_command(
         print_error(console, err)
         raise typer.Exit(2) from None
     module = path.stem if path.stem.isidentifier() else "<module>"
-    console.print(f"wrote [bold]{path}[/bold]: class {cls}, depends only on torch")
-    console.print(f"  from {module} import {cls}")
+    console.print(f"wrote [bold]{escape(str(path))}[/bold]: class {cls}, depends only on torch",
+                  highlight=False, soft_wrap=True)
+    console.print(f"  from {module} import {cls}", markup=False)
     console.print(f"  opt = {cls}(model.parameters())  # defaults: the recommended values "
                   "(see its docstring)")

@@ -8,6 +8,7 @@ from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from ..clierror import print_error
 
@@ -36,6 +37,7 @@ def report_command(
     if not report.finished:
         console.print("[yellow]note:[/yellow] the run is unfinished; the report shows what the "
                       "store holds so far")
-    console.print(f"wrote [bold]{report.html}[/bold] and {len(report.figures)} figures "
-                  f"({', '.join(p.name for p in report.figures.values())})", highlight=False,
+    names = ", ".join(p.name for p in report.figures.values())
+    console.print(f"wrote [bold]{escape(str(report.html))}[/bold] and {len(report.figures)} "
+                  f"figures ({escape(names)})", highlight=False,
                   soft_wrap=True)  # a path is never broken over lines

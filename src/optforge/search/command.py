@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import inspect
 import json
+import os
+import sqlite3
 import time
 from dataclasses import fields
 from pathlib import Path
@@ -22,9 +24,10 @@ from typing import Annotated, Any, get_type_hints
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.syntax import Syntax
 
-from ..clierror import print_error
+from ..clierror import exit_code, interrupted, print_error, terminate_as_interrupt
 from .config import SearchConfig
 from .display import LiveDisplay
 from .engine import Search
@@ -63,7 +66,7 @@ def default_run_dir(root: Path = Path("runs"), kind: str = "search") -> Path:
 
 
 def _open_run(config: Path | None, out: Path | None, resume: Path | None,
-              given: dict[str, Any]):
+              given: dict[str, Any], in_flight: int | None = None):
     from ..store import RunStore
 
     if resume is not None:
@@ -71,22 +74,36 @@ def _open_run(config: Path | None, out: Path | None, resume: Path | None,
             raise ValueError("--resume takes the configuration from the run directory; "
                              "give no --config, --out or search options with it")
         store = RunStore.open(resume)
-        if store.kind != "search":
+        kind = store.kind
+        if kind != "search":
             store.close()
-            raise ValueError(f"{resume} is a {store.kind} run, not a search run")
+            raise ValueError(f"{resume} is a {kind} run, not a search run")
         return SearchConfig.from_dict(store.config), store
     cfg = SearchConfig.from_toml(config) if config is not None else SearchConfig()
     cfg = cfg.override(**given)
-    cfg.check_tasks()
+    cfg.check_tasks()  # tasks and device
     cfg.check_programs()  # before the run directory exists: a bad file creates nothing
-    return cfg, RunStore.create(out or default_run_dir(), "search", cfg.as_dict())
+    meta = {} if in_flight is None else {"in_flight": in_flight}
+    return cfg, RunStore.create(out or default_run_dir(), "search", cfg.as_dict(), **meta)
+
+
+def planned_in_flight(backend: str, workers: int | None, queue: int | None) -> int | None:
+    """The jobs in flight the backend will keep (``workers + queue``), where known before it
+    starts: stored at creation, so a run killed during start-up resumes with it (a Ray
+    cluster's size is only known once joined)."""
+    if backend == "inline":
+        return workers or 1
+    if backend == "ray" and workers is None:
+        return None
+    w = workers or os.cpu_count() or 1
+    return w + (w if queue is None else queue)
 
 
 def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from: list[Path],
          backend: str, workers: int | None, queue: int | None, timeout: float, retries: int,
          ray_address: str | None, tensorboard: Path | None = None, **flags: Any) -> None:
     from ..runtime import make_backend
-    from ..store import RunStore, StoreError
+    from ..store import ReplayError, RunStore, StoreError
 
     console = Console()
     given = {k: v for k, v in flags.items() if v is not None and v != [] and v != ()}
@@ -99,11 +116,13 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
 
             require()
         caches = [RunStore.open(p, readonly=True) for p in cache_from or []]
-        cfg, store = _open_run(config, out, resume, given)
+        cfg, store = _open_run(config, out, resume, given,
+                               planned_in_flight(backend, workers, queue))
     except (ValueError, KeyError, OSError, StoreError, ImportError) as err:
         print_error(console, err)
         raise typer.Exit(2) from None
-    console.print(f"run directory: {store.path}", highlight=False)
+    console.print(f"run directory: {escape(str(store.path))}", highlight=False)
+    again = f"continue with: optforge search --resume {store.path}"
     log = None
     if tensorboard is not None:
         from ..tblog import SearchLog
@@ -121,7 +140,7 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
         return make_backend(backend, fitness, workers, timeout, retries, ray_address, queue)
 
     try:
-        with LiveDisplay(Console(stderr=True)) as display:
+        with LiveDisplay(Console(stderr=True)) as display, terminate_as_interrupt():
             def progress(p) -> None:
                 display.update(p)
                 if log is not None:
@@ -131,11 +150,14 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
                             make_evaluator=evaluator).run()
             if log is not None:
                 log.result(result)
-    except KeyboardInterrupt:
-        console.print(f"interrupted; continue with: optforge search --resume {store.path}")
-        raise typer.Exit(130) from None
+    except KeyboardInterrupt as err:
+        print_error(console, f"{interrupted(err)}; {again}")
+        raise typer.Exit(exit_code(err)) from None
     except ConnectionError as err:  # e.g. no Ray cluster at --ray-address
-        print_error(console, f"{err}; continue with: optforge search --resume {store.path}")
+        print_error(console, f"{err}; {again}")
+        raise typer.Exit(2) from None
+    except (StoreError, sqlite3.Error, ReplayError) as err:  # the store failed: stop cleanly
+        print_error(console, f"the run store failed: {err}")
         raise typer.Exit(2) from None
     finally:
         store.close()
@@ -144,14 +166,14 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
         if log is not None:
             log.close()
     out = store.path
-    console.print(result.summary(sources=False))
+    console.print(result.summary(sources=False), markup=False)
     for i, w in enumerate(result.winners, 1):
         console.print(f"[bold]winner {i}[/bold] (fitness {w.simplified_fitness:+.4f})")
         console.print(Syntax(w.source, "python", theme="ansi_dark"))
-        console.print(w.formula)
-        console.print(f"LaTeX: {w.latex}")
+        console.print(w.formula, markup=False)
+        console.print(f"LaTeX: {w.latex}", markup=False)
     paths = write_results(result, cfg, out)
-    console.print(f"wrote {', '.join(str(p) for p in paths)}")
+    console.print(f"wrote {escape(', '.join(str(p) for p in paths))}", highlight=False)
     console.print_json(json.dumps(result.counters))
 
 

@@ -199,8 +199,12 @@ class SearchConfig:
         del stages
 
     def check_tasks(self) -> None:
-        """Raise KeyError if a stage names an unknown task or a tier it lacks."""
+        """Raise KeyError if a stage names an unknown task or a tier it lacks, ValueError
+        for a device torch cannot train on here."""
         from .. import tasks
+        from ..train.device import check_device
+
+        check_device(self.device)
 
         for stage in self.stages().values():
             for t in stage.tasks:

@@ -213,10 +213,11 @@ class Search:
         from ..store import RecordingEvaluator
 
         store = self.store
-        in_flight = store.meta("in_flight")
+        in_flight = store.meta("in_flight")  # stored at creation by the command, if known
         if in_flight is None:
             in_flight = backend.capacity
             store.set_meta(in_flight=in_flight)
+        if not next(store.rows("SELECT COUNT(*) FROM events WHERE kind='start'"))[0]:
             store.event("start", in_flight=in_flight)
         else:
             store.set_meta(status="running")

@@ -1,6 +1,6 @@
 """The run store: SQLite run directories, recording and replay (docs/RUNS.md)."""
 
-from .db import FILE, RunStore, StoreError
+from .db import FILE, STORE_ERRORS, RunStore, StoreError
 from .recorder import RecordingEvaluator, ReplayError
 
-__all__ = ["FILE", "RecordingEvaluator", "ReplayError", "RunStore", "StoreError"]
+__all__ = ["FILE", "STORE_ERRORS", "RecordingEvaluator", "ReplayError", "RunStore", "StoreError"]

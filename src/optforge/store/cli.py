@@ -5,12 +5,14 @@ Register with ``app.add_typer(runs_app, name="runs")``.
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -35,22 +37,23 @@ def runs_list(root: Annotated[Path, typer.Argument(help="A run directory or a fo
     rows = list_runs(root)
     for r in rows:
         if isinstance(r, tuple):
-            table.add_row(str(r[0]), "?", f"[red]{r[1]}[/red]", "", "", "", "", "")
+            table.add_row(escape(str(r[0])), "?", f"[red]unreadable: {escape(r[1])}[/red]",
+                          "", "", "", "", "")
             continue
         if r.bench is not None:
             b = r.bench
             bad = sum(n for s, n in r.statuses.items() if s in ("error", "raised"))
             done = f"{r.evaluations}/{b['planned'] or '?'} runs"
             ranked = _ranked(b["scores"])
-            best = f"{ranked[0][0]} {ranked[0][1]:.2f}" if ranked else "-"
+            best = f"{escape(ranked[0][0])} {ranked[0][1]:.2f}" if ranked else "-"
         else:
             bad = sum(n for s, n in r.statuses.items() if s != "ok")
             done = f"{r.evaluations} evaluations"
             best = f"{r.best[0]['fitness']:+.4f}" if r.best else "-"
-        table.add_row(str(r.path), r.kind, r.status, _when(r.created), done, str(bad), best,
+        table.add_row(escape(str(r.path)), r.kind, r.status, _when(r.created), done, str(bad), best,
                       f"{r.seconds:.1f} s")
     if not rows:
-        console.print(f"no runs under {root}")
+        console.print(f"no runs under {escape(str(root))}")
         return
     console.print(table)
 
@@ -64,7 +67,8 @@ def _ranked(scores: dict | None) -> list[tuple[str, float]]:
 def show_bench(r: RunSummary) -> None:
     b = r.bench
     s = b["settings"]
-    console.print(f"optimizers: {', '.join(b['optimizers'])} (baseline {b['baseline']})")
+    console.print(f"optimizers: {', '.join(b['optimizers'])} (baseline {b['baseline']})",
+                  markup=False)
     console.print(f"tasks: {', '.join(b['tasks'])} (tier {s['tier']}, "
                   f"{s['steps'] or 'tier default'} steps, {s['trials']} trials in batches of "
                   f"{s['batch']}, {s['seeds']} seeds, {s['sampler']}/{s['pruner']}, "
@@ -83,19 +87,20 @@ def show_bench(r: RunSummary) -> None:
              for t, o, st, why in b["entries"] or []}
     for key, e in b["per_entry"].items():
         task, opt = key.split("/", 1)
-        table.add_row(task, opt, str(e["units"]), f"{e['seconds']:.1f} s",
-                      fates.get(key, "running" if r.status == "running" else "-"))
+        table.add_row(task, escape(opt), str(e["units"]), f"{e['seconds']:.1f} s",
+                      escape(fates.get(key, "running" if r.status == "running" else "-")))
     if b["per_entry"]:
         console.print(table)
     ranked = _ranked(b["scores"])
     if ranked:
         console.print("performance-profile scores: " + ", ".join(f"{o} {v:.3f}"
-                                                                 for o, v in ranked))
+                                                                 for o, v in ranked),
+                      markup=False)
 
 
 def show(r: RunSummary) -> None:
-    console.print(f"[bold]{r.path}[/bold]: {r.kind} run, {r.status}, created {_when(r.created)} "
-                  f"UTC, resumed {r.resumes} time(s)")
+    console.print(f"[bold]{escape(str(r.path))}[/bold]: {r.kind} run, {r.status}, created "
+                  f"{_when(r.created)} UTC, resumed {r.resumes} time(s)", highlight=False)
     if r.bench is not None:
         show_bench(r)
         return
@@ -127,7 +132,7 @@ def runs_show(run_dir: Path, top: Annotated[int, typer.Option(min=1, help="Best 
     """Summary of one run: status, counts, time spent, best programs."""
     try:
         r = summarize(run_dir, top)
-    except StoreError as err:
+    except (StoreError, sqlite3.Error) as err:
         print_error(console, err)
         raise typer.Exit(2) from None
     show(r)

@@ -20,14 +20,23 @@ Tables (see docs/RUNS.md):
   result the search consumes: population ids, RNG states, counters;
 * ``events(id, time, kind, data)``: start, resume, phase, finish, errors.
 
-Every write is one transaction. A file that is not an optforge store (or is
-corrupt) raises :class:`StoreError` and is never written to.
+Every write is one transaction. A file that is not an optforge store, or that
+fails SQLite's ``PRAGMA quick_check``, raises :class:`StoreError` and is never
+written to: the check runs read-only before anything else.
+
+A process that writes a run holds :class:`RunLock` (an advisory ``flock`` on
+``RUN_DIR/run.lock``, which names its PID): a second writer is refused, never
+interleaved; the kernel drops the lock when the holder dies, even by SIGKILL.
+Readers take no lock and open the file read-only (``mode=ro``; on read-only
+media, where SQLite cannot create the WAL index, ``immutable=1``).
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import math
+import os
 import sqlite3
 import time
 from collections.abc import Iterator
@@ -39,6 +48,7 @@ from typing import Any
 from ..search.fitness import Evaluation
 
 FILE = "run.sqlite"
+LOCK = "run.lock"
 FORMAT = "optforge-run-1"
 APPLICATION_ID = 0x6F70666F  # "opfo"
 
@@ -62,7 +72,43 @@ CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, time REAL NOT NULL,
 
 
 class StoreError(Exception):
-    """A run directory that cannot be used (missing, foreign, corrupt, or already a run)."""
+    """A run directory that cannot be used (missing, foreign, corrupt, in use, or already
+    a run), or a store that failed while the run was writing it: never a candidate's
+    failure, always the end of the command."""
+
+
+STORE_ERRORS = (StoreError, sqlite3.Error)
+"""What a failing store raises: handlers of a candidate's own failures re-raise these."""
+
+
+class RunLock:
+    """An exclusive advisory lock on ``RUN_DIR/run.lock`` for the process that writes the
+    run; :class:`StoreError` naming the holder's PID if another process holds it."""
+
+    def __init__(self, path: Path):
+        file = path / LOCK
+        try:
+            fd = os.open(file, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise StoreError(f"cannot lock {path} for writing ({err.strerror}); nothing "
+                             "was written") from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip()
+            os.close(fd)
+            who = f"process {holder}" if holder.isdigit() else "another process"
+            raise StoreError(f"{path} is in use by {who} (it holds {file}); wait for it to "
+                             "finish or stop it, then retry; nothing was written") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self.fd: int | None = fd
+
+    def release(self) -> None:
+        if self.fd is not None:
+            os.ftruncate(self.fd, 0)
+            os.close(self.fd)  # drops the flock
+            self.fd = None
 
 
 def dumps(obj: Any) -> str:
@@ -84,8 +130,9 @@ def _real(x: float) -> float | None:
 class RunStore:
     """An open run directory. ``RunStore.create`` a new one, ``RunStore.open`` an existing one."""
 
-    def __init__(self, path: Path, db: sqlite3.Connection, readonly: bool):
-        self.path, self.db, self.readonly = path, db, readonly
+    def __init__(self, path: Path, db: sqlite3.Connection, readonly: bool,
+                 lock: RunLock | None = None):
+        self.path, self.db, self.readonly, self.lock = path, db, readonly, lock
         self.seconds = 0.0  # time spent in writes (store overhead)
 
     # ---------------------------------------------------------- opening
@@ -102,6 +149,16 @@ class RunStore:
                     else "")
             raise StoreError(f"{path} exists and is not empty{hint}; pick a new directory")
         path.mkdir(parents=True, exist_ok=True)
+        lock = RunLock(path)
+        try:
+            cls._build(path, kind, config, schema, meta)
+            return cls(path, cls._connect(path / FILE), readonly=False, lock=lock)
+        except BaseException:
+            lock.release()
+            raise
+
+    @staticmethod
+    def _build(path: Path, kind: str, config: dict, schema: str, meta: dict) -> None:
         # built aside and renamed into place: a run.sqlite is never half-initialised
         tmp = path / f".{FILE}.new"
         tmp.unlink(missing_ok=True)
@@ -114,12 +171,11 @@ class RunStore:
             init.executemany("INSERT INTO meta VALUES (?, ?)", rows.items())
         init.close()
         tmp.rename(path / FILE)
-        db = cls._connect(path / FILE)
-        return cls(path, db, readonly=False)
 
     @classmethod
     def open(cls, path: str | Path, readonly: bool = False) -> RunStore:
-        """An existing run; :class:`StoreError` (nothing written) if ``path`` is not one."""
+        """An existing run; :class:`StoreError` (nothing written) if ``path`` is not one, if
+        it is corrupt, or (unless ``readonly``) if another process is writing it."""
         path = Path(path)
         if not path.exists():
             raise StoreError(f"run directory {path} does not exist")
@@ -128,20 +184,40 @@ class RunStore:
         file = path / FILE
         if not file.is_file():
             raise StoreError(f"{path} is not an optforge run directory (no {FILE})")
-        cls._check(file)
-        db = sqlite3.connect(f"file:{file}?mode=ro", uri=True) if readonly else cls._connect(file)
-        return cls(path, db, readonly)
+        db = cls._check(file)  # before the lock: a foreign directory gets no lock file
+        if readonly:
+            return cls(path, db, readonly=True)
+        db.close()
+        lock = RunLock(path)
+        try:
+            return cls(path, cls._connect(file), readonly=False, lock=lock)
+        except BaseException:
+            lock.release()
+            raise
 
     @staticmethod
-    def _check(file: Path) -> None:
-        """Inspect read-only: an optforge store of a known format, or StoreError."""
+    def _reader(file: Path) -> sqlite3.Connection:
+        """A read-only connection; ``immutable`` where SQLite cannot open the WAL index
+        (a read-only directory or medium; nobody can be writing there)."""
+        db = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+        try:
+            db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            db.close()
+            return sqlite3.connect(f"file:{file}?mode=ro&immutable=1", uri=True)
+
+    @classmethod
+    def _check(cls, file: Path) -> sqlite3.Connection:
+        """Inspect read-only: an optforge store of a known format that passes
+        ``PRAGMA quick_check``, or StoreError; returns the read-only connection."""
         try:
             with file.open("rb") as f:
                 head = f.read(16)
             if head != b"SQLite format 3\x00":
                 raise StoreError(f"{file} is not an SQLite database (corrupt or foreign file); "
                                  "it was left untouched")
-            db = sqlite3.connect(f"file:{file}?mode=ro", uri=True)
+            db = cls._reader(file)
             try:
                 app = db.execute("PRAGMA application_id").fetchone()[0]
                 if app != APPLICATION_ID:
@@ -150,10 +226,18 @@ class RunStore:
                 fmt = db.execute("SELECT value FROM meta WHERE key='format'").fetchone()
                 if fmt is None or fmt[0] != FORMAT:
                     raise StoreError(f"{file} has unknown store format {fmt and fmt[0]!r}")
-            finally:
+                problems = [r[0] for r in db.execute("PRAGMA quick_check(3)")]
+                if problems != ["ok"]:
+                    raise StoreError(f"{file} is corrupt (quick_check: {'; '.join(problems)})"
+                                     "; it was left untouched")
+            except BaseException:
                 db.close()
+                raise
+            return db
         except sqlite3.DatabaseError as err:
             raise StoreError(f"{file} is corrupt ({err}); it was left untouched") from None
+        except OSError as err:
+            raise StoreError(f"{file} cannot be read ({err.strerror})") from None
 
     @staticmethod
     def _connect(file: Path) -> sqlite3.Connection:
@@ -164,7 +248,11 @@ class RunStore:
         return db
 
     def close(self) -> None:
-        self.db.close()
+        try:
+            self.db.close()
+        finally:
+            if self.lock is not None:
+                self.lock.release()
 
     def __enter__(self) -> RunStore:
         return self

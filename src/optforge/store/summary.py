@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -78,11 +79,14 @@ def find_runs(root: str | Path) -> list[Path]:
 
 
 def list_runs(root: str | Path) -> list[RunSummary | tuple[Path, str]]:
-    """A summary per run under ``root``; unreadable ones as ``(path, error)``."""
+    """A summary per run under ``root``; unreadable ones (corrupt, foreign, no permission)
+    as ``(path, reason)``: one bad run never hides the others."""
     out: list[RunSummary | tuple[Path, str]] = []
     for p in find_runs(root):
         try:
             out.append(summarize(p, top=1))
         except StoreError as err:
             out.append((p, str(err)))
+        except (sqlite3.Error, OSError, ValueError, KeyError) as err:  # a store read half-way
+            out.append((p, f"{type(err).__name__}: {err}"))
     return out

@@ -259,6 +259,7 @@ class Lowered:
     matrix: bool  # tensors are 2-D views (the program has matrix ops)
     reads_hessian: bool
     program: Program  # the live program that was lowered
+    kernel_arg: str = "kernels"  # the update function's argument taking the kernel function
 
 
 @dataclass
@@ -378,6 +379,7 @@ class _Lowering:
         self.function = self.names.fresh(function or f"{p.name}_update")
         self.kernels = self.names.fresh(f"{p.name}_kernels")
         self.tkernels = self.names.fresh(f"{p.name}_tensor_kernels")
+        self.kernel_arg = self.names.fresh("kernels")  # a slot may be called kernels
         self.scalars: list[str] = []  # names of Python floats, in order of definition
         self.out = _Emitter()
         self.pending: Counter[ListVar] = Counter()
@@ -1041,16 +1043,18 @@ class _Lowering:
                          "(which would compile anew for every new float value).")
         tkernels += self.out.tkernel + back
         update = wrap_line(f"def {self.function}({', '.join(lists + floats)}, "
-                       f"kernels={self.kernels}):")
+                           f"{self.kernel_arg}={self.kernels}):")
         update += _doc(f"One {p.name} step: the uniform scalars as Python floats, then "
-                       f"``kernels`` ({self.kernels}, or its compiled form) on the tensors.")
+                       f"``{self.kernel_arg}`` ({self.kernels}, or its compiled form) on the "
+                       "tensors.")
         update += self.out.scalar
-        update += wrap_line(f"{INDENT}return kernels({', '.join(lists + used)})")
+        update += wrap_line(f"{INDENT}return {self.kernel_arg}({', '.join(lists + used)})")
         source = "\n\n\n".join("\n".join(f) for f in (kernels, tkernels, update)) + "\n"
         return Lowered(source, self.function, self.kernels, self.tkernels, inputs,
                        list(p.slots),
                        [k for k, _ in p.hyper], [s for s, _ in replaced],
-                       dict(self.typing.slot_shapes), self.matrix, "h" in p.params, p)
+                       dict(self.typing.slot_shapes), self.matrix, "h" in p.params, p,
+                       self.kernel_arg)
 
 
 def _doc(text: str) -> list[str]:

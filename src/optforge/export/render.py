@@ -17,6 +17,7 @@ import math
 import textwrap
 from dataclasses import dataclass, field
 
+from ..lang.canon import state_hash
 from ..lang.ir import Program, format_number
 from ..lang.symbolic import formula
 from .lower import LINE, ExportError, Lowered, lower, wrap_line
@@ -192,7 +193,10 @@ def _wrap_paragraph(text: str) -> str:
 
 _CHECK = '''
 def _check(name, value):
-    """A hyperparameter is a finite real number; the learning rate is not negative."""
+    """A hyperparameter is a finite real number (or a 0-d real tensor); the learning rate is
+    not negative."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and not value.is_complex():
+        value = value.item()
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise ValueError(f"{name} must be a real number, got {value!r}")
     if not math.isfinite(value):
@@ -284,6 +288,8 @@ def _class(lo: Lowered, name: str, program: Program, lr: float, origin: Origin) 
              f"    Args:\n{doc_args}\n"
              f'    """')
     b.append("")
+    b.append(f'    _STATE = "{state_hash(program)}"  # identifies the program\'s state dicts')
+    b.append("")
     b += _def(f"    def __init__({', '.join(sig)}):")
     line = f"        defaults = {{{defaults}}}"
     if len(line) <= LINE:
@@ -312,9 +318,26 @@ def _class(lo: Lowered, name: str, program: Program, lr: float, origin: Origin) 
             "        self.hessian_every = int(hessian_every)",
             "        self.hessian_distribution = hessian_distribution",
         ]
-    b += ["        super().__init__(params, defaults)",
-          *wrap_line(f"        self._kernels = _compiled({lo.tkernels}) if compile "
-                     f"else {lo.kernels}"),
+    kernels = wrap_line(f"        self._kernels = _compiled({lo.tkernels}) if self._compile "
+                        f"else {lo.kernels}")
+    kept = ["_compile"] + (["hessian_every", "hessian_distribution"] if h else [])
+    b += ["        self._compile = compile",
+          "        super().__init__(params, defaults)",
+          *kernels,
+          "",
+          "    def __getstate__(self):",
+          '        """Pickling, copy.deepcopy and torch.save(opt): torch\'s state and the '
+          'options."""',
+          "        state = super().__getstate__()",
+          *(f'        state["{k}"] = self.{k}' for k in kept),
+          "        return state",
+          "",
+          "    def __setstate__(self, state):",
+          '        """The inverse of __getstate__ (load_state_dict calls it too): the update '
+          'kernels',
+          '        are not state, they are rebuilt."""',
+          "        super().__setstate__(state)",
+          *kernels,
           "",
           "    def add_param_group(self, param_group):",
           '        """Add a parameter group; its hyperparameters are checked like the '
@@ -323,6 +346,12 @@ def _class(lo: Lowered, name: str, program: Program, lr: float, origin: Origin) 
           "        group = self.param_groups[-1]",
           "        for key in self.defaults:",
           "            _check(key, group[key])",
+          '        if any(p.is_complex() for p in group["params"]):',
+          "            self.param_groups.pop()",
+          "            raise ValueError(",
+          f'                "{name} does not support complex parameters; optimize their "',
+          '                "torch.view_as_real views"',
+          "            )",
           ""]
     b += _state_methods(lo)
     b += _step_methods(lo, name)
@@ -365,11 +394,27 @@ def _state_methods(lo: Lowered) -> list[str]:
         "        for key, shape in self._shapes(p).items():",
         "            state[key] = p.new_zeros(shape)",
         "",
+        "    def state_dict(self):",
+        '        """As torch\'s, with the program\'s state identity (checked on load)."""',
+        "        state_dict = super().state_dict()",
+        '        state_dict["program_state"] = self._STATE',
+        "        return state_dict",
+        "",
         "    def load_state_dict(self, state_dict):",
         '        """Load a state dict of this optimizer, or of optforge\'s ProgramOptimizer '
         'running',
-        '        the same program (whose state tensors carry a leading replica axis)."""',
-        '        state_dict = {k: v for k, v in state_dict.items() if k != "program"}',
+        '        the same program (whose state tensors carry a leading replica axis); '
+        'ValueError for',
+        '        the state of another optimizer."""',
+        '        if state_dict.get("program_state") != self._STATE:',
+        "            raise ValueError(",
+        '                "state_dict is not the state of this optimizer\'s update rule (it lacks '
+        'this "',
+        '                "program\'s program_state identity): it was saved by another '
+        'optimizer"',
+        "            )",
+        '        state_dict = {k: v for k, v in state_dict.items()',
+        '                      if k not in ("program", "program_state")}',
         "        super().load_state_dict(state_dict)",
         "        for p, state in self.state.items():",
         "            for key, shape in self._shapes(p).items():",
@@ -433,7 +478,7 @@ def _step_methods(lo: Lowered, name: str) -> list[str]:
         call = f"{', '.join(new)}{',' if len(new) == 1 else ''} = {call}"
     b.append(f"        {call}")
     b += [f"            {a}," for a in args]
-    b.append("            kernels=self._kernels,")
+    b.append(f"            {lo.kernel_arg}=self._kernels,")
     b.append("        )")
     if new:
         loop = [f"t{i}" for i in range(len(new))]

@@ -125,3 +125,11 @@ def expr_hash(e: Expr, env: dict[str, str]) -> str:
     if ops.REGISTRY[e.op].commutative:
         args.sort()
     return _digest("op", e.op, *args)
+
+
+def state_hash(program: Program) -> str:
+    """Identity of a program's optimizer state: its structure and slot names, whatever its
+    hyperparameter defaults (one program's state dicts are interchangeable across them).
+    State dicts carry it, so that the state of another program is refused on load."""
+    neutral = program.with_hyper(**{k: float(i) for i, (k, _) in enumerate(program.hyper)})
+    return _digest("state", structural_hash(neutral), *program.slots)

@@ -40,6 +40,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..lang.canon import state_hash
 from ..lang.ir import Program
 from ..lang.runtime import Plan, execute
 from ..lang.shapes import FULL, view2d
@@ -155,6 +156,9 @@ class ProgramOptimizer(torch.optim.Optimizer):
         try:
             for name in self.defaults:
                 _check_value(name, group[name], self.replicas)
+            if any(p.is_complex() for p in group["params"]):
+                raise ValueError("ProgramOptimizer does not support complex parameters; "
+                                 "optimize their torch.view_as_real views instead")
             if self.replicas is not None:
                 for p in group["params"]:
                     if p.dim() == 0 or p.shape[0] != self.replicas:
@@ -306,7 +310,7 @@ class ProgramOptimizer(torch.optim.Optimizer):
         """A group value as a register value: a float, or with replicas always a
         ``(K, 1, 1)`` tensor (so that a replica's arithmetic, down to rounding,
         does not depend on whether the other replicas share its values)."""
-        if isinstance(value, int | float) and self.replicas is None:
+        if self.replicas is None:  # a number or a 0-d tensor (read at every step)
             return float(value)
         if isinstance(value, int | float):
             key = (float(value),)
@@ -361,22 +365,32 @@ class ProgramOptimizer(torch.optim.Optimizer):
 
     # ------------------------------------------------------------ state dict
     def state_dict(self):
+        """As torch's, with the program (its source) and its state identity
+        (:func:`~optforge.lang.canon.state_hash`, which exported classes check too)."""
         sd = super().state_dict()
         sd["program"] = str(self.program)
+        sd["program_state"] = state_hash(self.program)
         return sd
 
     def load_state_dict(self, state_dict):
-        """As torch's; raises ValueError for a state dict of another program."""
-        source = state_dict.get("program")
-        if source is not None and Program.parse(source).hash != self.program.hash:
-            raise ValueError("state_dict was saved by an optimizer running a different program")
-        state_dict = {k: v for k, v in state_dict.items() if k != "program"}
+        """As torch's; ValueError for the state of another program or optimizer."""
+        if state_dict.get("program_state") != state_hash(self.program):
+            raise ValueError("state_dict was saved by an optimizer running a different program"
+                             if "program_state" in state_dict else
+                             "state_dict is not a ProgramOptimizer's or an exported optimizer's "
+                             "(no program_state): it was saved by another optimizer")
+        state_dict = {k: v for k, v in state_dict.items()
+                      if k not in ("program", "program_state")}
         super().load_state_dict(state_dict)
         self._cache.clear()
 
 
 def _check_value(name: str, value, replicas: int | None) -> None:
-    """Hyperparameters are finite numbers, or one per replica."""
+    """Hyperparameters are finite numbers (or 0-d tensors), or one per replica."""
+    if isinstance(value, torch.Tensor) and value.dim() == 0 and replicas is None:
+        if value.is_complex():
+            raise ValueError(f"hyperparameter {name!r} must be real, got {value!r}")
+        value = value.item()
     if isinstance(value, bool):
         raise ValueError(f"hyperparameter {name!r} must be a number, got {value!r}")
     if isinstance(value, int | float):

@@ -296,7 +296,7 @@ register("gt", 2, E, lambda a, b: (a > b).to(torch.promote_types(a.dtype, b.dtyp
 register("lt", 2, E, lambda a, b: (a < b).to(torch.promote_types(a.dtype, b.dtype)),
          lambda a, b: S.Heaviside(b - a, 0), "1 where a < b else 0",
          scalar=lambda a, b: float(a < b), infix="<")
-register("mod", 2, E, torch.remainder, lambda a, b: S.Mod(a, b),
+register("mod", 2, E, torch.remainder, lambda a, b: S.nan if b == 0 else S.Mod(a, b),
          "a mod b, the remainder with the sign of b (Python's %); periodic schedules on step",
          scalar=_safe(lambda a, b: a % b))
 

@@ -17,6 +17,14 @@ their closed forms, so ``interp(m, g, 1 - beta1)`` reads
 :func:`to_sympy` gives each output fully in terms of these symbols;
 :func:`formula` and :func:`latex` print the step one line per new slot, then the
 update, which reads the new slot values ``m_{t}`` where the program does.
+
+Budget. Written out in full, a formula repeats a variable's expression at each
+use, so ``y = x * x; x = tanh(y) + y`` repeated k times is ``4^k`` terms long:
+sympy would take minutes or overflow the stack. :func:`check_budget` counts that
+size exactly from the IR (no sympy, so it is deterministic and instant); past
+:data:`MAX_TERMS` the symbolic view raises :class:`FormulaTooLarge`, and
+:func:`formula` and :func:`latex` fall back to the program's own text with a note
+(and no LaTeX).
 """
 
 from __future__ import annotations
@@ -32,6 +40,40 @@ SIMPLIFY_MAX_OPS = 24
 ``Max``, ``Piecewise``, ``Heaviside``), are not simplified: sympy's ``simplify``
 takes seconds on them and big update rules gain little."""
 _COSTLY = (sp.Piecewise, sp.Heaviside, sp.Min, sp.Max)
+
+MAX_TERMS = 500
+"""Largest formula line, in terms written out in full (symbols, constants and
+operations), that the symbolic view builds; the zoo's largest is RAdam's, 172."""
+
+
+class FormulaTooLarge(ValueError):
+    """The formula of a program is past :data:`MAX_TERMS` (see the module docstring)."""
+
+
+def written_size(program: Program) -> int:
+    """Terms of the largest line of the formula written out in full: ``1`` per symbol
+    or constant, ``1 + the operands'`` per operation, a variable counting as its
+    expression (exact Python integers: the count itself never overflows)."""
+    size: dict[str, int] = dict.fromkeys([*program.params, *(k for k, _ in program.hyper)], 1)
+
+    def of(e: Expr) -> int:
+        if isinstance(e, Var):
+            return size[e.name]
+        if isinstance(e, Const):
+            return 1
+        return 1 + sum(of(a) for a in e.args)
+
+    for stmt in program.body:
+        size[stmt.target] = of(stmt.expr)
+    return max([1, *size.values(), *(of(e) for e in program.returns)])
+
+
+def check_budget(program: Program) -> None:
+    """:class:`FormulaTooLarge` if the formula is past :data:`MAX_TERMS`."""
+    n = written_size(program)
+    if n > MAX_TERMS:
+        raise FormulaTooLarge(f"written out, the formula of {program.name!r} would have {n} "
+                              f"terms (more than {MAX_TERMS})")
 
 _LATEX_INPUTS = {"w": "w_{t-1}", "g": "g_{t}", "lr": r"\eta_{t}", "step": "t", "h": "h_{t}"}
 
@@ -99,6 +141,7 @@ def to_sympy(program: Program, simplified: bool = True) -> dict[str, sp.Expr]:
     if "update" in program.slots:
         raise ValueError(f"program {program.name!r} has a state slot named 'update', which "
                          "would clash with the update's key; rename the slot")
+    check_budget(program)
     env = _initial_env(program)
     for stmt in program.body:
         env[stmt.target] = expression(stmt.expr, env)
@@ -111,7 +154,9 @@ def to_sympy(program: Program, simplified: bool = True) -> dict[str, sp.Expr]:
 def steps(program: Program) -> list[tuple[sp.Symbol | str, sp.Expr]]:
     """The step as ``(left side, expression)`` lines: each new slot value (in old
     values), then the update, reading new slot values ``m_{t}`` where the program
-    reads a slot after its last assignment. The update's left side is ``"update"``."""
+    reads a slot after its last assignment. The update's left side is ``"update"``;
+    :class:`FormulaTooLarge` past the budget."""
+    check_budget(program)
     returned = {}  # slot -> its return expression, when that is just the slot's name
     for s, e in zip(program.slots, program.returns[1:], strict=True):
         if isinstance(e, Var) and e.name == s:
@@ -136,8 +181,13 @@ def steps(program: Program) -> list[tuple[sp.Symbol | str, sp.Expr]]:
 
 
 def formula(program: Program) -> str:
-    """Plain-text formulas of one step, one line each, ending with ``w <- w - update``."""
-    text = [f"{lhs} = {sp.sstr(rhs)}" for lhs, rhs in steps(program)]
+    """Plain-text formulas of one step, one line each, ending with ``w <- w - update``;
+    past the budget, the program's text after a note saying why."""
+    try:
+        text = [f"{lhs} = {sp.sstr(rhs)}" for lhs, rhs in steps(program)]
+    except (FormulaTooLarge, RecursionError) as err:
+        why = err if isinstance(err, FormulaTooLarge) else "sympy's recursion limit was hit"
+        return f"(no formula: {why}; the program itself:)\n{str(program).rstrip()}"
     text.append("w <- w - update")
     return "\n".join(text)
 
@@ -178,16 +228,19 @@ def _symbol_latex(name: str) -> str:
 
 def latex(program: Program) -> str:
     r"""The step as a LaTeX ``aligned`` block: slots, ``\Delta w_{t}``, then
-    ``w_{t} = w_{t-1} - \Delta w_{t}``."""
+    ``w_{t} = w_{t-1} - \Delta w_{t}``; ``""`` past the budget (see :func:`formula`)."""
     names = _latex_names(program)
     printer = _Printer({"symbol_names": names})
     rows = []
-    for lhs, rhs in steps(program):
-        left = r"\Delta w_{t}" if lhs == "update" else names[lhs]
-        rows.append(f"{left} &= {printer.doprint(rhs)}")
+    try:
+        for lhs, rhs in steps(program):
+            left = r"\Delta w_{t}" if lhs == "update" else names[lhs]
+            rows.append(f"{left} &= {printer.doprint(rhs)}")
+    except (FormulaTooLarge, RecursionError):
+        return ""
     rows.append(r"w_{t} &= w_{t-1} - \Delta w_{t}")
     return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
 
-__all__ = ["formula", "hyper_symbol", "input_symbol", "latex", "slot_symbol", "steps",
-           "to_sympy"]
+__all__ = ["MAX_TERMS", "FormulaTooLarge", "check_budget", "formula", "hyper_symbol", "input_symbol", "latex", "slot_symbol", "steps",
+           "to_sympy", "written_size"]

@@ -242,5 +242,5 @@ def latex(program: Program) -> str:
     return "\\begin{aligned}\n" + " \\\\\n".join(rows) + "\n\\end{aligned}"
 
 
-__all__ = ["MAX_TERMS", "FormulaTooLarge", "check_budget", "formula", "hyper_symbol", "input_symbol", "latex", "slot_symbol", "steps",
-           "to_sympy", "written_size"]
+__all__ = ["MAX_TERMS", "FormulaTooLarge", "check_budget", "formula", "hyper_symbol",
+           "input_symbol", "latex", "slot_symbol", "steps", "to_sympy", "written_size"]

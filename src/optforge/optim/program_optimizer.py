@@ -374,9 +374,12 @@ class ProgramOptimizer(torch.optim.Optimizer):
 
     def load_state_dict(self, state_dict):
         """As torch's; ValueError for the state of another program or optimizer."""
-        if state_dict.get("program_state") != state_hash(self.program):
+        saved = state_dict.get("program_state")
+        if saved is None and "program" in state_dict:  # saved before program_state existed
+            saved = state_hash(Program.parse(state_dict["program"]))
+        if saved != state_hash(self.program):
             raise ValueError("state_dict was saved by an optimizer running a different program"
-                             if "program_state" in state_dict else
+                             if saved is not None else
                              "state_dict is not a ProgramOptimizer's or an exported optimizer's "
                              "(no program_state): it was saved by another optimizer")
         state_dict = {k: v for k, v in state_dict.items()

@@ -203,8 +203,10 @@ class RunStore:
         try:
             db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
             return db
-        except sqlite3.OperationalError:
+        except sqlite3.OperationalError as err:
             db.close()
+            if (getattr(err, "sqlite_errorcode", 0) & 0xFF) != sqlite3.SQLITE_CANTOPEN:
+                raise  # e.g. busy: never read around a live writer
             return sqlite3.connect(f"file:{file}?mode=ro&immutable=1", uri=True)
 
     @classmethod

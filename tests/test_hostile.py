@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from test_bench_resume import results
 from typer.testing import CliRunner
 
 from optforge import zoo
@@ -66,16 +67,6 @@ def ref(tmp_path_factory) -> Path:
     finally:
         os.chdir(cwd)
     return tmp / "run"
-
-
-def results(path: Path) -> dict:
-    """results.json without wall times and file names."""
-    data = json.loads((path / "results.json").read_text())
-    for key in ("wall_time", "files"):
-        data.pop(key)
-    for e in data["entries"]:
-        e.pop("wall_time")
-    return data
 
 
 def units(path: Path) -> list:

@@ -283,6 +283,17 @@ class _Writer:
         f = {r for r in regs if self.c.kind[r] == "F" and r in self.array_of}
         return h, s, f
 
+    def chunk_loop(self, hs, ss, fs) -> None:
+        """Open the parallel loop over chunks of at most CHUNK entries of one segment
+        (tensor i, replica k; entries [lo, hi)), with the segment's locals."""
+        w = self.w
+        w("#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)")
+        w("for (int64_t ch = 0; ch < nch; ch++) {")
+        w("const int seg = cseg[ch], i = seg / K, k = seg % K;", 2)
+        w("const int64_t len = numel[i] / K, lo = clo[ch];", 2)
+        w(f"const int64_t hi = lo + {CHUNK} < len ? lo + {CHUNK} : len;", 2)
+        self.seg_header(hs, ss, fs, 2)
+
     def seg_header(self, hs, ss, fs, depth) -> None:
         """Locals of one segment: its host and segment values, entry pointers."""
         for r in sorted(hs):
@@ -400,12 +411,7 @@ class _Writer:
         for j in range(len(reds)):
             w(f"double *P{j} = malloc(sizeof(double) * (nch + 1));")
             w(f"if (!P{j}) {{ free(cseg); free(clo); free(S); free(first); return -1; }}")
-        w("#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)")
-        w("for (int64_t ch = 0; ch < nch; ch++) {")
-        w("const int seg = cseg[ch], i = seg / K, k = seg % K;", 2)
-        w("const int64_t len = numel[i] / K, lo = clo[ch];", 2)
-        w(f"const int64_t hi = lo + {CHUNK} < len ? lo + {CHUNK} : len;", 2)
-        self.seg_header(hs, ss, fs, 2)
+        self.chunk_loop(hs, ss, fs)
         clauses = []
         for j, r in enumerate(reds):
             if r.op.endswith("max"):
@@ -506,12 +512,7 @@ class _Writer:
             out_regs[name] = reg
         w = self.w
         w("/* final pass: w <- w - update, full-size slots in place */")
-        w("#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)")
-        w("for (int64_t ch = 0; ch < nch; ch++) {")
-        w("const int seg = cseg[ch], i = seg / K, k = seg % K;", 2)
-        w("const int64_t len = numel[i] / K, lo = clo[ch];", 2)
-        w(f"const int64_t hi = lo + {CHUNK} < len ? lo + {CHUNK} : len;", 2)
-        self.seg_header(hs, ss, fs, 2)
+        self.chunk_loop(hs, ss, fs)
         for name, _ in stores:
             reg = out_regs[name]
             if reg is None or reg not in fs:

@@ -13,7 +13,7 @@ import torch
 
 from . import data
 from .base import Init, Spec, Task
-from .charlm import VAL_WINDOWS, _bpc, _Windows
+from .charlm import _bpc, _Windows, text_split
 from .nn import cross_entropy, dense, embed, gru, linear
 
 
@@ -51,11 +51,7 @@ class CharGRU(Task):
 
     def build(self, spec, seeds, device, dtype):
         t = spec.size["context"]
-        text = data.text().to(device)
-        cut = len(text) * 9 // 10
-        train, held = text[:cut], text[cut:]
-        starts = torch.linspace(0, len(held) - t - 1, VAL_WINDOWS, device=device).long()
-        val = held[starts.unsqueeze(-1) + torch.arange(t + 1, device=device)]
+        train, val = text_split(t, device)
         init = Init(seeds, device, dtype)
         model = _GRULM(init, spec.size["width"])
         return _Windows(init.params, model, cross_entropy, ("bpc", _bpc), (train, train),

@@ -27,6 +27,16 @@ def _bpc(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return cross_entropy(logits, y) / math.log(2)
 
 
+def text_split(context: int, device) -> tuple[torch.Tensor, torch.Tensor]:
+    """The character text's first 90% for training, and ``VAL_WINDOWS`` evenly spaced
+    windows of ``context + 1`` characters from the rest for validation."""
+    text = data.text().to(device)
+    cut = len(text) * 9 // 10
+    train, held = text[:cut], text[cut:]
+    starts = torch.linspace(0, len(held) - context - 1, VAL_WINDOWS, device=device).long()
+    return train, held[starts.unsqueeze(-1) + torch.arange(context + 1, device=device)]
+
+
 class _Windows(Supervised):
     """Training examples are window starts; a window is ``context + 1`` characters."""
 
@@ -61,12 +71,7 @@ class CharLM(Task):
 
     def build(self, spec, seeds, device, dtype):
         t = spec.size["context"]
-        text = data.text().to(device)
-        cut = len(text) * 9 // 10
-        train, held = text[:cut], text[cut:]
-        starts = torch.linspace(0, len(held) - t - 1, VAL_WINDOWS, device=device).long()
-        offsets = torch.arange(t + 1, device=device)
-        val = held[starts.unsqueeze(-1) + offsets]
+        train, val = text_split(t, device)
         init = Init(seeds, device, dtype)
         model = Transformer(init, vocab=data.VOCAB, context=t, d=spec.size["width"],
                             layers=spec.size["layers"], heads=4, causal=True)

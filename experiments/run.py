@@ -99,8 +99,9 @@ def pick(result: dict, run_dir: Path) -> tuple[Program, str, float, tuple[float,
     if evolved and winners:
         w = winners[0]
         program, how = Program.parse(w["source"]), "selection survivor 1 (evolved), simplified"
-        fitness, hashes = w["stage_fitness"]["selection"], {w["candidate"]["hash"],
-                                                           Program.parse(w["source"]).hash}
+        sf = w["stage_fitness"]  # the simplified program's own score where it changed
+        fitness = sf.get("selection (simplified)", sf["selection"])
+        hashes = {w["candidate"]["hash"], program.hash}
     elif evolved:
         best = max(evolved, key=lambda f: f["fitness"])
         c = pool[best["id"]]

@@ -189,14 +189,12 @@ class SearchConfig:
             raise ValueError(f"filters: unknown {bad}; known: {list(FILTERS)}")
         if not self.divergence > 1:
             raise ValueError(f"divergence must be > 1, got {self.divergence}")
-        stages = self.stages()  # parses every stage spec
-        suites = self.suites()
+        suites = self.suites()  # parses every stage spec
         for a, b in (("evolution", "selection"), ("evolution", "test"), ("selection", "test")):
             overlap = sorted(suites[a] & suites[b])
             if overlap:
                 raise ValueError(f"tasks {overlap} are in both the {a} and the {b} suite; the "
                                  "suites must be disjoint (tiers, selection, heldout)")
-        del stages
 
     def check_tasks(self) -> None:
         """Raise KeyError if a stage names an unknown task or a tier it lacks, ValueError

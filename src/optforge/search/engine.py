@@ -163,12 +163,16 @@ class Search:
             archive = sorted((Candidate.of(i) for i in evolved.archive.values()),
                              key=lambda c: (-c.fitness, c.id))
             seen = {c.fingerprint for c in fame}
-            elites = [c for c in archive if c.fingerprint not in seen]
-            climb = funnel_stages
-            if self._time_left(start) <= 0 and len(funnel_stages) > 1:
-                climb, cut = funnel_stages[:1], ["funnel"]
-            funnel = run_funnel([*fame, *elites], climb, evaluator,
-                                cfg.promote_threshold, cfg.promote_max)
+            elites = []  # one per behaviour: two cells may hold equivalent programs
+            for c in archive:
+                if c.fingerprint not in seen:
+                    seen.add(c.fingerprint)
+                    elites.append(c)
+            funnel = run_funnel([*fame, *elites], funnel_stages, evaluator,
+                                cfg.promote_threshold, cfg.promote_max,
+                                stop=lambda: self._time_left(start) <= 0)
+            if funnel.stopped:
+                cut.append("funnel")
             counters.promotions = funnel.promotions
             if "selection" in stages:
                 fame = by_selection(fame, funnel.records)

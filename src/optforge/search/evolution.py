@@ -349,13 +349,14 @@ class Evolution:
         if cfg.migrate_every and evaluated % cfg.migrate_every == 0:
             bests = [self._best_of(isl) for isl in self.islands]
             for i, b in enumerate(bests):
-                if b is not None:
-                    self._join((i + 1) % n, b)
+                dest = (i + 1) % n  # a best already there (it migrated before) is not copied
+                if b is not None and all(x.id != b.id for x in self.islands[dest]):
+                    self._join(dest, b)
                     self.counters.migrations += 1
         if cfg.reset_every and evaluated % cfg.reset_every == 0:
             bests = [self._best_of(isl) for isl in self.islands]
             ranked = sorted((b.fitness, -b.id, i) for i, b in enumerate(bests) if b is not None)
-            if len(ranked) == n and ranked[0][2] != ranked[-1][2]:
+            if len(ranked) == n:
                 weakest, best = ranked[0][2], bests[ranked[-1][2]]
                 self.islands[weakest].clear()
                 self._join(weakest, best)

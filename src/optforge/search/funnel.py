@@ -6,13 +6,15 @@ complete evaluation beats the baseline (fitness ``> threshold``, 0 by default:
 a lower final loss than tuned AdamW), at most ``max_promote`` per tier, the
 fittest first. Promoted candidates are evaluated on the next tier; those that
 beat the baseline on the last tier are the survivors. With a single tier the
-survivors are the first tier's candidates that beat the baseline.
+survivors are the first tier's candidates that beat the baseline. ``stop``
+(checked before each climb) ends the funnel early: the survivors are then those
+of the last stage reached.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from .evaluator import Evaluator, Job
@@ -32,6 +34,7 @@ class FunnelResult:
     survivors: list[Survivor]
     records: list[dict]
     promotions: int
+    stopped: bool = False  # ``stop`` ended it before the last stage
 
 
 def passes(evaluation: Evaluation, threshold: float) -> bool:
@@ -52,7 +55,8 @@ def evaluate_all(evaluator: Evaluator, jobs: Sequence[Job]) -> dict[int, Evaluat
 
 
 def run_funnel(candidates: Sequence[Candidate], stages: Sequence[str], evaluator: Evaluator,
-               threshold: float = 0.0, max_promote: int = 8) -> FunnelResult:
+               threshold: float = 0.0, max_promote: int = 8,
+               stop: Callable[[], bool] | None = None) -> FunnelResult:
     """Promote ``candidates`` (scored on ``stages[0]``) through the later stages."""
     if not stages:
         raise ValueError("the funnel needs at least one stage")
@@ -63,7 +67,11 @@ def run_funnel(candidates: Sequence[Candidate], stages: Sequence[str], evaluator
     records = [{"id": s.candidate.id, "stage": first, "fitness": s.candidate.fitness}
                for s in current]
     promotions = 0
+    reached, stopped = first, False
     for prev, stage in zip(stages, stages[1:], strict=False):
+        if stop is not None and stop():
+            stopped = True
+            break
         chosen = _choose(current, prev, threshold, max_promote)
         promotions += len(chosen)
         results = evaluate_all(evaluator, [Job(s.candidate.id, s.candidate.program, stage)
@@ -74,10 +82,10 @@ def run_funnel(candidates: Sequence[Candidate], stages: Sequence[str], evaluator
             s.evaluations[stage] = e
             records.append({"id": s.candidate.id, "stage": stage, "fitness": e.fitness,
                             "promoted_from": prev})
-        current = chosen
-    survivors = [s for s in current if passes(s.evaluations[stages[-1]], threshold)]
-    survivors.sort(key=lambda s: -s.fitness[stages[-1]])
-    return FunnelResult(survivors, records, promotions)
+        current, reached = chosen, stage
+    survivors = [s for s in current if passes(s.evaluations[reached], threshold)]
+    survivors.sort(key=lambda s: -s.fitness[reached])
+    return FunnelResult(survivors, records, promotions, stopped)
 
 
 def _choose(current: list[Survivor], stage: str, threshold: float, n: int) -> list[Survivor]:

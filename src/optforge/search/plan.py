@@ -10,6 +10,7 @@ At most:
 * funnel: ``promote_max`` evaluations on each later tier;
 * (a baseline tuning: one per stage, counted as an evaluation)
 * simplification: ``simplify_top x simplify_evaluations`` on the first tier;
+* with a selection suite: each simplified program once more on it;
 * held-out: ``simplify_top`` evaluations on the held-out stage.
 
 The cost is counted in replica-steps (replicas x steps), the unit a CPU pays for.
@@ -59,6 +60,8 @@ def costs(cfg: SearchConfig) -> list[StageCost]:
     if len(tiers) > 1:
         out.append(cost("funnel", tiers[1:], cfg.promote_max))
     out.append(cost("simplification", tiers[:1], cfg.simplify_top * cfg.simplify_evaluations))
+    if "selection" in stages:
+        out.append(cost("selection (simplified)", [stages["selection"]], cfg.simplify_top))
     if "heldout" in stages:
         out.append(cost("held-out", [stages["heldout"]], cfg.simplify_top))
     return out

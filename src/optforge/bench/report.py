@@ -73,8 +73,10 @@ def fmt_edges(e: Entry) -> str:
     if t is None or not t.edges:
         return "-"
     marks: dict[str, str] = {}
-    for edge in t.edges:
-        marks[edge.name] = marks.get(edge.name, "") + ("↑" if edge.side == "high" else "↓")
+    for edge in t.edges:  # an arrow per widening; an edge met at the hard limit has none
+        marks.setdefault(edge.name, "")
+        if edge.widened_to is not None:
+            marks[edge.name] += "↑" if edge.side == "high" else "↓"
     clipped = {edge.name for edge in t.clipped}
     return ", ".join(f"{n}{m}{' CLIPPED' if n in clipped else ''}" for n, m in marks.items())
 

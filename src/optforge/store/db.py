@@ -155,6 +155,9 @@ class RunStore:
             return cls(path, cls._connect(path / FILE), readonly=False, lock=lock)
         except BaseException:
             lock.release()
+            if not (path / FILE).exists():  # nothing was made: leave the directory empty
+                for name in (LOCK, f".{FILE}.new"):
+                    (path / name).unlink(missing_ok=True)
             raise
 
     @staticmethod

@@ -116,3 +116,14 @@ def test_runs_cli_show_and_list(tmp_path):
     (tmp_path / "bad").mkdir()
     bad = runner.invoke(runs_app, ["show", str(tmp_path / "bad")])
     assert bad.exit_code == 2 and "run.sqlite" in bad.output
+
+
+def test_a_failed_create_leaves_the_directory_empty_for_a_retry(tmp_path):
+    """A config that cannot be stored fails the create; the directory holds nothing (no
+    run.lock, no half-built file), so the same create then succeeds there."""
+    run = tmp_path / "run"
+    with pytest.raises(TypeError):
+        RunStore.create(run, "search", {"bad": object()})
+    assert run.is_dir() and list(run.iterdir()) == []
+    with RunStore.create(run, "search", {"ok": 1}) as store:
+        assert store.path == run

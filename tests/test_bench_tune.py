@@ -224,3 +224,22 @@ def test_an_edge_names_itself_with_the_digits_that_matter():
     assert str(e) == "beta2=0.999 at the high edge of [0.9, 0.999] -> [0.9, 0.9999]"
     e = tune.Edge("lr", "high", 0.00841, [1e-5, 1e-2], 1)
     assert str(e) == "lr=0.00841 at the high edge of [1e-05, 0.01], hard limit"
+
+
+@pytest.mark.parametrize(("edges", "rounds", "shown"), [
+    ([], 0, "-"),
+    ([("lr", "high", 0, True)], 1, "lr↑"),  # widened once, then inside
+    ([("lr", "high", 0, True), ("lr", "high", 1, True)], 2, "lr↑↑"),
+    ([("lr", "high", 0, True), ("lr", "high", 1, False)], 1, "lr↑ CLIPPED"),  # hard limit
+    ([("beta2", "low", 0, False)], 0, "beta2 CLIPPED"),  # never widened: no arrow
+    ([("lr", "low", 0, True), ("wd", "high", 0, True)], 1, "lr↓, wd↑"),
+])
+def test_the_table_marks_each_widening_and_what_stayed_clipped(edges, rounds, shown):
+    from optforge.bench.report import fmt_edges
+    from optforge.bench.results import Entry
+    from optforge.bench.tune import Edge, Tuning
+
+    tuning = Tuning("adamw", "quadratic", "tpe", "none", 0, rounds=rounds, edges=[
+        Edge(name, side, 1.0, [0.1, 1.0], r, [0.1, 10.0] if widened else None)
+        for name, side, r, widened in edges])
+    assert fmt_edges(Entry("adamw", "quadratic", "ok", None, tuning)) == shown

@@ -196,6 +196,28 @@ def test_missing_compiler_warns_and_runs_eagerly(monkeypatch, tmp_path):
         compiled_mod._compiler.cache_clear()
 
 
+def test_an_unwritable_kernel_cache_warns_and_runs_eagerly(monkeypatch, tmp_path):
+    """A cache path that cannot be a directory (here a file) is no crash: eager, warned."""
+    (tmp_path / "file").write_text("")
+    monkeypatch.setenv("OPTFORGE_KERNEL_CACHE", str(tmp_path / "file" / "kernels"))
+    compiled_mod._LOADED.clear()
+    w = torch.ones(3, requires_grad=True)
+    with pytest.warns(UserWarning, match="runs eagerly"):
+        opt = ProgramOptimizer([w], zoo.load("sgd"), lr=0.5, compile=True)
+    w.grad = torch.ones(3)
+    opt.step()
+    torch.testing.assert_close(w.detach(), torch.full((3,), 0.5))
+
+
+def test_an_unused_hessian_input_is_not_needed():
+    """``h`` in the signature but never read: no Hessian state, and the compiled step
+    equals the eager one."""
+    program = Program.parse("def p(w, g, h, m, lr, beta=0.9):\n"
+                            "    m = interp(g, m, beta)\n    return lr * m, m\n")
+    assert not program.reads_hessian
+    check(trajectories(program, torch.float64, {}, {}, steps=5), program, steps=5)
+
+
 def test_threads_do_not_change_the_result():
     """OpenMP over chunks, partial sums added in a fixed order: 2 threads give the
     very bits of 1 thread (LAMB: two per-tensor norms)."""

@@ -67,13 +67,27 @@ def _compiler() -> tuple[str, str]:
     return path, out.stdout.splitlines()[0] if out.stdout else ""
 
 
+@cache
+def _cpu() -> str:
+    """This CPU's instruction-set flags: part of a kernel's cache key, since ``-march=native``
+    builds for them (a cache shared with another CPU must not load them)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        return next(line for line in text.splitlines()
+                    if line.startswith(("flags", "Features")))
+    except (OSError, StopIteration):
+        import platform
+
+        return f"{platform.machine()} {platform.processor()} {platform.node()}"
+
+
 _LOADED: dict[str, ctypes._CFuncPtr] = {}
 
 
 def build(source: str) -> ctypes._CFuncPtr:
     """The step function of a C source: loaded from the disk cache, or built there."""
     cc, version = _compiler()
-    key = hashlib.sha256("\0".join([source, *FLAGS, version]).encode()).hexdigest()[:32]
+    key = hashlib.sha256("\0".join([source, *FLAGS, version, _cpu()]).encode()).hexdigest()[:32]
     fn = _LOADED.get(key)
     if fn is not None:
         return fn
@@ -124,13 +138,17 @@ class CompiledStep:
         slot = {name: j for j, name in enumerate(self.code.arrays)}
         self._slot_arrays = [(slot[s], s) for s in plan.slots]
         self._g = slot["g"]
-        self._h = slot.get("h")
+        self._h = slot.get("h") if plan.program.reads_hessian else None  # else never read
+        self._fns: dict[torch.dtype, ctypes._CFuncPtr] = {}
         self._host_regs = [(plan.input_regs.get("lr"), "lr"),
                            *((r, k) for k, r in plan.hyper_regs.items())]
 
     def kernel(self, dtype: torch.dtype):
         """The built step for ``dtype`` (builds or loads it; CompileError without a compiler)."""
-        return build(self.code.source(_CTYPE[dtype]))
+        fn = self._fns.get(dtype)
+        if fn is None:
+            fn = self._fns[dtype] = build(self.code.source(_CTYPE[dtype]))
+        return fn
 
     def _layout(self, b) -> _Layout | None:
         lay = self._layouts.get(b)
@@ -159,18 +177,18 @@ class CompiledStep:
 
     def run(self, b, group: dict, step: int) -> bool:
         """One step of bucket ``b``; False (nothing done) where it must run eagerly."""
-        lay = self._layout(b)
-        if lay is None:
-            return False
         params = b.params
-        n = lay.n
-        try:
+        try:  # checked first: a bucket that must run eagerly costs no layout
             ws = [p.data_ptr() for p in params if p.is_contiguous()]
             gs = [p.grad.data_ptr() for p in params if p.grad.is_contiguous()]
         except RuntimeError:  # sparse gradients have no data pointer
             return False
-        if len(ws) != n or len(gs) != n:
+        if len(ws) != len(params) or len(gs) != len(params):
             return False
+        lay = self._layout(b)
+        if lay is None:
+            return False
+        n = lay.n
         lay.ptrs[0:n] = ws
         lay.ptrs[self._g * n:(self._g + 1) * n] = gs
         host = (ctypes.c_double * (self.k * max(len(self.code.host), 1)))()
@@ -205,7 +223,7 @@ def compiled_step(plan, replicas: int | None, name: str) -> CompiledStep | None:
     try:
         step = CompiledStep(plan, replicas)
         step.kernel(torch.float32)  # build now: a failing compiler shows at construction
-    except (Unsupported, CompileError) as exc:
+    except (Unsupported, CompileError, OSError) as exc:  # OSError: an unwritable cache
         warnings.warn(f"compile=True: program {name!r} runs eagerly ({exc})", stacklevel=3)
         return None
     return step

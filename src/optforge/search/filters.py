@@ -41,7 +41,8 @@ the search's other checks (``None``).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from functools import cache
 
 import torch
 
@@ -51,6 +52,7 @@ from ..lang.runtime import Plan, run
 
 FILTERS = ("scale", "state", "cancel", "lr")
 STEPS = 3
+Trajectory = tuple[list[torch.Tensor], list[list[torch.Tensor]]]  # updates, slot values
 
 
 def _inputs(steps: int) -> tuple[list[torch.Tensor], list[list[torch.Tensor]],
@@ -73,8 +75,7 @@ _INPUTS = _inputs(STEPS)
 
 def trajectory(program: Program, scale: float = 1.0, lr: float = LR,
                hyper: dict[str, float] | None = None, steps: int = STEPS,
-               plan: Plan | None = None
-               ) -> tuple[list[torch.Tensor], list[list[torch.Tensor]]]:
+               plan: Plan | None = None) -> Trajectory:
     """Open-loop updates (one flat tensor per step) and slot values after each step."""
     plan = plan or Plan(program)
     ws, gs, hs = _INPUTS if steps == STEPS else _inputs(steps)
@@ -135,8 +136,9 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(a @ b) / (na * nb)
 
 
-def _scale(program: Program, plan: Plan, tolerance: float) -> str | None:
-    u1 = trajectory(program, 1.0, plan=plan)[0][-1]
+def _scale(program: Program, plan: Plan, ref: Callable[[], Trajectory],
+           tolerance: float) -> str | None:
+    u1 = ref()[0][-1]
     u0 = trajectory(program, 0.0, plan=plan)[0][-1]
     base = u0 if _finite([u0]) else torch.zeros_like(u1)
     if not _finite([u1]):
@@ -148,12 +150,12 @@ def _scale(program: Program, plan: Plan, tolerance: float) -> str | None:
     return None
 
 
-def _state(program: Program, plan: Plan) -> str | None:
+def _state(program: Program, ref: Callable[[], Trajectory]) -> str | None:
     closure = _closure(program)
     free = [s for s, d in closure.items() if not d & set(INPUTS)]
     if not free:
         return None
-    _, states = trajectory(program, steps=1, plan=plan)
+    _, states = ref()  # states[0]: after the first step
     index = {s: i for i, s in enumerate(program.slots)}
     zero = {s for s in free if bool((states[0][index[s]] == 0).all())}
     for s in free:
@@ -174,17 +176,17 @@ def _cancel(program: Program) -> str | None:
     return None
 
 
-def _lr(program: Program, plan: Plan) -> str | None:
+def _lr(program: Program, plan: Plan, ref: Callable[[], Trajectory]) -> str | None:
     for s, d in _closure(program).items():
         if "lr" in d:
             return f"lr: slot {s!r} depends on lr (lr must only scale the step)"
-    ref, _ = trajectory(program, plan=plan)
-    if not _finite(ref):
+    updates, _ = ref()
+    if not _finite(updates):
         return None
     for c in (10.0, 0.1):
         alt, _ = trajectory(program, lr=LR * c, plan=plan)
         if not all(torch.allclose(a, b * c, rtol=1e-9, atol=1e-300)
-                   for a, b in zip(alt, ref, strict=True)):
+                   for a, b in zip(alt, updates, strict=True)):
             return f"lr: the update is not proportional to lr (lr x {c:g})"
     return None
 
@@ -199,9 +201,14 @@ def reject(program: Program, filters: Sequence[str] = FILTERS,
         plan = Plan(program)
     except Exception:  # noqa: BLE001 - a program that cannot compile is judged elsewhere
         return None
-    checks = {"scale": lambda: _scale(program, plan, tolerance),
-              "state": lambda: _state(program, plan),
-              "cancel": lambda: _cancel(program), "lr": lambda: _lr(program, plan)}
+
+    @cache
+    def ref() -> Trajectory:  # the reference run (gradient scale 1, lr LR), shared
+        return trajectory(program, plan=plan)
+
+    checks = {"scale": lambda: _scale(program, plan, ref, tolerance),
+              "state": lambda: _state(program, ref),
+              "cancel": lambda: _cancel(program), "lr": lambda: _lr(program, plan, ref)}
     for name in ("state", "lr", "scale", "cancel"):  # cheapest first
         if name in filters:
             try:

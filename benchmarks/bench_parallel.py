@@ -130,7 +130,7 @@ def main() -> None:
           + ("; evaluations sleep" if args.sleep else ""))
 
     from optforge import zoo
-    from optforge.search.evaluator import Job
+    from optforge.evaluation import Job
 
     warm = make_backend("process", fitness, 1)  # starts the fork server (once per process)
     warm.submit(Job(0, zoo.load("adamw"), "tier0"))

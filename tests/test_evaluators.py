@@ -8,10 +8,10 @@ import time
 import pytest
 
 from optforge import zoo
+from optforge.evaluation import Job
 from optforge.lang.ir import Program
 from optforge.runtime import ERROR, LOST, OK, TIMEOUT, InlineBackend, ProcessBackend, make_backend
 from optforge.runtime.faults import FaultyFitness
-from optforge.search.evaluator import Job
 from optforge.search.fitness import TargetFitness
 
 BASE = TargetFitness(zoo.load("adamw"))

@@ -54,8 +54,8 @@ def test_ray_worker_killed_mid_evaluation_is_retried_and_hang_times_out(cluster,
 
 def test_a_ray_worker_keeps_its_fitness_across_tasks(cluster):
     """What a fitness learns in a worker (later tiers' baselines) is not lost after a task."""
-    from optforge.search.evaluator import Job
-    from optforge.search.fitness import Evaluation
+    from optforge.evaluation import Evaluation, Job
+
 
     class Counting:  # defined here: shipped to the workers by value
         """Fitness = how many evaluations this fitness object has made."""

@@ -12,7 +12,7 @@ from optforge import zoo
 from optforge.lang import ops
 from optforge.lang.canon import eliminate_dead_code
 from optforge.lang.ir import Const, Program, Var
-from optforge.search.evaluator import InlineEvaluator
+from optforge.runtime import InlineBackend
 from optforge.search.evolution import Evolution, EvolutionConfig, Individual, load_programs
 from optforge.search.fitness import Evaluation, FunctionFitness, TargetFitness
 from optforge.search.hurdles import Hurdles, key, trails
@@ -84,7 +84,7 @@ def evolve(fitness, seed=0, init=("adamw",), evaluations=60, population=8, tourn
            mutation=None, **kw) -> Logged:
     mutator = Mutator(mutation or MutationConfig(), random.Random(seed + 1000))
     evo = Logged(EvolutionConfig(population, tournament, evaluations, **kw), "stage",
-                 InlineEvaluator(fitness), mutator, random.Random(seed))
+                 InlineBackend(fitness), mutator, random.Random(seed))
     evo.result = evo.run(load_programs(list(init)))
     return evo
 
@@ -142,7 +142,7 @@ def test_behavioural_reuse_only_for_equal_fingerprints(run):
 
 
 def make_evolution(fitness, population=4, tournament=2):
-    return Logged(EvolutionConfig(population, tournament, 10), "stage", InlineEvaluator(fitness),
+    return Logged(EvolutionConfig(population, tournament, 10), "stage", InlineBackend(fitness),
                   Mutator(rng=random.Random(0)), random.Random(0))
 
 

@@ -9,8 +9,8 @@ from dataclasses import fields
 import pytest
 
 from optforge.lang.ir import Program
+from optforge.runtime import InlineBackend
 from optforge.search.config import BASELINE_LR_GRID, LR_GRID, SearchConfig, flags
-from optforge.search.evaluator import InlineEvaluator
 from optforge.search.evolution import Individual
 from optforge.search.fitness import WORST, Evaluation, FunctionFitness, Stage
 from optforge.search.funnel import run_funnel
@@ -101,7 +101,7 @@ def test_promotion_moves_only_candidates_that_beat_the_baseline():
     first = [cand(i, f, 1, 0) for i, f in [(0, 0.4), (1, 0.2), (2, 0.3), (3, 0.1), (4, -0.5)]]
     first = [Candidate(c.id, programs[c.id], c.fitness, 1, 0, evaluation=Evaluation(c.fitness))
              for c in first]
-    result = run_funnel(first, ["tier0", "tier1", "tier2"], InlineEvaluator(fit),
+    result = run_funnel(first, ["tier0", "tier1", "tier2"], InlineBackend(fit),
                         threshold=0.0, max_promote=3)
     # tier0 -> tier1: the best three of {0, 1, 2, 3} (4 trails the baseline)
     # tier1 -> tier2: 0 and 2 beat the baseline on tier1, 1 does not
@@ -117,9 +117,9 @@ def test_incomplete_or_failed_evaluations_are_not_promoted():
     c1 = Candidate(1, SGD, 0.5, 1, 0, evaluation=Evaluation(0.5, complete=False))
     c2 = Candidate(2, SGD, 0.5, 1, 0, evaluation=Evaluation(0.5))
     fit = FunctionFitness(lambda p, stage: 1.0)
-    result = run_funnel([c1, c2], ["tier0", "tier1"], InlineEvaluator(fit))
+    result = run_funnel([c1, c2], ["tier0", "tier1"], InlineBackend(fit))
     assert [s.candidate.id for s in result.survivors] == [2] and result.promotions == 1
-    one = run_funnel([c1, c2], ["tier0"], InlineEvaluator(fit))
+    one = run_funnel([c1, c2], ["tier0"], InlineBackend(fit))
     assert [s.candidate.id for s in one.survivors] == [2] and one.promotions == 0
 
 

@@ -7,10 +7,8 @@ import sqlite3
 import pytest
 
 from optforge import zoo
-from optforge.runtime.base import OK, Outcome
-from optforge.search.evaluator import Job
-from optforge.search.fitness import Evaluation
-from optforge.store import FILE, RunStore, StoreError
+from optforge.evaluation import OK, Evaluation, Job, Outcome
+from optforge.store import FILE, Journal, RunStore, StoreError
 from optforge.store.summary import list_runs, summarize
 
 
@@ -79,15 +77,16 @@ def test_records_round_trip_and_are_never_duplicated(tmp_path):
                     best_lr={"quadratic": 0.01}, checkpoints={"quadratic@0.25": -math.inf})
     with RunStore.create(tmp_path / "r", "search", {"seed": 3}, in_flight=2) as store:
         assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        store.record_evaluation(0, Outcome(Job(7, program, "tier0", {"q@0.5": 0.1}), ev, OK,
-                                           1.5, "host:1", 2))
+        Journal(store).record_outcome(0, Outcome(Job(7, program, "tier0", {"q@0.5": 0.1}), ev,
+                                                 OK, 1.5, "host:1", 2))
         with pytest.raises(sqlite3.IntegrityError):
-            store.record_evaluation(0, Outcome(Job(7, program, "tier0"), ev))
+            Journal(store).record_outcome(0, Outcome(Job(7, program, "tier0"), ev))
         store.event("note", x=1)
     with RunStore.open(tmp_path / "r", readonly=True) as store:
         assert store.config == {"seed": 3} and store.meta("in_flight") == 2
-        key, h, stage, thresholds, text, status = store.evaluation(0)
-        assert (key, h, stage, status) == (7, program.hash, "tier0", "ok")
+        row = Journal(store).get(0)
+        assert (row["key"], row["hash"], row["stage"], row["status"]) == (7, program.hash,
+                                                                          "tier0", "ok")
         assert store.cached(program.hash, "tier0") == ev
         assert store.cached(program.hash, "tier1") is None
         assert store.count("evaluations") == 1
@@ -105,7 +104,8 @@ def test_runs_cli_show_and_list(tmp_path):
     from optforge.store.cli import runs_app
 
     with RunStore.create(tmp_path / "r", "search", {}) as store:
-        store.record_evaluation(0, Outcome(Job(0, zoo.load("lion"), "tier0"), Evaluation(0.5)))
+        Journal(store).record_outcome(0, Outcome(Job(0, zoo.load("lion"), "tier0"),
+                                                 Evaluation(0.5)))
         store.event("start")
     runner = CliRunner()
     shown = runner.invoke(runs_app, ["show", str(tmp_path / "r")])

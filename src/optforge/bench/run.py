@@ -36,8 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import tasks as task_registry
-from ..store import STORE_ERRORS
-from ..store.recorder import ReplayError
+from ..store import STORE_ERRORS, ReplayError
 from ..train import OK as RUN_OK
 from ..train import SCHEDULES
 from . import stats
@@ -157,10 +156,7 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
                       max_extrapolation=max_extrapolation, tau_max=tau_max, seed=seed,
                       candidates=store.meta("candidates") if store is not None else None)
     units = Units(store)
-    if store is not None:
-        from .stored import begin
-
-        begin(store, plan)
+    units.begin(plan.settings, plan.candidates, plan.units, plan.base_units)
     cands, task_list, budgets = plan.candidates, plan.tasks, plan.budgets
     baseline = cands[0].label
     per_task_units = {n: _units(len(cands), trials, batch, b, scaling) for n, b in budgets.items()}
@@ -230,10 +226,7 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
         from .report import write_outputs
 
         write_outputs(result, Path(out_dir), plots=plots)
-    if store is not None:
-        from .stored import finish
-
-        finish(store, result, units)
+    units.finish(result)
     return result
 
 

@@ -5,11 +5,11 @@ of its batched training runs ("units": a tuning batch of ``--batch`` trials,
 the final seeds, one budget of the baseline's curve), taken in a fixed order:
 Optuna's samplers and pruners are seeded and see the same ``ask``/``report``/
 ``tell`` sequence. So :class:`Units` numbers the runs as the benchmark asks
-for them (``seq`` 0, 1, 2, ...) and, with a run store:
+for them (``seq`` 0, 1, 2, ...) and, with a run store, keeps them in its
+:class:`~optforge.store.Journal` (the one a search's evaluations go through):
 
 * writes each finished run (one transaction) the moment it returns: a SIGKILL
-  loses no finished run, and ``seq`` being the primary key, none is recorded
-  twice;
+  loses no finished run, and none is recorded twice;
 * on resume, the benchmark starts again from the top and every run already in
   the store is *replayed* instead of trained: the stored request must match
   (same unit, optimizer, task, steps, configurations, seeds, program; else
@@ -27,12 +27,16 @@ study would not be the uninterrupted one.
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 
 import numpy as np
 
 from ..lang.ir import Program
+from ..store import Journal, ReplayError, StoreError
+from ..store.bench import KIND
+from ..store.db import dumps
 from ..train import TrainResult
 from . import backend
 from .backend import OnEval, RunSpec
@@ -62,9 +66,38 @@ class Units:
 
     def __init__(self, store=None):
         self.store = store
+        self.journal = None if store is None else Journal(store)
         self.seq = 0
         self.replayed = self.computed = 0
         self.credit = 0.0
+
+    def begin(self, settings: dict, candidates: Sequence, planned: int,
+              planned_base: int) -> None:
+        """Check that the store holds this benchmark (its ``settings``) and log its start or
+        resumption; the ``candidates`` (resolved optimizers) and the planned runs are kept
+        at the first start."""
+        store = self.store
+        if store is None:
+            return
+        if store.kind != KIND:
+            raise StoreError(f"{store.path} is a {store.kind} run, not a bench run")
+        if store.config != json.loads(dumps(settings)):
+            raise ValueError(f"{store.path} holds another benchmark (stored settings "
+                             f"{store.config}); resume it with its own settings")
+        if store.meta("candidates") is None:
+            store.set_meta(candidates=[stored_candidate(c) for c in candidates],
+                           planned=planned, planned_base=planned_base)
+        store.begin(planned=planned)
+
+    def finish(self, result) -> None:
+        """Mark the run finished with the :class:`~optforge.bench.results.BenchResult`'s
+        scores and entries (task, optimizer, status, reason)."""
+        if self.store is None:
+            return
+        self.store.finish(meta={
+            "scores": result.scores,
+            "entries": [[e.task, e.optimizer, e.status, e.reason] for e in result.entries]},
+            replayed=self.replayed, computed=self.computed, seconds=result.wall_time)
 
     def clock(self) -> float:
         """``time.perf_counter()`` plus the replayed runs' recorded time."""
@@ -80,13 +113,11 @@ class Units:
                    "schedule": spec.schedule, "device": spec.device, "program": program.hash,
                    "configs": [dict(sorted(c.items())) for c in configs],
                    "seeds": [int(s) for s in seeds]}
-        if self.store is not None:
-            from ..store.bench import unit_at
-
-            stored = unit_at(self.store, seq)
+        asked = {"task": spec.task, "optimizer": optimizer, "unit": unit, "request": request}
+        if self.journal is not None:
+            stored = self.journal.replay(seq, asked)
             if stored is not None:
-                return self._replay(seq, stored, (spec.task, optimizer, unit, request),
-                                    on_eval)
+                return self._replay(seq, stored, on_eval)
         calls: list = []
         watched = None
         if on_eval is not None:
@@ -98,36 +129,26 @@ class Units:
         try:
             res = backend.train_replicas(spec, program, configs, seeds, watched)
         except Exception as err:
-            self._record(seq, spec.task, optimizer, unit, request, "raised",
+            self._record(seq, asked, "raised",
                          {"type": type(err).__name__, "message": str(err), "calls": calls},
                          time.perf_counter() - t0)
             raise
         status = "error" if res.error else "stopped" if res.stopped_at is not None else "ok"
-        self._record(seq, spec.task, optimizer, unit, request, status,
-                     {**_result_dict(res), "calls": calls}, time.perf_counter() - t0)
+        self._record(seq, asked, status, {**_result_dict(res), "calls": calls},
+                     time.perf_counter() - t0)
         return res
 
-    def _record(self, seq, task, optimizer, unit, request, status, result, seconds) -> None:
+    def _record(self, seq: int, asked: dict, status: str, result: dict,
+                seconds: float) -> None:
         self.computed += 1
-        if self.store is not None:
-            from ..store.bench import record_unit
+        if self.journal is not None:
+            self.journal.record(seq, asked,
+                                {"status": status, "result": result, "seconds": seconds})
 
-            record_unit(self.store, seq, task, optimizer, unit, request, status, result,
-                        seconds)
-
-    def _replay(self, seq: int, stored, want: tuple, on_eval: OnEval | None) -> TrainResult:
-        from ..store import ReplayError
-        from ..store.bench import dumps
-
+    def _replay(self, seq: int, stored: dict, on_eval: OnEval | None) -> TrainResult:
         t0 = time.perf_counter()
-        task, optimizer, unit, request, status, result, seconds = stored
-        have = (task, optimizer, unit, request)
-        if dumps(have) != dumps(want):
-            raise ReplayError(
-                f"{self.store.path}: training run {seq} was {unit} of {optimizer} on {task} "
-                f"in the stored benchmark but is {want[2]} of {want[1]} on {want[0]} now (or "
-                "its configurations, seeds or program differ); the code or the settings "
-                "changed")
+        task, optimizer, unit = stored["task"], stored["optimizer"], stored["unit"]
+        status, result, seconds = stored["status"], stored["result"], stored["seconds"]
         for step, loss, stop in result["calls"]:
             got = on_eval is not None and bool(on_eval(step, np.asarray(loss, dtype=float)))
             if got != stop:
@@ -139,6 +160,13 @@ class Units:
         if status == "raised":
             raise _reraise(result["type"], result["message"])
         return _result_from(result)
+
+
+def stored_candidate(cand) -> dict:
+    """A resolved optimizer as a bench run keeps it (``meta`` ``candidates``)."""
+    d = cand.as_dict()
+    d["space"] = list(d["space"].items())  # keeps the sampling order through sorted JSON
+    return d
 
 
 def _result_dict(res: TrainResult) -> dict:

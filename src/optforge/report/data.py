@@ -20,17 +20,16 @@ Nothing is written. A directory that is not a search run raises
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..evaluation import WORST, Evaluation
 from ..lang.errors import ProgramError
 from ..lang.ir import Program
 from ..search.evolution import Individual
-from ..search.fitness import WORST, Evaluation
 from ..search.results import Candidate, hall_of_fame, pareto_front
-from ..store.db import RunStore, StoreError, evaluation_from
+from ..store.db import RunStore, StoreError
 
 
 @dataclass(frozen=True)
@@ -118,37 +117,28 @@ def load_run(path: str | Path) -> RunData:
         if store.kind != "search":
             raise StoreError(f"{path} is a {store.kind} run, not a search run")
         config = store.config or {}
-        sources = dict(store.rows("SELECT hash, source FROM programs"))
-        fingerprints = dict(store.rows("SELECT hash, fingerprint FROM programs"))
+        programs = store.programs()
+        sources = {h: src for h, (src, _) in programs.items()}
+        fingerprints = {h: fp for h, (_, fp) in programs.items()}
         evaluations = [
-            EvalRow(seq, key, h, stage, WORST if fit is None else fit, bool(complete), status,
-                    seconds, evaluation_from(text))
-            for seq, key, h, stage, fit, complete, status, seconds, text in store.rows(
-                "SELECT seq, key, hash, stage, fitness, complete, status, seconds, evaluation "
-                "FROM evaluations ORDER BY seq")]
-        rows = list(store.rows("SELECT id, hash, parent, mutation, born, reused, fitness "
-                               "FROM individuals ORDER BY id"))
-        snapshots = list(store.rows("SELECT evaluated, population, counters FROM snapshots "
-                                    "ORDER BY evaluated"))
-        events = [(t, kind, json.loads(data)) for t, kind, data in
-                  store.rows("SELECT time, kind, data FROM events ORDER BY id")]
+            EvalRow(seq, key, h, stage, WORST if fit is None else fit, complete, status,
+                    seconds, ev)
+            for seq, key, h, stage, fit, complete, status, seconds, ev in store.evaluations()]
+        rows = store.individuals()
+        snapshots = store.snapshots()
+        events = store.events()
         status = store.meta("status") or "running"
-        counters = store.meta("counters") or (json.loads(snapshots[-1][2]) if snapshots else {})
+        counters = store.meta("counters") or (snapshots[-1][2] if snapshots else {})
         created = float(store.meta("created", 0.0) or 0.0)
         finished = store.meta("finished")
         baselines = store.meta("baselines", []) or []
+        result = store.result()
 
     individuals = _individuals(rows, sources, fingerprints, evaluations)
     fame = hall_of_fame(individuals.values(), int(config.get("hall_of_fame", 20)))
     everyone = hall_of_fame(individuals.values(), len(individuals))
-    result = None
-    if status == "finished" and (path / "result.json").is_file():
-        try:
-            result = json.loads((path / "result.json").read_text())
-        except (OSError, json.JSONDecodeError):
-            result = None
     return RunData(path, status, config, created, finished, counters, sources, individuals,
-                   evaluations, [(n, json.loads(pop)) for n, pop, _ in snapshots], fame,
+                   evaluations, [(n, pop) for n, pop, _ in snapshots], fame,
                    pareto_front(everyone), baselines, result, events, everyone)
 
 

@@ -1,4 +1,5 @@
-"""Evaluation backends: inline, process pool (the default), Ray (optional; docs/RUNS.md).
+"""Evaluation backends: inline, process pool (the default), Ray (optional; docs/RUNS.md),
+and the recorder that journals their results into a run store (:mod:`.recorder`).
 
 ``make_backend(name, fitness, ...)`` builds one; the core imports Ray only when
 ``name == "ray"``.
@@ -6,9 +7,10 @@
 
 from __future__ import annotations
 
-from ..search.fitness import Fitness
-from .base import ERROR, LOST, OK, TIMEOUT, InlineBackend, Outcome
+from ..evaluation import ERROR, LOST, OK, TIMEOUT, Fitness, Outcome
+from .base import InlineBackend
 from .pool import ProcessBackend
+from .recorder import RecordingEvaluator
 
 BACKENDS = ("inline", "process", "ray")
 
@@ -31,4 +33,4 @@ def make_backend(name: str, fitness: Fitness, workers: int | None = None, timeou
 
 
 __all__ = ["BACKENDS", "ERROR", "LOST", "OK", "TIMEOUT", "InlineBackend", "Outcome",
-           "ProcessBackend", "make_backend"]
+           "ProcessBackend", "RecordingEvaluator", "make_backend"]

@@ -1,20 +1,20 @@
-"""What every evaluation backend shares: the outcome record and the inline backend.
+"""What every evaluation backend shares, and the inline backend.
 
-A backend runs :class:`~optforge.search.evaluator.Job` values with a fitness and
-hands back :class:`Outcome` records *as they complete* (``take_outcome``);
-``take()`` is the search's evaluator protocol on top of it. Every backend keeps
+A backend runs :class:`~optforge.evaluation.Job` values with a fitness and
+hands back :class:`~optforge.evaluation.Outcome` records *as they complete*
+(``take_outcome``); ``take()`` is the :class:`~optforge.evaluation.Evaluator`
+protocol on top of it. Every backend keeps
 at most ``capacity`` jobs in flight (the caller's contract), turns a failing
 candidate into a failed evaluation (``-inf`` with the message), and never lets a
 candidate stop the driver.
 
-Statuses: ``ok`` (the fitness returned, whatever its value), ``error`` (the
-fitness raised), ``timeout`` (ran past ``timeout`` seconds), ``lost`` (its
-worker died ``retries + 1`` times).
+Statuses (:mod:`optforge.evaluation`): ``ok`` (the fitness returned, whatever its
+value), ``error`` (the fitness raised), ``timeout`` (ran past ``timeout`` seconds),
+``lost`` (its worker died ``retries + 1`` times).
 """
 
 from __future__ import annotations
 
-import math
 import os
 import signal
 import socket
@@ -22,29 +22,8 @@ import threading
 import time
 import traceback
 from collections import deque
-from dataclasses import dataclass
 
-from ..search.evaluator import Job
-from ..search.fitness import Evaluation, Fitness
-
-OK, ERROR, TIMEOUT, LOST = "ok", "error", "timeout", "lost"
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """One finished job: its evaluation, status, wall time, worker and attempts."""
-
-    job: Job
-    evaluation: Evaluation
-    status: str = OK
-    seconds: float = 0.0
-    worker: str = ""
-    attempts: int = 1
-
-
-def failed(job: Job, status: str, message: str, seconds: float = 0.0, worker: str = "",
-           attempts: int = 1) -> Outcome:
-    return Outcome(job, Evaluation(-math.inf, error=message), status, seconds, worker, attempts)
+from ..evaluation import ERROR, OK, TIMEOUT, WORST, Evaluation, Fitness, Job, Outcome, failed
 
 
 def worker_name() -> str:
@@ -59,7 +38,7 @@ def run_job(fitness: Fitness, job: Job) -> tuple[Evaluation, str, float]:
         status = OK
     except Exception as err:  # noqa: BLE001 - a failing candidate is a value, not a crash
         tb = traceback.format_exception_only(type(err), err)[-1].strip()
-        ev, status = Evaluation(-math.inf, error=tb), ERROR
+        ev, status = Evaluation(WORST, error=tb), ERROR
     return ev, status, time.perf_counter() - start
 
 

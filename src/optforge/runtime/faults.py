@@ -21,8 +21,8 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
+from ..evaluation import Evaluation, Fitness
 from ..lang.ir import Program
-from ..search.fitness import Evaluation, Fitness
 
 
 class FaultyFitness:

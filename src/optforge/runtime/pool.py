@@ -35,9 +35,8 @@ import time
 from collections import deque
 from multiprocessing.connection import wait
 
-from ..search.evaluator import Job
-from ..search.fitness import Evaluation, Fitness
-from .base import LOST, TIMEOUT, Outcome, failed, run_job, worker_name
+from ..evaluation import LOST, TIMEOUT, Evaluation, Fitness, Job, Outcome, failed
+from .base import run_job, worker_name
 
 WARM_TASKS = "OPTFORGE_WARM_TASKS"  # environment variable read by ._warm in the fork server
 PRELOAD = ["torch", "optforge.runtime.pool", "optforge.search.fitness", "optforge.optim",

@@ -26,9 +26,8 @@ import math
 import time
 from collections import deque
 
-from ..search.evaluator import Job
-from ..search.fitness import Evaluation, Fitness
-from .base import LOST, TIMEOUT, InlineBackend, Outcome, failed, worker_name
+from ..evaluation import LOST, TIMEOUT, Evaluation, Fitness, Job, Outcome, failed
+from .base import InlineBackend, worker_name
 
 _FITNESS: dict[str, Fitness] = {}
 """In each Ray worker process: the fitness by object-store id, kept across tasks."""

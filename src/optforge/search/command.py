@@ -36,10 +36,10 @@ from .results import SearchResult
 
 
 def write_results(result: SearchResult, config: SearchConfig, out: Path) -> list[Path]:
-    """``result.json``, ``config.toml`` and ``winner_N.py`` (simplified source) under ``out``."""
+    """``config.toml`` and ``winner_N.py`` (simplified source) in the run directory ``out``,
+    beside the ``result.json`` its store wrote at the finish (``RunStore.finish``)."""
     out.mkdir(parents=True, exist_ok=True)
     written = [out / "result.json", out / "config.toml"]
-    written[0].write_text(result.to_json())
     written[1].write_text(config.to_toml())
     for i, w in enumerate(result.winners, 1):
         path = out / f"winner_{i}.py"

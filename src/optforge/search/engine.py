@@ -33,12 +33,13 @@ from collections.abc import Callable, Sequence
 
 import torch
 
+from ..evaluation import WORST, Evaluator, Fitness, Job
 from ..lang.ir import Program
+from ..runtime import InlineBackend, RecordingEvaluator
 from .config import SearchConfig
-from .evaluator import Evaluator, InlineEvaluator, Job
 from .evolution import Evolution, EvolutionConfig, Progress, cell, load_programs
 from .filters import reject
-from .fitness import WORST, Fitness, TrainerFitness
+from .fitness import TrainerFitness
 from .funnel import evaluate_all, run_funnel
 from .hurdles import Hurdles
 from .mutate import MutationConfig, Mutator
@@ -128,7 +129,7 @@ class Search:
         if isinstance(fitness, TrainerFitness):
             self._baselines(fitness)
         evaluator = self._evaluator or (self._make_evaluator(fitness) if self._make_evaluator
-                                        else InlineEvaluator(fitness))
+                                        else InlineBackend(fitness))
         own = self._evaluator is None
         if self.store is not None:
             evaluator = self._recording(evaluator)
@@ -214,18 +215,12 @@ class Search:
 
     # ------------------------------------------------------------ the run store
     def _recording(self, backend: Evaluator) -> Evaluator:
-        from ..store import RecordingEvaluator
-
         store = self.store
         in_flight = store.meta("in_flight")  # stored at creation by the command, if known
         if in_flight is None:
             in_flight = backend.capacity
             store.set_meta(in_flight=in_flight)
-        if not next(store.rows("SELECT COUNT(*) FROM events WHERE kind='start'"))[0]:
-            store.event("start", in_flight=in_flight)
-        else:
-            store.set_meta(status="running")
-            store.event("resume", recorded=store.count("evaluations"))
+        store.begin(in_flight=in_flight)
         return RecordingEvaluator(store, backend, self.caches, capacity=in_flight)
 
     def _snapshots(self, evolution: Callable[[], Evolution], mutator: Mutator):
@@ -284,15 +279,12 @@ class Search:
                 for (task, size, steps), b in sorted(fitness.baselines.items())})
 
     def _finish(self, result: SearchResult, evaluator) -> None:
-        store = self.store
         best = result.best
-        store.set_meta(status="finished", finished=time.time(),
-                       best=None if best is None else best.fitness,
-                       counters=result.counters)
-        store.event("finish", replayed=evaluator.replayed, computed=evaluator.computed,
-                    reused=evaluator.reused, seconds=result.seconds,
-                    store_seconds=store.seconds)
-        (store.path / "result.json").write_text(result.to_json())
+        self.store.finish(result.to_json(),
+                          {"best": None if best is None else best.fitness,
+                           "counters": result.counters},
+                          replayed=evaluator.replayed, computed=evaluator.computed,
+                          reused=evaluator.reused, seconds=result.seconds)
 
     def _winner(self, survivor, evaluator: Evaluator, first: str, heldout: bool,
                 mutator: Mutator, simplify_ok: bool = True, selection: bool = False) -> Winner:

@@ -47,7 +47,7 @@ Everything above is a function of the seed and the results in submission
 order, so a resumed run (which replays them) rebuilds the islands and the
 archive exactly.
 
-Evaluations go through an :class:`~optforge.search.evaluator.Evaluator`; with
+Evaluations go through an :class:`~optforge.evaluation.Evaluator`; with
 the inline one the cycle is sequential and a seed fixes the whole run.
 """
 
@@ -60,11 +60,10 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ..evaluation import WORST, Evaluation, Evaluator, Job
 from ..lang.errors import ProgramError
 from ..lang.infer import check
 from ..lang.ir import Call, Program, walk
-from .evaluator import Evaluator, Job
-from .fitness import WORST, Evaluation
 from .hurdles import Hurdles
 from .mutate import MutationError, Mutator
 

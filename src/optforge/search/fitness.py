@@ -47,15 +47,14 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Protocol
+from dataclasses import dataclass
 
 import torch
 
+from ..evaluation import WORST, Evaluation
 from ..lang.ir import Program
 from . import hurdles as hurdles_mod
 
-WORST = -math.inf
 LOSS_FLOOR = 1e-30
 """Losses are floored here before taking logs (a loss of exactly 0 stays finite)."""
 
@@ -94,42 +93,7 @@ class Stage:
         return f"{self.size}:{','.join(self.tasks)}" + (f"@{self.steps}" if self.steps else "")
 
 
-# ---------------------------------------------------------------- evaluation
-
-
-@dataclass(frozen=True)
-class Evaluation:
-    """The outcome of scoring one program on one stage."""
-
-    fitness: float
-    complete: bool = True
-    diverged: bool = False
-    scores: dict[str, float] = field(default_factory=dict)
-    losses: dict[str, float] = field(default_factory=dict)
-    best_lr: dict[str, float] = field(default_factory=dict)
-    checkpoints: dict[str, float] = field(default_factory=dict)
-    stopped: str | None = None
-    cost: float = 0.0
-    seconds: float = 0.0
-    error: str | None = None
-    curves: dict[str, dict] = field(default_factory=dict)
-    """Per task: ``steps``, ``loss`` (the best rate's validation loss, geometric mean over
-    the task seeds) and, where the baseline's is known, ``baseline`` (the same at its best
-    rate)."""
-    lr_width: dict[str, float] = field(default_factory=dict)
-    """Per task: decades of learning rate within 10% of the best loss (see the module doc)."""
-
-    @property
-    def failed(self) -> bool:
-        return self.diverged or self.error is not None
-
-
-class Fitness(Protocol):
-    """Scores programs on named stages; higher is better, :data:`WORST` at worst."""
-
-    def evaluate(self, program: Program, stage: str,
-                 thresholds: Mapping[str, float] | None = None) -> Evaluation:
-        """Score ``program`` on ``stage``, stopping early at hurdles in ``thresholds``."""
+# ---------------------------------------------------------------- scores
 
 
 def score(baseline: float, loss: float) -> float:

@@ -17,8 +17,7 @@ import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from .evaluator import Evaluator, Job
-from .fitness import Evaluation
+from ..evaluation import Evaluation, Evaluator, Job
 from .results import Candidate
 
 

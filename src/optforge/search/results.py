@@ -20,10 +20,10 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 
+from ..evaluation import Evaluation
 from ..lang.canon import eliminate_dead_code
 from ..lang.ir import Program
 from .evolution import Individual
-from .fitness import Evaluation
 from .mutate import length as program_length
 
 

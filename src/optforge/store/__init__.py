@@ -1,6 +1,6 @@
-"""The run store: SQLite run directories, recording and replay (docs/RUNS.md)."""
+"""The run store: SQLite run directories, their journal and its replay check (docs/RUNS.md)."""
 
-from .db import FILE, STORE_ERRORS, RunStore, StoreError
-from .recorder import RecordingEvaluator, ReplayError
+from .db import FILE, RESULT, STORE_ERRORS, RunStore, StoreError
+from .journal import Journal, ReplayError
 
-__all__ = ["FILE", "STORE_ERRORS", "RecordingEvaluator", "ReplayError", "RunStore", "StoreError"]
+__all__ = ["FILE", "RESULT", "STORE_ERRORS", "Journal", "ReplayError", "RunStore", "StoreError"]

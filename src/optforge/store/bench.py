@@ -23,12 +23,6 @@ and when finished ``scores`` and ``entries`` (task, optimizer, status, reason).
 
 from __future__ import annotations
 
-import json
-import time
-from typing import Any
-
-import numpy as np
-
 from .db import RunStore
 
 KIND = "bench"
@@ -38,38 +32,8 @@ CREATE TABLE units (seq INTEGER PRIMARY KEY, task TEXT NOT NULL, optimizer TEXT 
     unit TEXT NOT NULL, request TEXT NOT NULL, status TEXT NOT NULL, result TEXT NOT NULL,
     seconds REAL NOT NULL, finished REAL NOT NULL);
 """
-
-
-def _plain(obj: Any) -> Any:
-    if isinstance(obj, np.generic):
-        return obj.item()
-    if isinstance(obj, np.ndarray):
-        return obj.tolist()
-    raise TypeError(f"cannot store a {type(obj).__name__}")
-
-
-def dumps(obj: Any) -> str:
-    """JSON with exact floats (``repr``), NaN and infinities as JSON's extensions."""
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_plain)
-
-
-def record_unit(store: RunStore, seq: int, task: str, optimizer: str, unit: str,
-                request: dict, status: str, result: dict, seconds: float) -> None:
-    """One finished training run, in one transaction."""
-    with store._write():
-        store.db.execute("INSERT INTO units VALUES (?,?,?,?,?,?,?,?,?)",
-                         (seq, task, optimizer, unit, dumps(request), status, dumps(result),
-                          seconds, time.time()))
-
-
-def unit_at(store: RunStore, seq: int) -> tuple[str, str, str, dict, str, dict, float] | None:
-    """``(task, optimizer, unit, request, status, result, seconds)`` of run ``seq``, or None."""
-    row = store.db.execute("SELECT task, optimizer, unit, request, status, result, seconds "
-                           "FROM units WHERE seq=?", (seq,)).fetchone()
-    if row is None:
-        return None
-    task, optimizer, unit, request, status, result, seconds = row
-    return task, optimizer, unit, json.loads(request), status, json.loads(result), seconds
+"""The ``units`` table, written and replayed through the journal
+(:data:`optforge.store.journal.BENCH`)."""
 
 
 def summary(store: RunStore) -> dict:

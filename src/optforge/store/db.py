@@ -45,10 +45,14 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from ..search.fitness import Evaluation
+from ..evaluation import Evaluation
 
 FILE = "run.sqlite"
 LOCK = "run.lock"
+RESULT = "result.json"
+"""A finished search's :class:`~optforge.search.SearchResult` as JSON, beside the store."""
+JOURNALS = {"search": "evaluations", "bench": "units"}
+"""Each kind's journal table (:mod:`optforge.store.journal`): one row per finished request."""
 FORMAT = "optforge-run-1"
 APPLICATION_ID = 0x6F70666F  # "opfo"
 
@@ -111,8 +115,16 @@ class RunLock:
             self.fd = None
 
 
+def _plain(obj: Any) -> Any:
+    if hasattr(obj, "tolist"):  # a numpy scalar or array
+        return obj.tolist()
+    raise TypeError(f"cannot store a {type(obj).__name__}")
+
+
 def dumps(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"))
+    """JSON with sorted keys, exact floats (``repr``), NaN and infinities as JSON's
+    extensions, numpy values as plain numbers and lists."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_plain)
 
 
 def evaluation_json(ev: Evaluation) -> str:
@@ -123,7 +135,8 @@ def evaluation_from(text: str) -> Evaluation:
     return Evaluation(**json.loads(text))
 
 
-def _real(x: float) -> float | None:
+def real(x: float) -> float | None:
+    """NaN as SQL NULL."""
     return None if isinstance(x, float) and math.isnan(x) else x
 
 
@@ -299,23 +312,35 @@ class RunStore:
             yield
         self.seconds += time.perf_counter() - t
 
+    def begin(self, **data: Any) -> bool:
+        """Log the run's start (``data`` with it) or, if it has started before, its
+        resumption (status back to ``running``, with the journal's row count); True on a
+        resumption."""
+        started = self.db.execute("SELECT 1 FROM events WHERE kind='start' LIMIT 1").fetchone()
+        if started is None:
+            self.event("start", **data)
+            return False
+        self.set_meta(status="running")
+        self.event("resume", recorded=self.count(JOURNALS[self.kind]))
+        return True
+
+    def finish(self, result: str | None = None, meta: dict | None = None, **data: Any) -> None:
+        """Mark the run finished: ``result`` (JSON text) into :data:`RESULT` first, then the
+        status, finish time and ``meta`` in ``meta``, then a ``finish`` event with ``data``
+        and the time spent writing the store."""
+        if result is not None:
+            if self.readonly:
+                raise StoreError(f"{self.path} was opened read-only")
+            tmp = self.path / f".{RESULT}.new"
+            tmp.write_text(result)
+            tmp.rename(self.path / RESULT)
+        self.set_meta(status="finished", finished=time.time(), **(meta or {}))
+        self.event("finish", **data, store_seconds=self.seconds)
+
     def event(self, kind: str, **data: Any) -> None:
         with self._write():
             self.db.execute("INSERT INTO events (time, kind, data) VALUES (?, ?, ?)",
                             (time.time(), kind, dumps(data)))
-
-    def record_evaluation(self, seq: int, outcome, source: str = "run") -> None:
-        """One finished job (an :class:`~optforge.runtime.Outcome`), in one transaction."""
-        job, ev = outcome.job, outcome.evaluation
-        program = job.program
-        with self._write():
-            self.db.execute("INSERT OR IGNORE INTO programs VALUES (?, ?, ?)",
-                            (program.hash, str(program), None))
-            self.db.execute(
-                "INSERT INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                (seq, job.key, program.hash, job.stage, dumps(dict(job.thresholds)),
-                 _real(ev.fitness), int(ev.complete), outcome.status, ev.error, outcome.seconds,
-                 outcome.worker, outcome.attempts, source, evaluation_json(ev), time.time()))
 
     def add_individuals(self, individuals: list) -> None:
         with self._write():
@@ -328,7 +353,7 @@ class RunStore:
                             [(i.fingerprint, i.hash) for i in individuals])
         self.db.executemany(
             "INSERT OR IGNORE INTO individuals VALUES (?,?,?,?,?,?,?)",
-            [(i.id, i.hash, i.parent, i.mutation, i.born, int(i.reused), _real(i.fitness))
+            [(i.id, i.hash, i.parent, i.mutation, i.born, int(i.reused), real(i.fitness))
              for i in individuals])
 
     def snapshot(self, evaluated: int, population: list[int], rng: dict, counters: dict,
@@ -338,14 +363,9 @@ class RunStore:
             self._individuals(individuals)
             self.db.execute("INSERT OR REPLACE INTO snapshots VALUES (?,?,?,?,?,?)",
                             (evaluated, dumps(population), dumps(rng), dumps(counters),
-                             _real(best), time.time()))
+                             real(best), time.time()))
 
     # ---------------------------------------------------------- reading
-    def evaluation(self, seq: int) -> sqlite3.Row | None:
-        cur = self.db.execute("SELECT key, hash, stage, thresholds, evaluation, status "
-                              "FROM evaluations WHERE seq=?", (seq,))
-        return cur.fetchone()
-
     def cached(self, program_hash: str, stage: str) -> Evaluation | None:
         """A complete evaluation of this program on this stage, if the run has one."""
         row = self.db.execute("SELECT evaluation FROM evaluations WHERE hash=? AND stage=? "
@@ -358,7 +378,50 @@ class RunStore:
                               (evaluated,)).fetchone()
         return (json.loads(row[0]), json.loads(row[1])) if row else None
 
+    def programs(self) -> dict[str, tuple[str, str | None]]:
+        """Every program met: ``hash -> (source, behavioural fingerprint or None)``."""
+        return {h: (src, fp) for h, src, fp in
+                self.db.execute("SELECT hash, source, fingerprint FROM programs")}
+
+    def evaluations(self) -> list[tuple[int, int, str, str, float | None, bool, str, float,
+                                        Evaluation]]:
+        """A search's recorded evaluations by ``seq``: ``(seq, key, hash, stage, fitness
+        (None: NaN), complete, status, seconds, evaluation)``."""
+        return [(*row[:5], bool(row[5]), row[6], row[7], evaluation_from(row[8])) for row in
+                self.db.execute("SELECT seq, key, hash, stage, fitness, complete, status, "
+                                "seconds, evaluation FROM evaluations ORDER BY seq")]
+
+    def individuals(self) -> list[tuple[int, str, int | None, str, int, bool, float | None]]:
+        """A search's individuals by id: ``(id, hash, parent, mutation, born, reused,
+        fitness)``."""
+        return [(*row[:5], bool(row[5]), row[6]) for row in
+                self.db.execute("SELECT id, hash, parent, mutation, born, reused, fitness "
+                                "FROM individuals ORDER BY id")]
+
+    def snapshots(self) -> list[tuple[int, list[int], dict]]:
+        """A search's state after each consumed result: ``(evaluated, population ids,
+        counters)``, in order."""
+        return [(n, json.loads(pop), json.loads(counters)) for n, pop, counters in
+                self.db.execute("SELECT evaluated, population, counters FROM snapshots "
+                                "ORDER BY evaluated")]
+
+    def events(self) -> list[tuple[float, str, dict]]:
+        """Every event, oldest first: ``(time, kind, data)``."""
+        return [(t, kind, json.loads(data)) for t, kind, data in
+                self.db.execute("SELECT time, kind, data FROM events ORDER BY id")]
+
+    def result(self) -> dict | None:
+        """The finished run's :data:`RESULT`, or None (not finished, missing, unreadable)."""
+        if self.meta("status") != "finished":
+            return None
+        try:
+            return json.loads((self.path / RESULT).read_text())
+        except (OSError, json.JSONDecodeError):
+            return None
+
     def rows(self, sql: str, *args: Any) -> Iterator[tuple]:
+        """Any query's rows (for tests and one-off analyses; the package reads through the
+        functions above)."""
         return iter(self.db.execute(sql, args).fetchall())
 
     def count(self, table: str) -> int:

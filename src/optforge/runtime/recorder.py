@@ -1,17 +1,17 @@
-"""The recording evaluator: every result into the store as it completes, replay on resume.
+"""The recording evaluator: every result into the run's journal as it completes, replay on resume.
 
 :class:`RecordingEvaluator` sits between the search and a backend. Jobs get a
-submission number ``seq`` (0, 1, 2, ... in the order the search submits them).
+submission number ``seq`` (0, 1, 2, ... in the order the search submits them),
+their number in the store's :class:`~optforge.store.journal.Journal`.
 
-* A result is written to the store the moment the backend reports it (in
-  completion order, one transaction each), so a SIGKILL loses no finished
-  evaluation; ``seq`` is the primary key, so none is recorded twice.
+* A result is journaled the moment the backend reports it (in completion
+  order, one transaction each), so a SIGKILL loses no finished evaluation.
 * The search receives results in *submission* order. Its decisions are then a
   function of (config, seed, results), whatever the workers' timing, and a
   resumed run that replays the same submissions reproduces them exactly.
-* On resume, a submitted job whose ``seq`` is already in the store is answered
+* On resume, a submitted job whose ``seq`` is already journaled is answered
   from the store (after checking that it is the same program, stage and
-  hurdle thresholds: otherwise :class:`ReplayError`), untrained.
+  hurdle thresholds: otherwise :class:`~optforge.store.ReplayError`), untrained.
 * ``caches`` (other runs' stores, ``--cache-from``) answer a job whose program
   (canonical hash) has a complete evaluation on the same stage there; the
   answer is recorded in this run with ``source = "cache:DIR"``.
@@ -19,25 +19,23 @@ submission number ``seq`` (0, 1, 2, ... in the order the search submits them).
 
 from __future__ import annotations
 
-import json
 import time
 from collections import deque
 from collections.abc import Sequence
 
-from ..runtime.base import OK, Outcome, worker_name
-from ..search.evaluator import Job
-from ..search.fitness import Evaluation
-from .db import RunStore, dumps, evaluation_from
-
-
-class ReplayError(RuntimeError):
-    """The stored run does not match what the search submits now (code or config changed)."""
+from ..evaluation import ERROR, OK, Evaluation, Evaluator, Job, Outcome
+from ..store import Journal, RunStore
+from .base import worker_name
 
 
 class RecordingEvaluator:
-    def __init__(self, store: RunStore, backend, caches: Sequence[RunStore] = (),
+    """An :class:`~optforge.evaluation.Evaluator` over ``backend`` that journals into
+    ``store`` (see the module doc); ``capacity`` defaults to the backend's."""
+
+    def __init__(self, store: RunStore, backend: Evaluator, caches: Sequence[RunStore] = (),
                  capacity: int | None = None):
         self.store, self.backend, self.caches = store, backend, list(caches)
+        self.journal = Journal(store)
         self.capacity = capacity or backend.capacity
         self._order: deque[int] = deque()
         self._seq_of: dict[int, tuple[int, Job]] = {}  # id(job) -> (seq, job)
@@ -49,23 +47,16 @@ class RecordingEvaluator:
         seq = self._next
         self._next += 1
         self._order.append(seq)
-        row = self.store.evaluation(seq)
-        if row is not None:
-            key, h, stage, thresholds, text, _ = row
-            if (key, h, stage) != (job.key, job.program.hash, job.stage) or \
-                    json.loads(thresholds) != json.loads(dumps(dict(job.thresholds))):
-                raise ReplayError(
-                    f"{self.store.path}: submission {seq} was job {key} ({stage}, program "
-                    f"{h[:12]}) in the stored run but is job {job.key} ({job.stage}, program "
-                    f"{job.program.hash[:12]}) now; the code or the configuration changed")
-            self._ready[seq] = (job, evaluation_from(text))
+        stored = self.journal.replay_job(seq, job)
+        if stored is not None:
+            self._ready[seq] = (job, stored)
             self.replayed += 1
             return
         for cache in self.caches:
             ev = cache.cached(job.program.hash, job.stage)
             if ev is not None:
-                self.store.record_evaluation(seq, Outcome(job, ev, OK, 0.0, worker_name()),
-                                             source=f"cache:{cache.path}")
+                self.journal.record_outcome(seq, Outcome(job, ev, OK, 0.0, worker_name()),
+                                            source=f"cache:{cache.path}")
                 self._ready[seq] = (job, ev)
                 self.reused += 1
                 return
@@ -75,7 +66,7 @@ class RecordingEvaluator:
     def _pull(self) -> None:
         outcome = _take_outcome(self.backend)
         seq, _ = self._seq_of.pop(id(outcome.job))
-        self.store.record_evaluation(seq, outcome)
+        self.journal.record_outcome(seq, outcome)
         self._ready[seq] = (outcome.job, outcome.evaluation)
         self.computed += 1
 
@@ -98,7 +89,7 @@ class RecordingEvaluator:
 def _take_outcome(backend) -> Outcome:
     if hasattr(backend, "take_outcome"):
         return backend.take_outcome()
-    start = time.perf_counter()  # a plain evaluator (e.g. the search's InlineEvaluator)
+    start = time.perf_counter()  # a plain Evaluator (the protocol has no take_outcome)
     job, ev = backend.take()
-    return Outcome(job, ev, OK if ev.error is None else "error", time.perf_counter() - start,
+    return Outcome(job, ev, OK if ev.error is None else ERROR, time.perf_counter() - start,
                    worker_name())

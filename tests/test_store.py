@@ -1,14 +1,16 @@
 """The run store: creation, refusal of foreign/corrupt/used directories, records, summaries."""
 
 import hashlib
+import json
 import math
 import sqlite3
+from dataclasses import asdict
 
 import pytest
 
 from optforge import zoo
 from optforge.evaluation import OK, Evaluation, Job, Outcome
-from optforge.store import FILE, Journal, RunStore, StoreError
+from optforge.store import FILE, Journal, ReplayError, RunStore, StoreError
 from optforge.store.summary import list_runs, summarize
 
 
@@ -127,3 +129,28 @@ def test_a_failed_create_leaves_the_directory_empty_for_a_retry(tmp_path):
     assert run.is_dir() and list(run.iterdir()) == []
     with RunStore.create(run, "search", {"ok": 1}) as store:
         assert store.path == run
+
+
+def test_the_journal_replays_rows_written_before_it_and_names_what_differs(tmp_path):
+    """Rows as format optforge-run-1 wrote them before the journal existed (positional
+    INSERTs, the text of the old encoder) are replayed; another request is refused with
+    the columns (and JSON keys) that differ."""
+    program = zoo.load("adamw")
+    ev = Evaluation(0.25, scores={"quadratic": 0.25}, best_lr={"quadratic": 0.01})
+    with RunStore.create(tmp_path / "r", "search", {}) as store:
+        with store.db:
+            store.db.execute("INSERT INTO programs VALUES (?, ?, ?)",
+                             (program.hash, str(program), None))
+            store.db.execute("INSERT INTO evaluations VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                             (0, 7, program.hash, "tier0", '{"q@0.5":0.1}', 0.25, 1, "ok", None,
+                              1.5, "host:1", 1, "run", json.dumps(asdict(ev)), 0.0))
+        journal = Journal(store)
+        assert len(journal) == 1
+        assert journal.replay_job(0, Job(7, program, "tier0", {"q@0.5": 0.1})) == ev
+        assert journal.replay_job(1, Job(8, program, "tier0")) is None
+        with pytest.raises(ReplayError, match=r"submission 0 was job 7 \(tier0, program "
+                           r"\w{12}\) in the stored run but is job 7 \(tier0, program \w{12}\) "
+                           r"now \(differing: thresholds\.q@0\.5\)"):
+            journal.replay_job(0, Job(7, program, "tier0", {"q@0.5": 0.2}))
+        with pytest.raises(ReplayError, match=r"differing: key, stage\)"):
+            journal.replay_job(0, Job(8, program, "tier1", {"q@0.5": 0.1}))

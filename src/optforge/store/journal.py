@@ -103,8 +103,8 @@ class Journal:
             lay = self.layout
             raise ReplayError(
                 f"{self.store.path}: {lay.noun} {seq} was {lay.describe(row)} in the stored "
-                f"run but is {lay.describe(request)} now ({_keys(differs, row, request)} "
-                "differ); the code or the settings changed")
+                f"run but is {lay.describe(request)} now (differing: "
+                f"{_keys(differs, row, request)}); the code or the settings changed")
         return row
 
     def record(self, seq: int, request: dict[str, Any], result: dict[str, Any],

@@ -20,6 +20,12 @@ Tables (see docs/RUNS.md):
   result the search consumes: population ids, RNG states, counters;
 * ``events(id, time, kind, data)``: start, resume, phase, finish, errors.
 
+The journal tables (``evaluations``; a bench run's ``units``) are written and
+replayed through :class:`~optforge.store.journal.Journal`; :meth:`RunStore.begin`
+and :meth:`RunStore.finish` write a run's lifecycle (start or resume, then status,
+finish event and, for a search, ``result.json``); the reading methods give report,
+export and ``optforge runs`` what they show. No SQL is written outside this package.
+
 Every write is one transaction. A file that is not an optforge store, or that
 fails SQLite's ``PRAGMA quick_check``, raises :class:`StoreError` and is never
 written to: the check runs read-only before anything else.
@@ -41,7 +47,6 @@ import sqlite3
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -125,10 +130,6 @@ def dumps(obj: Any) -> str:
     """JSON with sorted keys, exact floats (``repr``), NaN and infinities as JSON's
     extensions, numpy values as plain numbers and lists."""
     return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=_plain)
-
-
-def evaluation_json(ev: Evaluation) -> str:
-    return dumps(asdict(ev))
 
 
 def evaluation_from(text: str) -> Evaluation:

@@ -28,7 +28,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from ..evaluation import Evaluation, Job, Outcome
-from .db import RunStore, StoreError, dumps, real
+from .db import JOURNALS, RunStore, StoreError, dumps, real
 
 
 class ReplayError(RuntimeError):
@@ -52,7 +52,7 @@ class Layout:
 
 
 SEARCH = Layout(
-    "evaluations", ("key", "hash", "stage", "thresholds"),
+    JOURNALS["search"], ("key", "hash", "stage", "thresholds"),
     ("fitness", "complete", "status", "error", "seconds", "worker", "attempts", "source",
      "evaluation"),
     frozenset({"thresholds", "evaluation"}), "submission",
@@ -60,7 +60,7 @@ SEARCH = Layout(
 """A search's evaluations: request = job key, program hash, stage, hurdle thresholds."""
 
 BENCH = Layout(
-    "units", ("task", "optimizer", "unit", "request"), ("status", "result", "seconds"),
+    JOURNALS["bench"], ("task", "optimizer", "unit", "request"), ("status", "result", "seconds"),
     frozenset({"request", "result"}), "training run",
     lambda r: f"{r['unit']} of {r['optimizer']} on {r['task']}")
 """A benchmark's training runs: request = task, optimizer, unit name and what was trained

@@ -56,7 +56,6 @@ def test_a_ray_worker_keeps_its_fitness_across_tasks(cluster):
     """What a fitness learns in a worker (later tiers' baselines) is not lost after a task."""
     from optforge.evaluation import Evaluation, Job
 
-
     class Counting:  # defined here: shipped to the workers by value
         """Fitness = how many evaluations this fitness object has made."""
 

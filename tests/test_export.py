@@ -30,7 +30,7 @@ import torch
 
 from optforge import zoo
 from optforge.export import ExportError, Origin, export, export_source, resolve
-from optforge.export.templates import HELPERS, TEMPLATES
+from optforge.export.lower import HELPERS
 from optforge.lang import ops
 from optforge.lang.ir import Program
 from optforge.lang.symbolic import formula
@@ -86,15 +86,34 @@ def moved(trajectory) -> float:
 # ------------------------------------------------------------------ the op table
 
 
-def test_every_op_has_a_template():
-    assert set(TEMPLATES) == set(ops.REGISTRY)
-    for name, tpl in TEMPLATES.items():
-        op = ops.REGISTRY[name]
-        assert (tpl.scalar is not None) == (op.scalar is not None), name
-        for steps in tpl.foreach.values():
-            for kernel, _ in steps:
-                assert hasattr(torch, f"_foreach_{kernel}"), (name, kernel)
-                assert hasattr(torch, f"_foreach_{kernel}_"), (name, kernel)
+def test_every_op_has_print_forms_that_compute_it():
+    """Each op's print forms (``Op.each`` on tensors, ``Op.py`` on floats), evaluated as
+    the exported file evaluates them, give what the op's torch and float forms give."""
+    from optforge.export.lower import dims
+    from optforge.lang import helpers
+    from optforge.lang.pyform import Py
+
+    gen = torch.Generator().manual_seed(0)
+    names = {"torch": torch, "math": math, **vars(helpers)}
+    for name, op in ops.REGISTRY.items():
+        assert op.each, name
+        assert (op.py is None) == (op.scalar is None), name
+        args = [torch.rand(1, 3, 4, generator=gen) + 0.5 for _ in range(op.arity)]
+        if name == "matmul":
+            args[1] = args[1].mT
+        keys = "abc"[:op.arity]
+        env = {**names, **dict(zip(keys, [a[0] for a in args], strict=False))}  # 2-D views
+        if op.family == "global":
+            text = op.each.format(a="[a]", x="t", **dims(True))
+            torch.testing.assert_close(eval(text, env), op.fn([args[0]])[0], msg=name)
+        else:
+            text = op.each.format(**{k: k for k in keys}, **dims(True))
+            torch.testing.assert_close(eval(text, env), op.fn(*args)[0], msg=name)
+        if op.py is not None:
+            values = [float(x.flatten()[0]) for x in args]
+            text = op.py(*(Py(k) for k in keys)).text
+            got = eval(text, {**names, **dict(zip(keys, values, strict=False))})
+            assert got == pytest.approx(op.scalar(*values), rel=1e-15), name
 
 
 # ------------------------------------------------------------- the zoo, 50 steps
@@ -309,13 +328,12 @@ def test_scalar_form_at_edge_values(folder, name):
 
 def test_every_helper_is_reachable():
     """Every helper of the table is called by some scalar form (none is dead text)."""
-    from optforge.export.lower import scalar_py
-    from optforge.lang.ir import Call, Var
+    from optforge.lang.pyform import Py
 
     used = set()
     for name in scalar_cases():
         op = ops.REGISTRY[name]
-        text = scalar_py(Call(name, tuple(Var(x) for x in "abc"[:op.arity]))).text
+        text = op.py(*(Py(x) for x in "abc"[:op.arity])).text
         used |= {h for h in HELPERS if f"{h}(" in text}
     assert used | {"_orthogonalize"} == set(HELPERS)
 

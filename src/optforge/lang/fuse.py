@@ -31,7 +31,7 @@ reads it. The outputs are settled last (see :class:`_Outputs`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
@@ -90,6 +90,7 @@ class Trace:
     update: int | None
     slots: list[int | None]
     base: int  # the plan's register count: N, LIKE and W follow it
+    named: dict[int, int] = field(default_factory=dict)  # register -> statement it holds
 
     def __post_init__(self):
         self.steps = [bind(k, self.base) for k in self.kernels]
@@ -177,6 +178,7 @@ class _Tracer:
         self.LIKE = plan.n_regs + LIKE_REG
         self.kernels: list[Kernel] = []
         self.stmt = 0  # the program statement being traced
+        self.named: dict[int, int] = {}  # register -> the statement whose variable it holds
         self.owned: set[int] = set()  # buffers this step may overwrite once nothing reads them
         self.env: dict[int, object] = {}
         self.hold: list = []  # values in use besides the live registers
@@ -564,6 +566,8 @@ class _Tracer:
             if isinstance(v, _Lin) and plan.uses[ins.dest] > 1 and self.single(v) is None:
                 v = self.materialize(v)  # read more than once: compute it once
             self.env[ins.dest] = v
+            if isinstance(v, _S | _L) and v.reg is not None and plan.stmt_value.get(ins.dest):
+                self.named.setdefault(v.reg, plan.instr_stmt[i])
         self.at, self.stmt = len(plan.instrs), len(plan.program.body)
         vals = [self.env[r] for r in plan.outputs]
         self.env = {}
@@ -629,7 +633,7 @@ class _Outputs:
                 u = t.materialize(u)
             update = self.register(u)
         slots = [self.where[i] for i in range(n_slots)]
-        return Trace(t.n, t.kernels, update, slots, t.plan.n_regs)
+        return Trace(t.n, t.kernels, update, slots, t.plan.n_regs, t.named)
 
     def in_own(self, i: int) -> bool:
         v, mine = self.vals[1 + i], self.own[i]

@@ -76,9 +76,11 @@ class Plan:
         self.input_regs = {n: names[n] for n in self.inputs}
         self.slot_regs = [names[s] for s in self.slots]
         self.hyper_regs = {k: names[k] for k in self.hyper}
+        self.stmt_value: dict[int, int] = {}  # register -> the statement it is the value of
         for i, stmt in enumerate(program.body):
             self._stmt = i
             names[stmt.target] = self._flatten(stmt.expr, names)
+            self.stmt_value.setdefault(names[stmt.target], i)
         self._stmt = len(program.body)
         self.outputs = [self._flatten(e, names) for e in program.returns]
         self.uses = [0] * self.n_regs

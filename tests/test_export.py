@@ -135,6 +135,47 @@ def test_zoo_program_matches_program_optimizer(folder, name):
         assert verify.deviation(ours, ref) <= TOLERANCE, (name, setting)
 
 
+def file_kernels(text: str, function: str) -> list[str]:
+    """The multi-tensor kernels the exported file's ``function`` calls, in order, read
+    from its syntax tree (``add`` with ``alpha=`` is ``add_alpha``)."""
+    tree = ast.parse(text)
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function)
+    out = []
+    for node in fn.body:
+        call = getattr(node, "value", None)
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
+                and call.func.attr.startswith("_foreach_"):
+            name = call.func.attr.removeprefix("_foreach_")
+            if any(kw.arg == "alpha" for kw in call.keywords):
+                name = name.replace("add", "add_alpha")
+            out.append(name)
+    return out
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_zoo_file_runs_the_optimizers_kernels(name):
+    """One plan: the kernel list ProgramOptimizer ran is the one the export printed, and
+    the exported file calls its multi-tensor kernels, in the same order."""
+    from optforge.export.lower import lower
+    from optforge.lang.kernels import OWN_CALLS
+
+    program = zoo.load(name)
+    setting = zoo.entry(name).settings[0]
+    hyper = {k: v for k, v in setting.items() if k != "lr"}
+    extra = zoo.options(name, **hyper)
+    opts = []
+    verify.trajectory(lambda ps: opts.append(ProgramOptimizer(
+        ps, program, lr=setting["lr"], **extra, **hyper)) or opts[-1], 2, hessian=bool(extra))
+    ran = list(opts[0]._plan._traces.values())
+    assert len(ran) == 1  # one trace, replayed every step
+    lowered = lower(program)
+    assert [k.key() for k in lowered.trace.kernels] == [k.key() for k in ran[0].kernels]
+    assert lowered.trace.slots == ran[0].slots
+    text = export_source(program, "Exported")
+    foreach = [k.call for k in ran[0].kernels if k.call not in OWN_CALLS]
+    assert foreach and file_kernels(text, lowered.kernels) == foreach
+
+
 @pytest.mark.parametrize("name", ["adamw", "lion"])
 def test_exported_matches_reference_implementation(folder, name):
     """Exported AdamW against torch.optim.AdamW, Lion against pytorch_optimizer.Lion,

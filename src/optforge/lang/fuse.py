@@ -105,7 +105,7 @@ class Trace:
             step(regs)
 
 
-_S, _L = Scalar, Tensors
+_S, _L = Scalar, Tensors  # the traced values (a uniform scalar, a materialised list)
 
 
 @dataclass(frozen=True, eq=False)
@@ -566,7 +566,7 @@ class _Tracer:
             if isinstance(v, _Lin) and plan.uses[ins.dest] > 1 and self.single(v) is None:
                 v = self.materialize(v)  # read more than once: compute it once
             self.env[ins.dest] = v
-            if isinstance(v, _S | _L) and v.reg is not None and plan.stmt_value.get(ins.dest):
+            if isinstance(v, _S | _L) and v.reg is not None and ins.dest in plan.stmt_value:
                 self.named.setdefault(v.reg, plan.instr_stmt[i])
         self.at, self.stmt = len(plan.instrs), len(plan.program.body)
         vals = [self.env[r] for r in plan.outputs]

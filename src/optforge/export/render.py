@@ -4,11 +4,11 @@
 library and torch: a docstring with the update rule as formulas, its origin and
 recommended hyperparameters; the helpers the step calls (the source of
 :mod:`optforge.lang.helpers`' functions); the update function that
-:mod:`optforge.export.lower` prints from the optimizer's kernel plan; and the optimizer class with
-``defaults``, argument checks raising ``ValueError``, lazily created state,
-``state_dict``/``load_state_dict`` (which also reads the state of a
-``ProgramOptimizer`` running the same program), a multi-tensor step and an
-optional ``torch.compile``d update.
+:mod:`optforge.export.lower` prints from the optimizer's kernel plan; and the
+optimizer class with ``defaults``, argument checks raising ``ValueError``, lazily
+created state, ``state_dict``/``load_state_dict`` (which also reads the state of a
+``ProgramOptimizer`` running the same program), a multi-tensor step and an optional
+``torch.compile``d update.
 """
 
 from __future__ import annotations

@@ -26,7 +26,12 @@ the same non-finite value.
 
 Liveness decides what may be overwritten: a buffer is written in place only
 if the step owns it and no live register, pending output or operand in use
-reads it. The outputs are settled last (see :class:`_Outputs`).
+reads it (``plan.last_use``). The outputs are settled last (see :class:`_Outputs`).
+
+The calls are recorded as data, :class:`~optforge.lang.kernels.Kernel` records
+(call, operands, destination, program statement): the eager step binds them to
+torch closures (:func:`~optforge.lang.kernels.bind`) and ``optforge export``
+prints them as the exported file's source (:mod:`optforge.export.lower`).
 """
 
 from __future__ import annotations

@@ -30,7 +30,7 @@ import torch
 
 from optforge import zoo
 from optforge.export import ExportError, Origin, export, export_source, resolve
-from optforge.export.templates import HELPERS, TEMPLATES
+from optforge.export.lower import HELPERS
 from optforge.lang import ops
 from optforge.lang.ir import Program
 from optforge.lang.symbolic import formula
@@ -86,15 +86,34 @@ def moved(trajectory) -> float:
 # ------------------------------------------------------------------ the op table
 
 
-def test_every_op_has_a_template():
-    assert set(TEMPLATES) == set(ops.REGISTRY)
-    for name, tpl in TEMPLATES.items():
-        op = ops.REGISTRY[name]
-        assert (tpl.scalar is not None) == (op.scalar is not None), name
-        for steps in tpl.foreach.values():
-            for kernel, _ in steps:
-                assert hasattr(torch, f"_foreach_{kernel}"), (name, kernel)
-                assert hasattr(torch, f"_foreach_{kernel}_"), (name, kernel)
+def test_every_op_has_print_forms_that_compute_it():
+    """Each op's print forms (``Op.each`` on tensors, ``Op.py`` on floats), evaluated as
+    the exported file evaluates them, give what the op's torch and float forms give."""
+    from optforge.export.lower import dims
+    from optforge.lang import helpers
+    from optforge.lang.pyform import Py
+
+    gen = torch.Generator().manual_seed(0)
+    names = {"torch": torch, "math": math, **vars(helpers)}
+    for name, op in ops.REGISTRY.items():
+        assert op.each, name
+        assert (op.py is None) == (op.scalar is None), name
+        args = [torch.rand(1, 3, 4, generator=gen) + 0.5 for _ in range(op.arity)]
+        if name == "matmul":
+            args[1] = args[1].mT
+        keys = "abc"[:op.arity]
+        env = {**names, **dict(zip(keys, [a[0] for a in args], strict=False))}  # 2-D views
+        if op.family == "global":
+            text = op.each.format(a="[a]", x="t", **dims(True))
+            torch.testing.assert_close(eval(text, env), op.fn([args[0]])[0], msg=name)
+        else:
+            text = op.each.format(**{k: k for k in keys}, **dims(True))
+            torch.testing.assert_close(eval(text, env), op.fn(*args)[0], msg=name)
+        if op.py is not None:
+            values = [float(x.flatten()[0]) for x in args]
+            text = op.py(*(Py(k) for k in keys)).text
+            got = eval(text, {**names, **dict(zip(keys, values, strict=False))})
+            assert got == op.scalar(*values), name
 
 
 # ------------------------------------------------------------- the zoo, 50 steps
@@ -114,6 +133,47 @@ def test_zoo_program_matches_program_optimizer(folder, name):
             ps, program, lr=lr, **e, **h), STEPS, hessian=bool(extra))
         assert moved(ref) > 1e-3, f"{name} {setting}: the run does not move"
         assert verify.deviation(ours, ref) <= TOLERANCE, (name, setting)
+
+
+def file_kernels(text: str, function: str) -> list[str]:
+    """The multi-tensor kernels the exported file's ``function`` calls, in order, read
+    from its syntax tree (``add`` with ``alpha=`` is ``add_alpha``)."""
+    tree = ast.parse(text)
+    fn = next(n for n in tree.body if isinstance(n, ast.FunctionDef) and n.name == function)
+    out = []
+    for node in fn.body:
+        call = getattr(node, "value", None)
+        if isinstance(call, ast.Call) and isinstance(call.func, ast.Attribute) \
+                and call.func.attr.startswith("_foreach_"):
+            name = call.func.attr.removeprefix("_foreach_")
+            if any(kw.arg == "alpha" for kw in call.keywords):
+                name = name.replace("add", "add_alpha")
+            out.append(name)
+    return out
+
+
+@pytest.mark.parametrize("name", zoo.names())
+def test_zoo_file_runs_the_optimizers_kernels(name):
+    """One plan: the kernel list ProgramOptimizer ran is the one the export printed, and
+    the exported file calls its multi-tensor kernels, in the same order."""
+    from optforge.export.lower import lower
+    from optforge.lang.kernels import OWN_CALLS
+
+    program = zoo.load(name)
+    setting = zoo.entry(name).settings[0]
+    hyper = {k: v for k, v in setting.items() if k != "lr"}
+    extra = zoo.options(name, **hyper)
+    opts = []
+    verify.trajectory(lambda ps: opts.append(ProgramOptimizer(
+        ps, program, lr=setting["lr"], **extra, **hyper)) or opts[-1], 2, hessian=bool(extra))
+    ran = list(opts[0]._plan._traces.values())
+    assert len(ran) == 1  # one trace, replayed every step
+    lowered = lower(program)
+    assert [k.key() for k in lowered.trace.kernels] == [k.key() for k in ran[0].kernels]
+    assert lowered.trace.slots == ran[0].slots
+    text = export_source(program, "Exported")
+    foreach = [k.call for k in ran[0].kernels if k.call not in OWN_CALLS]
+    assert foreach and file_kernels(text, lowered.kernels) == foreach
 
 
 @pytest.mark.parametrize("name", ["adamw", "lion"])
@@ -309,13 +369,12 @@ def test_scalar_form_at_edge_values(folder, name):
 
 def test_every_helper_is_reachable():
     """Every helper of the table is called by some scalar form (none is dead text)."""
-    from optforge.export.lower import scalar_py
-    from optforge.lang.ir import Call, Var
+    from optforge.lang.pyform import Py
 
     used = set()
     for name in scalar_cases():
         op = ops.REGISTRY[name]
-        text = scalar_py(Call(name, tuple(Var(x) for x in "abc"[:op.arity]))).text
+        text = op.py(*(Py(x) for x in "abc"[:op.arity])).text
         used |= {h for h in HELPERS if f"{h}(" in text}
     assert used | {"_orthogonalize"} == set(HELPERS)
 

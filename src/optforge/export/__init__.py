@@ -2,7 +2,7 @@
 
 :func:`export_source` turns a program into the text of a Python module that
 depends only on torch (:mod:`.render` writes the file around the update function
-that :mod:`.lower` generates from the IR with the per-op table of :mod:`.templates`);
+that :mod:`.lower` prints from the kernel plan ``ProgramOptimizer`` runs);
 :func:`resolve` reads a program file, a zoo name or a search run directory (a rank in
 its hall of fame, :mod:`.run`); :func:`export` does both and
 writes the file. The program is never executed: the file is generated from its IR.

@@ -2,12 +2,13 @@
 
 :func:`render` returns the text of a Python module that imports only the standard
 library and torch: a docstring with the update rule as formulas, its origin and
-recommended hyperparameters; the scalar helpers the step uses; the update
-function of :mod:`optforge.export.lower`; and the optimizer class with
-``defaults``, argument checks raising ``ValueError``, lazily created state,
-``state_dict``/``load_state_dict`` (which also reads the state of a
-``ProgramOptimizer`` running the same program), a multi-tensor step and an
-optional ``torch.compile``d update.
+recommended hyperparameters; the helpers the step calls (the source of
+:mod:`optforge.lang.helpers`' functions); the update function that
+:mod:`optforge.export.lower` prints from the optimizer's kernel plan; and the
+optimizer class with ``defaults``, argument checks raising ``ValueError``, lazily
+created state, ``state_dict``/``load_state_dict`` (which also reads the state of a
+``ProgramOptimizer`` running the same program), a multi-tensor step and an optional
+``torch.compile``d update.
 """
 
 from __future__ import annotations
@@ -20,8 +21,7 @@ from dataclasses import dataclass, field
 from ..lang.canon import state_hash
 from ..lang.ir import Program, format_number
 from ..lang.symbolic import formula
-from .lower import LINE, ExportError, Lowered, lower, wrap_line
-from .templates import HELPERS, helpers_used
+from .lower import HELPERS, LINE, ExportError, Lowered, helpers_used, lower, wrap_line
 
 CLASS_RESERVED = frozenset({
     "params", "lr", "compile", "hessian_every", "hessian_distribution", "self", "defaults",

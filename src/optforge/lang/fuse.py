@@ -26,30 +26,44 @@ the same non-finite value.
 
 Liveness decides what may be overwritten: a buffer is written in place only
 if the step owns it and no live register, pending output or operand in use
-reads it. The outputs are settled last (see :class:`_Outputs`).
+reads it (``plan.last_use``). The outputs are settled last (see :class:`_Outputs`).
+
+The calls are recorded as data, :class:`~optforge.lang.kernels.Kernel` records
+(call, operands, destination, program statement): the eager step binds them to
+torch closures (:func:`~optforge.lang.kernels.bind`) and ``optforge export``
+prints them as the exported file's source (:mod:`optforge.export.lower`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 import torch
 
 from . import ops
+from .kernels import (
+    LIKE_REG,
+    N_EXTRA,
+    N_REG,
+    NOT_KERNELS,
+    W_REG,
+    Kernel,
+    Scalar,
+    Tensors,
+    bind,
+)
 from .shapes import FULL, SCALAR, Shape, broadcast
 
 if TYPE_CHECKING:
     from .runtime import Plan
 
-Value = float | torch.Tensor | list
-
 MAX_TERMS = 4  # a lazy combination with more terms is materialised
 
-# unary ops whose torch function has multi-tensor kernels of the same name
+# unary ops whose torch function has multi-tensor kernels of the same name:
+# (out of place, in place) kernel names, None where torch lacks one
 _FOREACH_UNARY = {
-    name: (getattr(torch, f"_foreach_{name}", None), getattr(torch, f"_foreach_{name}_", None))
+    name: tuple(k if hasattr(torch, f"_foreach_{k}") else None for k in (name, name + "_"))
     for name in ("neg", "sign", "abs", "sqrt", "rsqrt", "reciprocal", "exp", "log", "log1p",
                  "expm1", "tanh", "sigmoid", "sin", "cos", "atan", "erf")
 }
@@ -63,7 +77,8 @@ def trace(plan: Plan, kinds: dict[int, str], apply: bool) -> Trace:
 
 @dataclass
 class Trace:
-    """Kernel calls recorded by tracing, replayed by :meth:`run`.
+    """Kernel calls recorded by tracing (``kernels``, the plan as data; see
+    :mod:`optforge.lang.kernels`), replayed by :meth:`run` through their torch binding.
 
     ``n_regs`` registers; the caller fills the plan's input, slot and
     hyperparameter registers and, past them, ``N`` (number of tensors),
@@ -76,37 +91,26 @@ class Trace:
     """
 
     n_regs: int
-    steps: list[Callable[[list], None]]
+    kernels: list[Kernel]
     update: int | None
     slots: list[int | None]
-    n_kernels: int
+    base: int  # the plan's register count: N, LIKE and W follow it
+    named: dict[int, int] = field(default_factory=dict)  # register -> statement it holds
+
+    def __post_init__(self):
+        self.steps = [bind(k, self.base) for k in self.kernels]
+
+    @property
+    def n_kernels(self) -> int:
+        """Passes over the tensors (multi-tensor or per-tensor calls) per step."""
+        return sum(k.call not in NOT_KERNELS for k in self.kernels)
 
     def run(self, regs: list) -> None:
         for step in self.steps:
             step(regs)
 
 
-N_REG, LIKE_REG, W_REG = 0, 1, 2  # registers past the plan's: tensor count, dtype, parameters
-N_EXTRA = 3
-
-
-@dataclass(frozen=True, eq=False)
-class _S:
-    """A uniform scalar: a trace-time constant, or a float / (K,1,1) tensor register."""
-
-    reg: int | None
-    const: float | None = None
-    tensor: bool = False
-
-
-@dataclass(frozen=True, eq=False)
-class _L:
-    """A materialised list in register ``reg``, living in buffer ``buf``."""
-
-    reg: int
-    buf: int
-    shape: Shape
-    view: bool = False  # a view of another buffer, or one tensor repeated: never written
+_S, _L = Scalar, Tensors  # the traced values (a uniform scalar, a materialised list)
 
 
 @dataclass(frozen=True, eq=False)
@@ -177,8 +181,9 @@ class _Tracer:
         self.n = plan.n_regs + N_EXTRA
         self.N = plan.n_regs + N_REG
         self.LIKE = plan.n_regs + LIKE_REG
-        self.steps: list[Callable] = []
-        self.kernels = 0
+        self.kernels: list[Kernel] = []
+        self.stmt = 0  # the program statement being traced
+        self.named: dict[int, int] = {}  # register -> the statement whose variable it holds
         self.owned: set[int] = set()  # buffers this step may overwrite once nothing reads them
         self.env: dict[int, object] = {}
         self.hold: list = []  # values in use besides the live registers
@@ -210,53 +215,14 @@ class _Tracer:
         self.n += 1
         return self.n - 1
 
-    def _get(self, x, expand: bool = True) -> Callable:
-        """Run-time getter of a traced value; per-replica scalars become lists
-        (one entry per tensor) unless ``expand`` is false."""
-        if isinstance(x, _L):
-            r = x.reg
-            return lambda R: R[r]
-        if x.const is not None:
-            c = x.const
-            return lambda R: c
-        r = x.reg
-        if x.tensor and expand:
-            n = self.N
-            return lambda R: [R[r]] * R[n]
-        return lambda R: R[r]
+    def emit(self, call: str, *args, dest: int | None = None, op: str | None = None) -> None:
+        """Record ``R[dest] = call(*args)`` (args: traced values; see :class:`Kernel`)."""
+        self.kernels.append(Kernel(call, args, dest, self.stmt, op))
 
-    def emit(self, fn: Callable, *args, dest: int | None = None, kernel: bool = True) -> None:
-        """Record ``R[dest] = fn(*args)`` (args: traced values)."""
-        gets = tuple(self._get(a) for a in args)
-        if len(gets) == 1:
-            (g0,) = gets
-            if dest is None:
-                def step(R):
-                    fn(g0(R))
-            else:
-                def step(R):
-                    R[dest] = fn(g0(R))
-        elif len(gets) == 2:
-            g0, g1 = gets
-            if dest is None:
-                def step(R):
-                    fn(g0(R), g1(R))
-            else:
-                def step(R):
-                    R[dest] = fn(g0(R), g1(R))
-        elif dest is None:
-            def step(R):
-                fn(*[g(R) for g in gets])
-        else:
-            def step(R):
-                R[dest] = fn(*[g(R) for g in gets])
-        self.steps.append(step)
-        self.kernels += kernel
-
-    def fresh(self, fn: Callable, *args, shape: Shape) -> _L:
-        """A list in a new buffer, ``fn(*args)``."""
+    def fresh(self, call: str, *args, shape: Shape) -> _L:
+        """A list in a new buffer, ``call(*args)``."""
         r = self._reg()
-        self.emit(fn, *args, dest=r)
+        self.emit(call, *args, dest=r)
         self.owned.add(r)
         return _L(r, r, shape)
 
@@ -267,27 +233,9 @@ class _Tracer:
             return _S(None, float(op.scalar(*(a.const for a in args))))
         r = self._reg()
         tensor = any(a.tensor for a in args) or op.scalar is None
+        self.emit("scalar" if not tensor else "uniform", *args, dest=r, op=op.name)
         if not tensor:
-            self.emit(op.scalar, *args, dest=r, kernel=False)
             return _S(r)
-        gets = tuple(self._get(a, expand=False) for a in args)
-        like, fn = self.LIKE, op.fn
-        if op.family == "global":  # a uniform value is a 1 x 1 value in every parameter
-            (g0,) = gets
-            n = self.N
-
-            def step(R):
-                R[r] = fn([scalar_tensor(g0(R), R[like]).reshape(-1, 1, 1)] * R[n])
-        elif op.name in _SCALAR_ARGS_OK and tensor:
-            def step(R):
-                R[r] = fn(*[g(R) for g in gets])
-        elif op.family == "elementwise":
-            def step(R):
-                R[r] = fn(*[scalar_tensor(g(R), R[like]) for g in gets])
-        else:  # a reduction or matrix op of a uniform value: a (K, 1, 1) view of it
-            def step(R):
-                R[r] = fn(*[scalar_tensor(g(R), R[like]).reshape(-1, 1, 1) for g in gets])
-        self.steps.append(step)
         return _S(r, None, True)
 
     def smul(self, a: _S, b: _S) -> _S:
@@ -400,15 +348,15 @@ class _Tracer:
             return self.expand(v) if into is None else self._fill(into, v)
         if isinstance(v, _L):
             if into is not None and v.reg != into.reg:
-                self.emit(torch._foreach_copy_, into, v)
+                self.emit("copy_", into, v)
                 return into
             return v
         if v.lerp is not None and into is None:
             a, b, t = v.lerp
             if a.shape == v.shape and self.writable(a, v):
-                self.emit(_lerp_, a, b, t)
+                self.emit("lerp_", a, b, t)
                 return a
-            return self.fresh(_lerp, a, b, t, shape=v.shape)
+            return self.fresh("lerp", a, b, t, shape=v.shape)
         terms = list(v.terms)
         target = into
         if target is None:
@@ -439,13 +387,13 @@ class _Tracer:
                     rest[k] = _T(ONE, "x", self.materialize(self.make([t], None, t.shape)))
                     self.hold.pop()
             if first is None:
-                self.emit(torch._foreach_zero_, target)
+                self.emit("zero_", target)
             else:
                 self._first_in_place(target, first)
             for t in rest:
                 self._accumulate(target, t)
             if v.c0 is not None:
-                self.emit(torch._foreach_add_, target, v.c0)
+                self.emit("add_", target, v.c0)
             return target
         # a new buffer: the first term (or two, fused) out of place, the rest in place
         terms.sort(key=lambda t: (t.shape != v.shape, not (t.kind == "x" and _is_one(t.coef))))
@@ -460,56 +408,50 @@ class _Tracer:
         for t in rest:
             out = self._accumulate(out, t)
         if v.c0 is not None:
-            self.emit(torch._foreach_add_, out, v.c0)
+            self.emit("add_", out, v.c0)
         return out
 
     def _term_out_of_place(self, t: _T) -> _L:
         if t.kind == "x":
-            return self.fresh(torch._foreach_mul, t.a, t.coef, shape=t.shape)
-        fn = torch._foreach_mul if t.kind == "mul" else torch._foreach_div
+            return self.fresh("mul", t.a, t.coef, shape=t.shape)
+        fn = "mul" if t.kind == "mul" else "div"
         out = self.fresh(fn, t.a, t.b, shape=t.shape)
         if not _is_one(t.coef):
-            self.emit(torch._foreach_mul_, out, t.coef)
+            self.emit("mul_", out, t.coef)
         return out
 
     def _first_in_place(self, target: _L, t: _T) -> None:
         if t.kind == "mul":
-            self.emit(torch._foreach_mul_, target, t.b)
+            self.emit("mul_", target, t.b)
         elif t.kind == "div":
-            self.emit(torch._foreach_div_, target, t.b)
+            self.emit("div_", target, t.b)
         if not _is_one(t.coef):
-            self.emit(torch._foreach_mul_, target, t.coef)
+            self.emit("mul_", target, t.coef)
 
     def _accumulate(self, out: _L, t: _T) -> _L:
         """``out + t``: in place unless broadcasting grows ``out``."""
         shape = broadcast(out.shape, t.shape)
         if shape != out.shape:
             term = self._term_out_of_place(t)
-            return self.fresh(torch._foreach_add, out, term, shape=shape)
+            return self.fresh("add", out, term, shape=shape)
         if t.coef.tensor:  # no fused kernel takes a per-replica alpha: out += (a op b) * c
             x = t.a if t.kind == "x" else self.fresh(
-                torch._foreach_mul if t.kind == "mul" else torch._foreach_div, t.a, t.b,
+                "mul" if t.kind == "mul" else "div", t.a, t.b,
                 shape=t.shape)
-            self.emit(torch._foreach_addcmul_, out, x, t.coef)
+            self.emit("addcmul_", out, x, t.coef)
         else:
             self.emit(_IN_PLACE[t.kind], out, *t.operands(), t.coef)
         return out
 
     def _fill(self, into: _L, s: _S) -> _L:
-        self.emit(torch._foreach_zero_, into)
-        self.emit(torch._foreach_add_, into, s)
+        self.emit("zero_", into)
+        self.emit("add_", into, s)
         return into
 
     def expand(self, s: _S) -> _L:
         """A uniform scalar as a list (one shared tensor; never written)."""
         r = self._reg()
-        g = self._get(s, expand=False)
-        n, like = self.N, self.LIKE
-
-        def step(R):
-            R[r] = [scalar_tensor(g(R), R[like])] * R[n]
-
-        self.steps.append(step)
+        self.emit("expand", s, dest=r)
         return _L(r, r, SCALAR, view=True)
 
     # ------------------------------------------------------------ ops
@@ -520,7 +462,7 @@ class _Tracer:
             if isinstance(a[0], _S):
                 return self.sop(op, a[0])
             r = self._reg()
-            self.emit(op.fn, self.materialize(a[0]), dest=r)
+            self.emit("global", self.materialize(a[0]), dest=r, op=op.name)
             return _S(r, None, True)
         if all(isinstance(x, _S) for x in a):
             return self.sop(op, *a)
@@ -587,16 +529,16 @@ class _Tracer:
                 c = y.const
                 if c is None or c != c or abs(c) == float("inf"):
                     return self.generic(op, [x, y], shape)
-                self.emit(torch._foreach_pow_, x, y)
+                self.emit("pow_", x, y)
             elif name == "clip":
-                self.emit(torch._foreach_clamp_min_, x, self.sop(ops.REGISTRY["neg"], y))
-                self.emit(torch._foreach_clamp_max_, x, y)
+                self.emit("clamp_min_", x, self.sop(ops.REGISTRY["neg"], y))
+                self.emit("clamp_max_", x, y)
             else:
-                fn = torch._foreach_clamp_min_ if name == "maximum" else torch._foreach_clamp_max_
+                fn = "clamp_min_" if name == "maximum" else "clamp_max_"
                 self.emit(fn, x, y)
             return x
         if name in ("maximum", "minimum") and isinstance(y, _L):
-            fn = torch._foreach_maximum_ if name == "maximum" else torch._foreach_minimum_
+            fn = "maximum_" if name == "maximum" else "minimum_"
             self.emit(fn, x, y)
             return x
         return self.generic(op, [x, y], shape)
@@ -611,42 +553,10 @@ class _Tracer:
         if op.name == "transpose":  # a view: shares its operand's buffer
             x = vals[0]
             r = self._reg()
-            self.emit(_transpose, x, dest=r)
+            self.emit("transpose", x, dest=r)
             return _L(r, x.buf, shape, view=True)
-        kinds = ["L" if isinstance(v, _L) else "t" if v.tensor else "c" if v.const is not None
-                 else "f" for v in vals]
-        gets = tuple(self._get(v, expand=False) for v in vals)
-        fe = op.foreach if op.family == "elementwise" else None
-        fn, n_reg, like_reg = op.fn, self.N, self.LIKE
         r = self._reg()
-        consts: dict = {}  # constants as tensors, made once per dtype and device
-        # element-wise ops broadcast a 0-d scalar against any layout; matrix ops and
-        # reductions see every operand as (K, R, C)
-        dims = (-1, 1, 1) if op.family != "elementwise" else ()
-
-        def tensor(x, k, like):
-            if k != "c":
-                return scalar_tensor(x, like).reshape(dims) if dims else scalar_tensor(x, like)
-            key = (x, like.dtype, like.device)
-            if key not in consts:
-                consts[key] = scalar_tensor(x, like).reshape(dims)
-            return consts[key]
-
-        def step(R):
-            xs = [g(R) for g in gets]
-            n = R[n_reg]
-            out = None
-            if fe is not None:
-                out = fe(*[[x] * n if k == "t" else x for x, k in zip(xs, kinds, strict=True)])
-            if out is None:
-                like = R[like_reg]
-                cols = [x if k == "L" else [tensor(x, k, like)] * n
-                        for x, k in zip(xs, kinds, strict=True)]
-                out = [fn(*row) for row in zip(*cols, strict=True)]
-            R[r] = list(out)
-
-        self.steps.append(step)
-        self.kernels += 1
+        self.emit("each", *vals, dest=r, op=op.name)
         self.owned.add(r)
         return _L(r, r, shape)
 
@@ -654,14 +564,16 @@ class _Tracer:
     def build(self) -> Trace:
         plan = self.plan
         for i, ins in enumerate(plan.instrs):
-            self.at = i
+            self.at, self.stmt = i, plan.instr_stmt[i]
             self.hold = [self.env[a] for a in ins.args]
             v = self.op(ins.op, list(self.hold), plan.shape[ins.dest])
             self.hold = []
             if isinstance(v, _Lin) and plan.uses[ins.dest] > 1 and self.single(v) is None:
                 v = self.materialize(v)  # read more than once: compute it once
             self.env[ins.dest] = v
-        self.at = len(plan.instrs)
+            if isinstance(v, _S | _L) and v.reg is not None and ins.dest in plan.stmt_value:
+                self.named.setdefault(v.reg, plan.instr_stmt[i])
+        self.at, self.stmt = len(plan.instrs), len(plan.program.body)
         vals = [self.env[r] for r in plan.outputs]
         self.env = {}
         return _Outputs(self, vals).run()
@@ -726,7 +638,7 @@ class _Outputs:
                 u = t.materialize(u)
             update = self.register(u)
         slots = [self.where[i] for i in range(n_slots)]
-        return Trace(t.n, t.steps, update, slots, t.kernels)
+        return Trace(t.n, t.kernels, update, slots, t.plan.n_regs, t.named)
 
     def in_own(self, i: int) -> bool:
         v, mine = self.vals[1 + i], self.own[i]
@@ -736,7 +648,7 @@ class _Outputs:
         if isinstance(v, _L) or v.const is None:
             return v.reg
         r, c = self.t._reg(), v.const
-        self.t.steps.append(lambda R: R.__setitem__(r, c))
+        self.t.emit("const", c, dest=r)
         return r
 
     def secure(self, i: int, force: bool) -> bool:
@@ -758,7 +670,7 @@ class _Outputs:
         if isinstance(v, _S):
             self.where[i] = self.register(v)
             return True
-        c = t.fresh(_clone, v, shape=v.shape)
+        c = t.fresh("clone", v, shape=v.shape)
         self.vals[1 + i] = c
         self.claimed.add(c.buf)
         self.where[i] = c.reg
@@ -768,7 +680,7 @@ class _Outputs:
         """``w <- w - update`` in place, as one combination."""
         t, u, w = self.t, self.vals[0], self.t.w
         if isinstance(u, _S):
-            t.emit(torch._foreach_add_, w, t.sop(ops.REGISTRY["neg"], u))
+            t.emit("add_", w, t.sop(ops.REGISTRY["neg"], u))
             return
         target = t.combine(w, t.scale(u, MINUS_ONE))
         t.hold.append(target)
@@ -776,52 +688,5 @@ class _Outputs:
         t.hold.pop()
 
 
-def _add_alpha(out, x, c):
-    return torch._foreach_add_(out, x, alpha=c)
-
-
-def _add_alpha_out(x, y, c):
-    return torch._foreach_add(x, y, alpha=c)
-
-
-_IN_PLACE = {"x": _add_alpha, "mul": torch._foreach_addcmul_, "div": torch._foreach_addcdiv_}
-_OUT_OF_PLACE = {"x": _add_alpha_out, "mul": torch._foreach_addcmul,
-                 "div": torch._foreach_addcdiv}
-
-
-def _lerp_(a: list, b: list, t) -> None:
-    """``a <- a + t (b - a)``. Per-replica weights stay float32 for half-precision
-    lists (bf16 would round 0.999 to 1), which ``lerp`` does not take: then
-    ``a (1 - t) + b t``."""
-    if isinstance(t, list) and t[0].dtype != a[0].dtype:
-        torch._foreach_mul_(a, [1 - t[0]] * len(a))
-        torch._foreach_addcmul_(a, b, t)
-    else:
-        torch._foreach_lerp_(a, b, t)
-
-
-def _lerp(a: list, b: list, t) -> list:
-    """``a + t (b - a)`` in new tensors (see :func:`_lerp_`)."""
-    if isinstance(t, list) and t[0].dtype != a[0].dtype:
-        out = torch._foreach_mul(a, [1 - t[0]] * len(a))
-        torch._foreach_addcmul_(out, b, t)
-        return out
-    return torch._foreach_lerp(a, b, t)
-
-
-def _clone(xs: list) -> list:
-    return [x.clone(memory_format=torch.contiguous_format) for x in xs]
-
-
-def _transpose(xs: list) -> list:
-    return [x.mT for x in xs]
-
-
-def scalar_tensor(x: Value, like: torch.Tensor) -> torch.Tensor:
-    """A uniform value as a tensor: a float as a 0-d tensor (it broadcasts against
-    any shape), a per-replica value as it is, ``(K, 1, 1)``."""
-    if isinstance(x, torch.Tensor):
-        return x
-    return torch.tensor(x, dtype=like.dtype, device=like.device)
-
-
+_IN_PLACE = {"x": "add_alpha_", "mul": "addcmul_", "div": "addcdiv_"}
+_OUT_OF_PLACE = {"x": "add_alpha", "mul": "addcmul", "div": "addcdiv"}

@@ -24,6 +24,26 @@ from dataclasses import dataclass, field
 import sympy as sp
 import torch
 
+from . import pyform as pf
+from .helpers import (
+    _clip,
+    _cos,
+    _div,
+    _exp,
+    _expm1,
+    _log,
+    _log1p,
+    _maximum,
+    _minimum,
+    _mod,
+    _orthogonalize,
+    _pow,
+    _rsqrt,
+    _sigmoid,
+    _sign,
+    _sin,
+    _sqrt,
+)
 from .shapes import SCALAR, Shape, ShapeClash, broadcast, show
 
 Tensor = torch.Tensor
@@ -38,6 +58,13 @@ class Op:
     and returns a tensor. ``global`` ops take one list of tensors instead.
     ``foreach`` (optional) takes lists of tensors or Python floats and returns
     a list; ``scalar`` (optional) takes and returns Python floats.
+
+    Print forms (what :mod:`optforge.export` writes): ``py`` builds the Python
+    source of ``scalar`` from its operands' sources (:mod:`optforge.lang.pyform`);
+    ``each`` is a torch expression on single tensors ``{a}``, ``{b}``, ``{c}``
+    (``{dims}``, ``{dims_}``, ``{dims_k}``, ``{scalar_shape}``: the axes reductions
+    reduce; ``{x}``: a loop variable of a global op over the list ``{a}``); the
+    operands in ``tensor_args`` must be tensors there.
     """
 
     name: str
@@ -53,6 +80,9 @@ class Op:
     infix: str | None = None
     cost: float = 1.0
     tags: frozenset[str] = field(default_factory=frozenset)
+    py: Callable[..., pf.Py] | None = None
+    each: str = ""
+    tensor_args: frozenset[int] = frozenset()
 
     def shape(self, *shapes: Shape) -> Shape:
         """Result shape of this op for the given argument shapes."""
@@ -162,63 +192,6 @@ def _fe_clip(x, c):
     return out
 
 
-def _safe(f, overflow: float = math.nan):
-    """Wrap a float function so domain errors give NaN like torch does
-    (and overflow gives ``overflow``, e.g. inf for exp)."""
-
-    def run(*args):
-        try:
-            return float(f(*args))
-        except (ValueError, ZeroDivisionError):
-            return math.nan
-        except OverflowError:
-            return overflow
-
-    return run
-
-
-def _sdiv(a, b):
-    """IEEE division: ``a / +-0`` is a signed infinity, ``0 / 0`` NaN."""
-    if b == 0:
-        if a == 0 or a != a:
-            return math.nan
-        return math.copysign(math.inf, a) * math.copysign(1.0, b)
-    return a / b
-
-
-def _odd_integer(b) -> bool:
-    return b == int(b) and int(b) % 2 == 1 if math.isfinite(b) else False
-
-
-def _spow(a, b):
-    """``a ** b`` with torch's signed infinities on overflow and at zero."""
-    try:
-        r = a**b
-    except (ZeroDivisionError, OverflowError):
-        return -math.inf if math.copysign(1.0, a) < 0 and _odd_integer(b) else math.inf
-    return r if isinstance(r, float | int) else math.nan
-
-
-def _sign(x):
-    return float((x > 0) - (x < 0))  # NaN -> 0, as torch.sign
-
-
-def _nan_or(f):
-    """A float max/min/clamp that propagates NaN like torch does."""
-
-    def run(*args):
-        return math.nan if any(a != a for a in args) else f(*args)
-
-    return run
-
-
-def _sigmoid(a):
-    if a < 0:
-        e = math.exp(a)
-        return e / (1.0 + e)
-    return 1.0 / (1.0 + math.exp(-a)) if a == a else math.nan
-
-
 # --------------------------------------------------------- element-wise ops
 
 E = "elementwise"
@@ -226,79 +199,110 @@ S = sp
 
 register("add", 2, E, torch.add, lambda a, b: a + b, "a + b",
          foreach=_fe_commutative(torch._foreach_add), scalar=lambda a, b: a + b,
-         commutative=True, infix="+")
+         commutative=True, infix="+",
+         py=pf.infix("+", pf.ADD), each="{a} + {b}")
 register("sub", 2, E, torch.sub, lambda a, b: a - b, "a - b",
-         foreach=_fe_sub, scalar=lambda a, b: a - b, infix="-")
+         foreach=_fe_sub, scalar=lambda a, b: a - b, infix="-",
+         py=pf.infix("-", pf.ADD), each="{a} - {b}")
 register("mul", 2, E, torch.mul, lambda a, b: a * b, "a * b",
          foreach=_fe_commutative(torch._foreach_mul), scalar=lambda a, b: a * b,
-         commutative=True, infix="*")
+         commutative=True, infix="*",
+         py=pf.infix("*", pf.MUL), each="{a} * {b}")
 register("div", 2, E, torch.div, lambda a, b: a / b, "a / b",
-         foreach=_fe_div, scalar=_sdiv, infix="/")
+         foreach=_fe_div, scalar=_div, infix="/",
+         py=pf.div, each="{a} / {b}")
 register("pow", 2, E, torch.pow, lambda a, b: a**b, "a ** b",
-         foreach=_fe_pow, scalar=_spow, infix="**", cost=2.0)
+         foreach=_fe_pow, scalar=_pow, infix="**", cost=2.0,
+         py=pf.call("_pow"), each="{a} ** {b}")
 register("neg", 1, E, torch.neg, lambda a: -a, "-a",
-         foreach=_fe_unary("neg"), scalar=lambda a: -a, infix="-")
+         foreach=_fe_unary("neg"), scalar=lambda a: -a, infix="-",
+         py=pf.negate, each="-{a}")
 register("sign", 1, E, torch.sign, S.sign, "sign(a) in {-1, 0, 1}",
-         foreach=_fe_unary("sign"), scalar=_sign)
-register("abs", 1, E, torch.abs, S.Abs, "|a|", foreach=_fe_unary("abs"), scalar=abs)
+         foreach=_fe_unary("sign"), scalar=_sign,
+         py=pf.call("_sign"), each="torch.sign({a})")
+register("abs", 1, E, torch.abs, S.Abs, "|a|", foreach=_fe_unary("abs"), scalar=abs,
+         py=pf.call("abs"), each="torch.abs({a})")
 register("sqrt", 1, E, torch.sqrt, S.sqrt, "sqrt(a)",
-         foreach=_fe_unary("sqrt"), scalar=_safe(math.sqrt))
+         foreach=_fe_unary("sqrt"), scalar=_sqrt,
+         py=pf.call("_sqrt"), each="torch.sqrt({a})")
 register("rsqrt", 1, E, torch.rsqrt, lambda a: 1 / S.sqrt(a), "1 / sqrt(a)",
          foreach=None,
-         scalar=lambda a: math.copysign(math.inf, a) if a == 0 else _safe(
-             lambda x: 1 / math.sqrt(x))(a))
+         scalar=_rsqrt,
+         py=pf.call("_rsqrt"), each="torch.rsqrt({a})")
 register("square", 1, E, torch.square, lambda a: a**2, "a^2",
-         foreach=_fe_square, scalar=lambda a: a * a)
+         foreach=_fe_square, scalar=lambda a: a * a,
+         py=pf.square, each="torch.square({a})", tensor_args=frozenset({0}))
 register("reciprocal", 1, E, torch.reciprocal, lambda a: 1 / a, "1 / a",
-         foreach=_fe_unary("reciprocal"), scalar=lambda a: _sdiv(1.0, a))
+         foreach=_fe_unary("reciprocal"), scalar=lambda a: _div(1.0, a),
+         py=pf.reciprocal, each="torch.reciprocal({a})")
 register("exp", 1, E, torch.exp, S.exp, "e^a", foreach=_fe_unary("exp"),
-         scalar=_safe(math.exp, math.inf), cost=2.0)
+         scalar=_exp, cost=2.0,
+         py=pf.call("_exp"), each="torch.exp({a})")
 register("log", 1, E, torch.log, S.log, "natural log", foreach=_fe_unary("log"),
-         scalar=_safe(lambda a: math.log(a) if a > 0 else (-math.inf if a == 0 else math.nan)),
-         cost=2.0)
+         scalar=_log,
+         cost=2.0,
+         py=pf.call("_log"), each="torch.log({a})")
 register("log1p", 1, E, torch.log1p, lambda a: S.log(1 + a), "log(1 + a)",
          foreach=_fe_unary("log1p"),
-         scalar=_safe(lambda a: -math.inf if a == -1 else math.log1p(a)), cost=2.0)
+         scalar=_log1p, cost=2.0,
+         py=pf.call("_log1p"), each="torch.log1p({a})")
 register("expm1", 1, E, torch.expm1, lambda a: S.exp(a) - 1, "e^a - 1",
-         foreach=_fe_unary("expm1"), scalar=_safe(math.expm1, math.inf), cost=2.0)
+         foreach=_fe_unary("expm1"), scalar=_expm1, cost=2.0,
+         py=pf.call("_expm1"), each="torch.expm1({a})")
 register("tanh", 1, E, torch.tanh, S.tanh, "tanh(a)", foreach=_fe_unary("tanh"),
-         scalar=math.tanh, cost=2.0)
+         scalar=math.tanh, cost=2.0,
+         py=pf.call("math.tanh"), each="torch.tanh({a})")
 register("sigmoid", 1, E, torch.sigmoid, lambda a: 1 / (1 + S.exp(-a)), "1 / (1 + e^-a)",
-         foreach=_fe_unary("sigmoid"), scalar=_sigmoid, cost=2.0)
+         foreach=_fe_unary("sigmoid"), scalar=_sigmoid, cost=2.0,
+         py=pf.call("_sigmoid"), each="torch.sigmoid({a})")
 register("softsign", 1, E, torch.nn.functional.softsign, lambda a: a / (1 + S.Abs(a)),
-         "a / (1 + |a|)", scalar=lambda a: a / (1 + abs(a)))
+         "a / (1 + |a|)", scalar=lambda a: a / (1 + abs(a)),
+         py=pf.softsign, each="torch.nn.functional.softsign({a})")
 register("relu", 1, E, torch.relu, lambda a: S.Max(a, 0), "max(a, 0)",
-         scalar=lambda a: max(a, 0.0))
+         scalar=lambda a: max(a, 0.0),
+         py=pf.relu, each="torch.relu({a})")
 register("sin", 1, E, torch.sin, S.sin, "sin(a)", foreach=_fe_unary("sin"),
-         scalar=_safe(math.sin), cost=2.0)
+         scalar=_sin, cost=2.0,
+         py=pf.call("_sin"), each="torch.sin({a})")
 register("cos", 1, E, torch.cos, S.cos, "cos(a)", foreach=_fe_unary("cos"),
-         scalar=_safe(math.cos), cost=2.0)
+         scalar=_cos, cost=2.0,
+         py=pf.call("_cos"), each="torch.cos({a})")
 register("atan", 1, E, torch.atan, S.atan, "arctan(a)", foreach=_fe_unary("atan"),
-         scalar=math.atan, cost=2.0)
+         scalar=math.atan, cost=2.0,
+         py=pf.call("math.atan"), each="torch.atan({a})")
 register("erf", 1, E, torch.erf, S.erf, "error function", foreach=_fe_unary("erf"),
-         scalar=math.erf, cost=2.0)
+         scalar=math.erf, cost=2.0,
+         py=pf.call("math.erf"), each="torch.erf({a})")
 register("maximum", 2, E, torch.maximum, S.Max, "max(a, b)", foreach=_fe_maximum,
-         scalar=_nan_or(max), commutative=True)
+         scalar=_maximum, commutative=True,
+         py=pf.call("_maximum"), each="torch.maximum({a}, {b})", tensor_args=frozenset({0, 1}))
 register("minimum", 2, E, torch.minimum, S.Min, "min(a, b)", foreach=_fe_minimum,
-         scalar=_nan_or(min), commutative=True)
+         scalar=_minimum, commutative=True,
+         py=pf.call("_minimum"), each="torch.minimum({a}, {b})", tensor_args=frozenset({0, 1}))
 register("clip", 2, E, lambda x, c: torch.clamp(x, -c, c),
          lambda x, c: S.Max(-c, S.Min(x, c)), "clamp(a, -c, c)", foreach=_fe_clip,
-         scalar=_nan_or(lambda x, c: min(max(x, -c), c)))  # torch.clamp(x, -c, c)
+         scalar=_clip,
+         py=pf.call("_clip"), each="torch.clamp({a}, -{b}, {b})", tensor_args=frozenset({0}))
 register("interp", 3, E, lambda a, b, t: a + t * (b - a), lambda a, b, t: a + t * (b - a),
          "(1 - t) a + t b, the exponential moving average step", foreach=_fe_interp,
-         scalar=lambda a, b, t: a + t * (b - a))
+         scalar=lambda a, b, t: a + t * (b - a),
+         py=pf.interp, each="{a} + {c} * ({b} - {a})")
 register("where", 3, E, lambda c, a, b: torch.where(c > 0, a, b),
          lambda c, a, b: S.Piecewise((a, c > 0), (b, True)), "a where c > 0 else b",
-         scalar=lambda c, a, b: a if c > 0 else b)
+         scalar=lambda c, a, b: a if c > 0 else b,
+         py=pf.where, each="torch.where({a} > 0, {b}, {c})", tensor_args=frozenset({0, 1}))
 register("gt", 2, E, lambda a, b: (a > b).to(torch.promote_types(a.dtype, b.dtype)),
          lambda a, b: S.Heaviside(a - b, 0), "1 where a > b else 0",
-         scalar=lambda a, b: float(a > b), infix=">")
+         scalar=lambda a, b: float(a > b), infix=">",
+         py=pf.compare(">"), each="({a} > {b}).to({a}.dtype)", tensor_args=frozenset({0}))
 register("lt", 2, E, lambda a, b: (a < b).to(torch.promote_types(a.dtype, b.dtype)),
          lambda a, b: S.Heaviside(b - a, 0), "1 where a < b else 0",
-         scalar=lambda a, b: float(a < b), infix="<")
+         scalar=lambda a, b: float(a < b), infix="<",
+         py=pf.compare("<"), each="({a} < {b}).to({a}.dtype)", tensor_args=frozenset({0}))
 register("mod", 2, E, torch.remainder, lambda a, b: S.nan if b == 0 else S.Mod(a, b),
          "a mod b, the remainder with the sign of b (Python's %); periodic schedules on step",
-         scalar=_safe(lambda a, b: a % b))
+         scalar=_mod,
+         py=pf.call("_mod"), each="torch.remainder({a}, {b})", tensor_args=frozenset({0}))
 
 
 # ------------------------------------------------------- per-tensor reductions
@@ -315,20 +319,27 @@ def _rms(x: Tensor) -> Tensor:
     return x.square().mean(dim=REDUCE, keepdim=True).sqrt()
 
 
-register("norm", 1, Rd, _norm, _f("norm"), "Frobenius norm of the tensor", cost=2.0)
-register("rms", 1, Rd, _rms, _f("rms"), "root mean square of the tensor", cost=2.0)
+register("norm", 1, Rd, _norm, _f("norm"), "Frobenius norm of the tensor", cost=2.0,
+         each="torch.linalg.vector_norm({a}{dims_k})")
+register("rms", 1, Rd, _rms, _f("rms"), "root mean square of the tensor", cost=2.0,
+         each="{a}.square().mean({dims}).sqrt()")
 register("mean", 1, Rd, lambda x: x.mean(dim=REDUCE, keepdim=True), _f("mean"),
-         "mean of the tensor")
+         "mean of the tensor",
+         each="{a}.mean({dims})")
 register("sum", 1, Rd, lambda x: x.sum(dim=REDUCE, keepdim=True), _f("sum"),
-         "sum of the tensor")
+         "sum of the tensor",
+         each="{a}.sum({dims})")
 register("max_abs", 1, Rd, lambda x: x.abs().amax(dim=REDUCE, keepdim=True), _f("max_abs"),
-         "largest absolute entry of the tensor")
+         "largest absolute entry of the tensor",
+         each="{a}.abs().amax({dims})")
 register("std", 1, Rd, lambda x: x.std(dim=REDUCE, keepdim=True, correction=0), _f("std"),
-         "population standard deviation of the tensor", cost=2.0)
+         "population standard deviation of the tensor", cost=2.0,
+         each="{a}.std({dims_}correction=0)")
 register("numel", 1, Rd,
          lambda x: torch.full((x.shape[0], 1, 1), x.shape[-1] * x.shape[-2], dtype=x.dtype,
                               device=x.device),
-         _f("numel"), "number of entries of the tensor (per replica)", cost=0.1)
+         _f("numel"), "number of entries of the tensor (per replica)", cost=0.1,
+         each="{a}.new_full({scalar_shape}, {a}.numel())")
 
 
 # ---------------------------------------------------------------- matrix ops
@@ -358,40 +369,32 @@ def _rule_same(a: Shape) -> Shape:
     return a
 
 
-def orthogonalize(x: Tensor, steps: int = 5) -> Tensor:
-    """Newton-Schulz quintic iteration towards the nearest semi-orthogonal matrix.
-
-    Muon's coefficients ``(a, b, c) = (3.4445, -4.7750, 2.0315)``:
-    ``X <- a X + (b A + c A^2) X`` with ``A = X X^T``, after ``X <- X / max(||X||_F, 1e-7)``
-    (the normalisation of torch.optim.Muon and pytorch_optimizer's Muon);
-    works on the wide orientation (transposes tall matrices).
-    """
-    a, b, c = 3.4445, -4.7750, 2.0315
-    tall = x.shape[-2] > x.shape[-1]
-    y = x.mT if tall else x
-    y = y / torch.linalg.vector_norm(y, dim=REDUCE, keepdim=True).clamp_min(1e-7)
-    for _ in range(steps):
-        gram = y @ y.mT
-        y = a * y + (b * gram + c * gram @ gram) @ y
-    return y.mT if tall else y
+orthogonalize = _orthogonalize  # one source: exported files copy it
 
 
 register("row_mean", 1, M, lambda x: x.mean(dim=-1, keepdim=True), _f("row_mean"),
-         "mean over each row of the 2-D view (R x 1)", shape_rule=_rule_row)
+         "mean over each row of the 2-D view (R x 1)", shape_rule=_rule_row,
+         each="{a}.mean(dim=-1, keepdim=True)")
 register("col_mean", 1, M, lambda x: x.mean(dim=-2, keepdim=True), _f("col_mean"),
-         "mean over each column of the 2-D view (1 x C)", shape_rule=_rule_col)
+         "mean over each column of the 2-D view (1 x C)", shape_rule=_rule_col,
+         each="{a}.mean(dim=-2, keepdim=True)")
 register("row_norm", 1, M, lambda x: torch.linalg.vector_norm(x, dim=-1, keepdim=True),
-         _f("row_norm"), "L2 norm of each row of the 2-D view (R x 1)", shape_rule=_rule_row)
+         _f("row_norm"), "L2 norm of each row of the 2-D view (R x 1)", shape_rule=_rule_row,
+         each="torch.linalg.vector_norm({a}, dim=-1, keepdim=True)")
 register("col_norm", 1, M, lambda x: torch.linalg.vector_norm(x, dim=-2, keepdim=True),
          _f("col_norm"), "L2 norm of each column of the 2-D view (1 x C)",
-         shape_rule=_rule_col)
+         shape_rule=_rule_col,
+         each="torch.linalg.vector_norm({a}, dim=-2, keepdim=True)")
 register("transpose", 1, M, lambda x: x.mT, lambda a: S.Function("transpose")(a),
-         "transpose of the 2-D view", shape_rule=_rule_transpose, cost=0.5)
+         "transpose of the 2-D view", shape_rule=_rule_transpose, cost=0.5,
+         each="{a}.mT")
 register("matmul", 2, M, torch.matmul, lambda a, b: S.Function("matmul")(a, b),
-         "matrix product of 2-D views", shape_rule=_rule_matmul, cost=4.0)
+         "matrix product of 2-D views", shape_rule=_rule_matmul, cost=4.0,
+         each="{a} @ {b}", tensor_args=frozenset({0, 1}))
 register("orthogonalize", 1, M, orthogonalize, _f("orth"),
          "Newton-Schulz orthogonalisation of the 2-D view (Muon)", shape_rule=_rule_same,
-         cost=20.0)
+         cost=20.0,
+         each="_orthogonalize({a})")
 
 # ---------------------------------------------------------------- global ops
 
@@ -407,15 +410,21 @@ def _global_numel(xs: list[Tensor]) -> int:
 
 
 register("global_norm", 1, G, lambda xs: _global_sum(xs, torch.square).sqrt(),
-         _f("global_norm"), "L2 norm over all parameters of the group", cost=2.0)
+         _f("global_norm"), "L2 norm over all parameters of the group", cost=2.0,
+         each="torch.stack([{x}.square().sum({dims}) for {x} in {a}]).sum(0).sqrt()")
 register("global_rms", 1, G,
          lambda xs: (_global_sum(xs, torch.square) / _global_numel(xs)).sqrt(),
-         _f("global_rms"), "root mean square over all parameters of the group", cost=2.0)
+         _f("global_rms"), "root mean square over all parameters of the group", cost=2.0,
+         each="(torch.stack([{x}.square().sum({dims}) for {x} in {a}]).sum(0)"
+              " / sum({x}.numel() for {x} in {a})).sqrt()")
 register("global_mean", 1, G, lambda xs: _global_sum(xs, lambda x: x) / _global_numel(xs),
-         _f("global_mean"), "mean over all parameters of the group", cost=2.0)
+         _f("global_mean"), "mean over all parameters of the group", cost=2.0,
+         each="torch.stack([{x}.sum({dims}) for {x} in {a}]).sum(0)"
+              " / sum({x}.numel() for {x} in {a})")
 register("global_max_abs", 1, G,
          lambda xs: torch.stack([x.abs().amax(dim=REDUCE, keepdim=True) for x in xs]).amax(0),
-         _f("global_max_abs"), "largest absolute entry over all parameters", cost=2.0)
+         _f("global_max_abs"), "largest absolute entry over all parameters", cost=2.0,
+         each="torch.stack([{x}.abs().amax({dims}) for {x} in {a}]).amax(0)")
 
 FAMILIES = ("elementwise", "reduction", "matrix", "global")
 INFIX_BINARY = {op.infix: op.name for op in REGISTRY.values() if op.infix and op.arity == 2}

@@ -35,9 +35,10 @@ from dataclasses import dataclass
 import torch
 
 from . import ops
-from .fuse import LIKE_REG, N_REG, W_REG, Trace, Value, scalar_tensor, trace
+from .fuse import Trace, trace
 from .infer import infer
 from .ir import Call, Const, Expr, Program, Var
+from .kernels import LIKE_REG, N_REG, W_REG, Value, scalar_tensor
 from .shapes import FULL, SCALAR, Shape
 
 
@@ -62,6 +63,8 @@ class Plan:
         self.instrs: list[Instr] = []
         self.shape: list[Shape] = []
         self.uniform: list[bool] = []
+        self.instr_stmt: list[int] = []  # the program statement of each instruction
+        self._stmt = 0
         names: dict[str, int] = {}
         for name in self.inputs:
             names[name] = self._new(SCALAR if name in ("lr", "step") else FULL,
@@ -73,8 +76,12 @@ class Plan:
         self.input_regs = {n: names[n] for n in self.inputs}
         self.slot_regs = [names[s] for s in self.slots]
         self.hyper_regs = {k: names[k] for k in self.hyper}
-        for stmt in program.body:
+        self.stmt_value: dict[int, int] = {}  # register -> the statement it is the value of
+        for i, stmt in enumerate(program.body):
+            self._stmt = i
             names[stmt.target] = self._flatten(stmt.expr, names)
+            self.stmt_value.setdefault(names[stmt.target], i)
+        self._stmt = len(program.body)
         self.outputs = [self._flatten(e, names) for e in program.returns]
         self.uses = [0] * self.n_regs
         self.last_use: dict[int, int] = {}
@@ -114,6 +121,7 @@ class Plan:
         shape = op.shape(*(self.shape[a] for a in args))
         r = self._new(shape, op.uniform(*(self.uniform[a] for a in args)))
         self.instrs.append(Instr(r, op, args))
+        self.instr_stmt.append(self._stmt)
         return r
 
     def trace(self, kinds: dict[int, str], apply: bool) -> Trace:

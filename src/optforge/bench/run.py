@@ -380,4 +380,3 @@ def _tasks(names: Sequence[str]) -> list:
             seen.add(t.name)
             out.append(t)
     return out
-

@@ -148,8 +148,7 @@ def bench_command(
         try:
             with terminate_as_interrupt():
                 result = run_bench(BenchConfig.from_dict(store.config), out_dir=store.path,
-                                   plots=plots,
-                                   progress=progress, store=store,
+                                   plots=plots, progress=progress, store=store,
                                    on_entry=log.entry if log is not None else None)
         finally:
             if bar is not None:

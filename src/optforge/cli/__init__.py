@@ -11,6 +11,7 @@ export.py   ``optforge export``;  report.py ``optforge report``
 runs.py     ``optforge runs list|show``;  zoo.py ``optforge zoo list|show``
 demo.py     ``optforge demo``: search, bench, export and report in one run
 errors.py   ``error: MESSAGE`` and SIGTERM as an interrupt;  output.py output off a terminal
+tblog.py    ``--tensorboard DIR``: TensorBoard logs of search and bench
 """
 
 from .app import app

@@ -87,7 +87,7 @@ def bench_command(
     console = Console()
     try:
         if tensorboard is not None:
-            from ..tblog import require
+            from .tblog import require
 
             require()  # before the run directory is made
         if resume is not None:
@@ -114,7 +114,7 @@ def bench_command(
     console.print(f"run directory: {escape(str(store.path))}", highlight=False)
     log = None
     if tensorboard is not None:
-        from ..tblog import BenchLog
+        from .tblog import BenchLog
 
         log = BenchLog(tensorboard)
     planned, base = store.meta("planned"), store.meta("planned_base")

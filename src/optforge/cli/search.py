@@ -8,7 +8,7 @@ plus ``--config FILE`` (TOML; flags override it), ``--out DIR`` (the run
 directory: the run store, ``result.json``, ``config.toml``, the winners; default
 ``runs/search-TIMESTAMP``), ``--resume DIR``, ``--cache-from DIR`` and the
 evaluator options ``--backend``, ``--workers``, ``--queue``, ``--timeout``, ``--retries``,
-``--ray-address`` (docs/RUNS.md), and ``--tensorboard DIR`` (:mod:`optforge.tblog`).
+``--ray-address`` (docs/RUNS.md), and ``--tensorboard DIR`` (:mod:`optforge.cli.tblog`).
 """
 
 from __future__ import annotations
@@ -87,7 +87,7 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
         if backend not in ("inline", "process", "ray"):
             raise ValueError(f"unknown backend {backend!r}; use inline, process or ray")
         if tensorboard is not None:
-            from ..tblog import require
+            from .tblog import require
 
             require()
         caches = [RunStore.open(p, readonly=True) for p in cache_from or []]
@@ -100,7 +100,7 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
     again = f"continue with: optforge search --resume {store.path}"
     log = None
     if tensorboard is not None:
-        from ..tblog import SearchLog
+        from .tblog import SearchLog
 
         log = SearchLog(tensorboard)
     plan = costs(cfg)

@@ -39,7 +39,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from optforge.bench import create_run, resume_bench
+from optforge.bench import BenchConfig, create_run, resume_bench
 from optforge.lang.ir import Program
 from optforge.lang.symbolic import formula
 from optforge.store.db import FILE, RunStore
@@ -252,8 +252,9 @@ def main(argv: list[str] | None = None) -> None:
     bench_dir = run_dir / "bench"
     if not (bench_dir / FILE).exists():  # a new bench run (a killed one resumes)
         extra = {} if exp.scaling is None else {"scaling": list(exp.scaling)}
-        create_run(bench_dir, optimizers=[exp.baseline, str(found)], tasks=list(exp.tasks),
-                   trials=trials, seeds=args.seeds, baseline=exp.baseline, **extra).close()
+        config = BenchConfig(optimizers=[exp.baseline, str(found)], tasks=list(exp.tasks),
+                             trials=trials, seeds=args.seeds, baseline=exp.baseline, **extra)
+        create_run(bench_dir, config).close()
     bench = resume_bench(bench_dir)
     bench_seconds = time.perf_counter() - start
     eff = efficiency(run_dir, args.workers)

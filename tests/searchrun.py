@@ -9,7 +9,6 @@ from pathlib import Path
 import torch
 
 from optforge.search import Search, SearchConfig
-from optforge.search.command import write_results
 from optforge.store import RunStore
 
 GUARDED = """def guarded(w, g, m, lr, beta=0.9):
@@ -54,7 +53,7 @@ def tiny_search(folder: Path, stop_after: int | None = None) -> Path:
             result = Search(cfg, store=store, on_progress=hook).run()
         except Stop:
             return run
-    write_results(result, cfg, run)
+    result.save(run, cfg)
     return run
 
 

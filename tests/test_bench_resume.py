@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from optforge.bench.config import BenchConfig
 from optforge.bench.stored import create_run, resume_bench
 from optforge.runtime.pool import PRELOAD
 from optforge.store import FILE, ReplayError, RunStore, StoreError
@@ -247,14 +248,14 @@ def test_cli_errors_lose_nothing(tmp_path, ref):
     with pytest.raises(StoreError, match="not an optforge run directory"):
         resume_bench(tmp_path)
     with pytest.raises(ValueError, match="unknown sampler"):
-        create_run(tmp_path / "x", optimizers=["adamw"], tasks=["quadratic"], sampler="grid")
+        create_run(tmp_path / "x", BenchConfig(["adamw"], ["quadratic"], sampler="grid"))
     assert not (tmp_path / "x").exists()
 
 
 def test_runs_list_and_show_a_bench_run(ref, monkeypatch):
     from rich.console import Console
 
-    from optforge.store import cli
+    from optforge.cli import runs as cli
 
     monkeypatch.setattr(cli, "console", Console(width=300))  # no line breaks
     runner = CliRunner()

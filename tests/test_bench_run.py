@@ -11,9 +11,10 @@ from scipy import stats as sps
 from typer.testing import CliRunner
 
 from optforge.bench import backend, stats
-from optforge.bench.cli import bench_command
+from optforge.bench.config import BenchConfig
 from optforge.bench.report import render
 from optforge.bench.run import run_bench
+from optforge.cli.bench import bench_command
 
 BROKEN = "def blowup(w, g, lr):\n    update = g * 1e30\n    return update\n"
 SMALL = {"trials": 3, "seeds": 3, "steps": 60, "evals": 6, "batch": 3}
@@ -25,7 +26,8 @@ def bench(tmp_path_factory):
     broken = tmp / "blowup.py"
     broken.write_text(BROKEN)
     out = tmp / "out"
-    result = run_bench(["lion", "adamw", str(broken)], ["quadratic"], out_dir=out, **SMALL)
+    result = run_bench(BenchConfig(["lion", "adamw", str(broken)], ["quadratic"], **SMALL),
+                       out_dir=out)
     return result, out
 
 
@@ -117,7 +119,7 @@ def test_error_in_one_optimizer_does_not_stop_the_run(tmp_path, monkeypatch):
 
     monkeypatch.setattr(backend, "train_replicas", flaky)
     small = {**SMALL, "trials": 2, "steps": 30}
-    result = run_bench(["adamw", "lion"], ["quadratic"], plots=False, **small)
+    result = run_bench(BenchConfig(["adamw", "lion"], ["quadratic"], **small), plots=False)
     e = result.entry("lion", "quadratic")
     assert e.status == "failed" and e.reason == "RuntimeError: device lost"
     assert result.entry("adamw", "quadratic").status == "ok"
@@ -138,7 +140,7 @@ def test_error_in_one_optimizer_does_not_stop_the_run(tmp_path, monkeypatch):
 )
 def test_bad_input(kw, match):
     with pytest.raises((KeyError, ValueError), match=match):
-        run_bench(**kw)
+        run_bench(BenchConfig(**kw))
 
 
 def test_cli(tmp_path):
@@ -163,10 +165,13 @@ def test_cli(tmp_path):
 
 
 def test_optforge_has_the_bench_command():
-    from optforge.bench import cli, tune
+    from optforge.bench import config, tune
     from optforge.cli import app
+    from optforge.cli import bench as cli
+    from optforge.train import SCHEDULES
 
     assert (cli.SAMPLERS, cli.PRUNERS, cli.MAX_ROUNDS) == (tune.SAMPLERS, tune.PRUNERS,
                                                            tune.MAX_ROUNDS)
+    assert config.SCHEDULES == SCHEDULES
     res = CliRunner().invoke(app, ["bench", "--help"])
     assert res.exit_code == 0 and "--optimizers" in res.output and "--trials" in res.output

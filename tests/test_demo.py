@@ -11,7 +11,7 @@ import sys
 import pytest
 import torch
 
-from optforge.demo import MARKER, QUICK, prepare, run_demo
+from optforge.cli.demo import MARKER, QUICK, prepare, run_demo
 from optforge.lang.ir import Program
 
 

@@ -652,7 +652,7 @@ def test_compiled_step_matches(folder, name):
 def cli_app():
     import typer
 
-    from optforge.export.cli import export_command
+    from optforge.cli.export import export_command
 
     app = typer.Typer()
     app.command("export")(export_command)

@@ -27,6 +27,7 @@ from test_bench_resume import results
 from typer.testing import CliRunner
 
 from optforge import zoo
+from optforge.bench.config import BenchConfig
 from optforge.bench.stored import create_run
 from optforge.export import export
 from optforge.lang import Program
@@ -62,8 +63,9 @@ def ref(tmp_path_factory) -> Path:
     cwd = os.getcwd()
     os.chdir(tmp)
     try:
-        with create_run(tmp / "run", **BENCH) as store:
-            run_bench(**store.config, store=store, out_dir=store.path, plots=False)
+        with create_run(tmp / "run", BenchConfig(**BENCH)) as store:
+            run_bench(BenchConfig.from_dict(store.config), store=store, out_dir=store.path,
+                      plots=False)
     finally:
         os.chdir(cwd)
     return tmp / "run"
@@ -183,7 +185,7 @@ def test_runs_list_goes_on_past_an_unreadable_run(tmp_path, ref, monkeypatch):
     from rich.console import Console
 
     from optforge.cli import app
-    from optforge.store import cli
+    from optforge.cli import runs as cli
 
     monkeypatch.setattr(cli, "console", Console(width=400))  # no line breaks
     shutil.copytree(ref, tmp_path / "good")
@@ -223,7 +225,7 @@ def test_the_label_with_brackets_survives_in_results_txt(ref):
 def test_a_new_search_stores_its_jobs_in_flight_at_creation(tmp_path):
     """So that a kill during start-up resumes with the same ones (not those of the resuming
     command's defaults)."""
-    from optforge.search.command import _open_run, planned_in_flight
+    from optforge.cli.search import _open_run, planned_in_flight
 
     assert planned_in_flight("process", 3, 1) == 4
     assert planned_in_flight("process", 3, None) == 6

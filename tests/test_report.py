@@ -180,9 +180,10 @@ def test_cli(run, tmp_path):
 
 def test_bench_section(run, tmp_path):
     """An optforge bench output directory adds its curves and table (a real small bench)."""
+    from optforge.bench import BenchConfig
     from optforge.bench.run import run_bench
 
-    run_bench(["adamw", "lion"], ["quadratic"], trials=2, seeds=2, steps=30,
+    run_bench(BenchConfig(["adamw", "lion"], ["quadratic"], trials=2, seeds=2, steps=30),
               out_dir=tmp_path / "bench", plots=False)
     saved = json.loads((tmp_path / "bench" / "results.json").read_text())
     report = make_report(run, tmp_path / "r", bench=tmp_path / "bench")

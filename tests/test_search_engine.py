@@ -7,9 +7,9 @@ import math
 
 import pytest
 
+from optforge.cli.display import LiveDisplay, render
 from optforge.lang.ir import Program
 from optforge.search import FunctionFitness, Search, SearchConfig, TargetFitness
-from optforge.search.display import LiveDisplay, render
 from optforge.search.evolution import Counters, Progress
 
 TINY = dict(evaluations=24, population=8, tournament=3, tiers=["tiny:quadratic@30"],
@@ -102,7 +102,7 @@ def test_the_command_maps_every_config_field_to_a_flag(tmp_path, monkeypatch):
     import typer
     from typer.testing import CliRunner
 
-    from optforge.search.command import RUN_OPTIONS, search_command
+    from optforge.cli.search import RUN_OPTIONS, search_command
     from optforge.search.config import flags
 
     app = typer.Typer()
@@ -130,7 +130,7 @@ def test_the_command_maps_every_config_field_to_a_flag(tmp_path, monkeypatch):
     assert "plan (at most):" in r.output and "simplification: up to 2 evaluation(s)" in r.output
     from rich.console import Console
 
-    from optforge.store import cli
+    from optforge.cli import runs as cli
 
     monkeypatch.setattr(cli, "console", Console(width=300))
     shown = runner.invoke(cli.runs_app, ["show", str(out)])
@@ -187,7 +187,7 @@ def test_plain_progress_lines_off_a_terminal():
 
     from rich.console import Console
 
-    from optforge.cliout import ProgressLines
+    from optforge.cli.output import ProgressLines
 
     now = [0.0]
     out = io.StringIO()
@@ -209,7 +209,7 @@ def test_tables_keep_every_column_off_a_terminal():
     from rich.console import Console
     from rich.table import Table
 
-    from optforge.cliout import print_wide
+    from optforge.cli.output import print_wide
 
     table = Table(*[f"column number {i}" for i in range(12)])
     table.add_row(*[f"value {i}" for i in range(12)])

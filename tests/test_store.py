@@ -103,7 +103,7 @@ def test_records_round_trip_and_are_never_duplicated(tmp_path):
 def test_runs_cli_show_and_list(tmp_path):
     from typer.testing import CliRunner
 
-    from optforge.store.cli import runs_app
+    from optforge.cli.runs import runs_app
 
     with RunStore.create(tmp_path / "r", "search", {}) as store:
         Journal(store).record_outcome(0, Outcome(Job(0, zoo.load("lion"), "tier0"),

@@ -72,6 +72,64 @@ def test_unknown_name_is_a_precise_error():
         zoo.entry("adamx")
 
 
+# ------------------------------------------------------------- resolve: zoo name or file
+
+RULE = "def mine(w, g, m, lr, beta=0.9):\n    m = beta * m + g\n    return lr * m, m\n"
+
+
+@pytest.mark.parametrize(("spec", "kind"), [
+    ("adamw", "zoo"), ("  Lion ", "zoo"),  # case and surrounding space ignored
+    ("rule.py", "file"), ("sub/other", "file"),  # a .py suffix or a path separator: a file
+    ("bare", "file"),  # an existing file without either
+])
+def test_resolve_reads_a_zoo_name_or_a_program_file(spec, kind, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "sub").mkdir()
+    for name in ("rule.py", "sub/other", "bare"):
+        (tmp_path / name).write_text(RULE)
+    found = zoo.resolve(spec)
+    if kind == "zoo":
+        name = spec.strip().lower()
+        text = (Path(zoo.__file__).parent / "programs" / f"{name}.py").read_text()
+        assert (found.entry.name, found.path, found.label) == (name, None, name)
+    else:
+        text = RULE
+        assert found.entry is None and found.path == Path(spec)
+        assert found.label == Path(spec).stem
+    assert found.text == text and found.program == Program.parse(text)
+
+
+@pytest.mark.parametrize(("spec", "error", "match"), [
+    ("adamz", KeyError, r"'adamz' is neither a program file nor a zoo optimizer \(no zoo "
+                        r"optimizer 'adamz'; known: .*adamw"),
+    ("missing.py", ValueError, "program file 'missing.py' does not exist"),
+    ("nowhere/rule", ValueError, "does not exist"),
+    ("  ", ValueError, "a zoo name or a program file"),
+])
+def test_resolve_errors(spec, error, match, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(error, match=match):
+        zoo.resolve(spec)
+
+
+@pytest.mark.parametrize("spec", ["ADAMW", "rule.py", "bare"])
+def test_every_command_reads_a_spec_the_same_way(spec, tmp_path, monkeypatch):
+    """bench, search, export and create_optimizer: one rule, one program."""
+    from optforge.bench.candidates import resolve as bench_resolve
+    from optforge.export import resolve as export_resolve
+    from optforge.optim.create import resolve_program
+    from optforge.search.evolution import load_programs
+
+    monkeypatch.chdir(tmp_path)
+    for name in ("rule.py", "bare"):
+        (tmp_path / name).write_text(RULE)
+    expected = zoo.resolve(spec).program
+    assert bench_resolve(spec).program == expected
+    assert export_resolve(spec)[0] == expected
+    assert resolve_program(spec)[0] == expected
+    assert load_programs([spec]) == [expected]
+
+
 # ------------------------------------------------------------- verification
 
 

@@ -11,10 +11,8 @@ rate it found best). A program file's label is its file stem.
 
 from __future__ import annotations
 
-import os
 import tomllib
 from dataclasses import dataclass
-from pathlib import Path
 
 from .. import zoo
 from ..lang.ir import Program
@@ -43,26 +41,20 @@ class Candidate:
         return cls(d["label"], program, space, d["origin"])
 
 
-def is_path(spec: str) -> bool:
-    return spec.endswith(".py") or os.sep in spec or "/" in spec
-
-
 def resolve(spec: str) -> Candidate:
-    """A candidate from a zoo name or a program file path; precise errors for bad input."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ValueError(f"an optimizer is a zoo name or a program file, got {spec!r}")
-    spec = spec.strip()
-    if is_path(spec):
-        path = Path(spec)
-        program, text = Program.read(path)
-        space = {**default_space(program), **_declared_space(text, program, spec)}
-        return Candidate(path.stem, program, space, str(path))
-    entry = zoo.entry(spec.lower())  # KeyError naming the known optimizers
-    program = zoo.load(entry.name)
-    space = parse_space(entry.space, program, where=f"zoo/catalog.toml [{entry.name}] space")
+    """A candidate from a zoo name or a program file path (:func:`optforge.zoo.resolve`);
+    precise errors for bad input."""
+    found = zoo.resolve(spec)
+    program = found.program
+    if found.path is not None:
+        where = spec.strip()
+        space = {**default_space(program), **_declared_space(found.text, program, where)}
+        return Candidate(found.label, program, space, str(found.path))
+    space = parse_space(found.entry.space, program,
+                        where=f"zoo/catalog.toml [{found.label}] space")
     if "lr" not in space:
         space = {"lr": Dim(*DEFAULT_LR), **space}
-    return Candidate(entry.name, program, space, "zoo")
+    return Candidate(found.label, program, space, "zoo")
 
 
 SPACE_COMMENT = "# space:"

@@ -1,18 +1,15 @@
-"""A benchmark's results as a terminal table, JSON and CSV (plots: :mod:`.plots`)."""
+"""A benchmark's results as tables (data, printed as plain text here and with Rich by the
+command), JSON and CSV (plots: :mod:`.plots`)."""
 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import math
+import textwrap
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from rich.console import Console
-from rich.markup import escape
-from rich.table import Table
-
-from ..cliout import table_width
 from .results import ALPHA, OK, BenchResult, Entry
 
 CSV_FIELDS = [
@@ -87,67 +84,81 @@ def fmt_status(e: Entry) -> str:
     return f"ok ({e.reason})" if e.reason else "ok"
 
 
-# ------------------------------------------------------------------ the table
+# ------------------------------------------------------------------ the tables
 
 
-def results_table(result: BenchResult, width: int = 120) -> Table:
-    """One row per (task, optimizer); numbers wrap only on terminals narrower than 120."""
+@dataclass(frozen=True)
+class Column:
+    header: str  # may hold a line break
+    right: bool = False  # right-justified (numbers)
+    min_width: int = 0
+
+
+@dataclass
+class TextTable:
+    """A table as data: plain-text cells (never markup), rows in sections. Written here as
+    plain text (``results.txt``); the command prints it with Rich (:mod:`optforge.cli.tables`)."""
+
+    title: str
+    columns: list[Column]
+    sections: list[list[list[str]]] = field(default_factory=list)
+    caption: str = ""
+
+
+def results_data(result: BenchResult) -> TextTable:
+    """One row per (task, optimizer), a section per task."""
     st = result.settings
     baseline = st["baseline"]
-    shown = escape(baseline)  # labels are text, not Rich markup
-    table = Table(title=f"optforge bench: {st['trials']} tuning trials per optimizer and task, "
-                        f"{st['seeds']} seeds, tier {st['tier']}",
-                  caption=f"final metric and val loss: mean ± 95% CI half-width over seeds; "
-                          f"target: {shown}'s final val loss; speedup: data-equivalent, "
-                          f"against {shown}'s loss-vs-budget fit; p: Welch t-tests of the "
-                          f"final val loss and metric against {shown}, Holm-adjusted over "
-                          f"the table's comparisons; verdict: decided by the val loss p < "
-                          f"{ALPHA:g} (tie: equal constants; clipped: a tuned value at the edge "
-                          f"of its final range); widened: ranges widened at an edge (↑ top, "
-                          f"↓ bottom)", caption_justify="left")
-    name_width = max(len(t) for t in st["tasks"])
-    table.add_column("task", overflow="fold", min_width=name_width)
-    table.add_column("optimizer", overflow="fold",
-                     min_width=max(len(o) for o in result.optimizers))
-    for col in ("final metric", "val loss", "steps to\ntarget", "speedup", "p loss",
-                "p metric", "verdict", "trials\nok/pr/div", "widened"):
-        table.add_column(col, justify="right", no_wrap=width >= 120, overflow="fold")
-    table.add_column("status", overflow="fold")
+    title = (f"optforge bench: {st['trials']} tuning trials per optimizer and task, "
+             f"{st['seeds']} seeds, tier {st['tier']}")
+    caption = (f"final metric and val loss: mean ± 95% CI half-width over seeds; "
+               f"target: {baseline}'s final val loss; speedup: data-equivalent, "
+               f"against {baseline}'s loss-vs-budget fit; p: Welch t-tests of the "
+               f"final val loss and metric against {baseline}, Holm-adjusted over "
+               f"the table's comparisons; verdict: decided by the val loss p < "
+               f"{ALPHA:g} (tie: equal constants; clipped: a tuned value at the edge "
+               f"of its final range); widened: ranges widened at an edge (↑ top, "
+               f"↓ bottom)")
+    columns = [Column("task", min_width=max(len(t) for t in st["tasks"])),
+               Column("optimizer", min_width=max(len(o) for o in result.optimizers))]
+    columns += [Column(c, right=True) for c in (
+        "final metric", "val loss", "steps to\ntarget", "speedup", "p loss", "p metric",
+        "verdict", "trials\nok/pr/div", "widened")]
+    columns.append(Column("status"))
+    table = TextTable(title, columns, caption=caption)
     for task in st["tasks"]:
         info = result.tasks[task]
-        rows = [e for e in result.entries if e.task == task]
-        for i, e in enumerate(rows):
+        rows = []
+        for i, e in enumerate(e for e in result.entries if e.task == task):
             t = e.tuning
             trials = (f"{t.count('complete')}/{t.count('pruned')}/{t.count('diverged')}"
                       if t is not None else "-")
             metric = f"{info['metric']} {'↑' if info['higher_is_better'] else '↓'}"
-            label = f"{task}\n{metric}" if i == 0 else ""
-            table.add_row(
-                label, escape(e.optimizer), fmt_summary(e.final_metric), fmt_summary(e.final_loss),
-                fmt_steps(e.steps_to_target), str(e.speedup) if e.speedup else "-",
-                fmt_p(e, baseline, "loss"), fmt_p(e, baseline, "metric"),
+            rows.append([
+                f"{task}\n{metric}" if i == 0 else "", e.optimizer, fmt_summary(e.final_metric),
+                fmt_summary(e.final_loss), fmt_steps(e.steps_to_target),
+                str(e.speedup) if e.speedup else "-", fmt_p(e, baseline, "loss"),
+                fmt_p(e, baseline, "metric"),
                 "-" if e.optimizer == baseline else (e.verdict or "-"), trials, fmt_edges(e),
-                escape(fmt_status(e)), end_section=i == len(rows) - 1)
+                fmt_status(e)])
+        table.sections.append(rows)
     return table
 
 
-def scores_table(result: BenchResult) -> Table:
+def scores_data(result: BenchResult) -> TextTable:
     """AlgoPerf performance-profile score of each optimizer across the tasks."""
     tau = result.settings["tau_max"]
-    base = escape(result.settings["baseline"])
-    table = Table(title=f"performance profile (steps to the {base} final loss, tau up to "
-                        f"{tau:g})")
-    table.add_column("optimizer")
-    table.add_column("score", justify="right")
-    table.add_column("tasks within tau", justify="right")
-    table.add_column("failed", justify="right")
-    order = sorted(result.optimizers, key=lambda o: -_nan_low(result.scores.get(o)))
-    for o in order:
+    table = TextTable(f"performance profile (steps to the {result.settings['baseline']} final "
+                      f"loss, tau up to {tau:g})",
+                      [Column("optimizer"), Column("score", right=True),
+                       Column("tasks within tau", right=True), Column("failed", right=True)])
+    rows = []
+    for o in sorted(result.optimizers, key=lambda o: -_nan_low(result.scores.get(o))):
         ratios = result.ratios.get(o, {})
         within = sum(r <= tau for r in ratios.values())
         failed = sum(e.status != OK for e in result.entries if e.optimizer == o)
-        table.add_row(escape(o), _num(result.scores.get(o), 3), f"{within}/{len(ratios)}",
-                      str(failed))
+        rows.append([o, _num(result.scores.get(o), 3), f"{within}/{len(ratios)}", str(failed)])
+    table.sections.append(rows)
     return table
 
 
@@ -155,15 +166,40 @@ def _nan_low(x: float | None) -> float:
     return -math.inf if x is None or math.isnan(x) else x
 
 
+def text(table: TextTable, width: int = 120) -> str:
+    """``table`` as plain text: every column at its natural width (nothing is cut), a rule
+    under the header and between sections, the caption wrapped at ``width``."""
+    cells = [[c.header.split("\n") for c in table.columns]]
+    cells += [[v.split("\n") for v in row] for section in table.sections for row in section]
+    widths = [max(c.min_width, *(len(line) for row in cells for line in row[j]))
+              for j, c in enumerate(table.columns)]
+
+    def lines(row: list[list[str]]) -> list[str]:
+        out = []
+        for k in range(max(len(v) for v in row)):
+            parts = [(v[k] if k < len(v) else "") for v in row]
+            cells = zip(parts, widths, table.columns, strict=True)
+            out.append(" | ".join(p.rjust(w) if c.right else p.ljust(w)
+                                  for p, w, c in cells).rstrip())
+        return out
+
+    rule = "-+-".join("-" * w for w in widths)
+    out = [table.title, *lines(cells[0]), rule]
+    n = 1
+    for i, section in enumerate(table.sections):
+        if i:
+            out.append(rule)
+        for _ in section:
+            out += lines(cells[n])
+            n += 1
+    if table.caption:
+        out += textwrap.wrap(table.caption, max(width, len(rule)))
+    return "\n".join(out) + "\n"
+
+
 def render(result: BenchResult, width: int = 120) -> str:
-    """The tables as plain text (for files and READMEs), at least ``width`` wide and as
-    wide as they need to keep every column whole."""
-    console = Console(record=True, width=width, color_system=None, file=io.StringIO())
-    tables = (results_table(result, width), scores_table(result))
-    console.width = max(width, table_width(console, *tables))
-    for t in tables:
-        console.print(t)
-    return console.export_text()
+    """The tables as plain text (``results.txt``): every column whole."""
+    return text(results_data(result), width) + "\n" + text(scores_data(result), width)
 
 
 # ------------------------------------------------------------------ files

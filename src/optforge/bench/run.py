@@ -38,31 +38,22 @@ import numpy as np
 from .. import tasks as task_registry
 from ..store import STORE_ERRORS, ReplayError
 from ..train import OK as RUN_OK
-from ..train import SCHEDULES
 from . import stats
 from .backend import RunSpec
 from .candidates import Candidate, resolve_all
+from .config import BenchConfig
 from .results import ALPHA, FAILED, OK, BaselineFit, BenchResult, Entry
-from .tune import MAX_ROUNDS, PRUNERS, SAMPLERS, TUNE_SEED, round_trials, tune
+from .tune import MAX_ROUNDS, TUNE_SEED, round_trials, tune
 from .units import Units
 
 Progress = Callable[[float, float, str], None]
 """``progress(done, total, description)``, in training steps of batched runs."""
 
-SCALING = (0.125, 0.25, 0.5, 1.0, 2.0)
-
-
-SETTINGS = ("optimizers", "tasks", "trials", "seeds", "tier", "steps", "evals", "sampler",
-            "pruner", "batch", "schedule", "device", "baseline", "scaling",
-            "max_extrapolation", "tau_max", "seed")
-"""The arguments of :func:`run_bench` that define a benchmark (a bench run's stored config)."""
-
-
 @dataclass
 class Plan:
     """A checked benchmark: its settings, optimizers (baseline first), tasks and budgets."""
 
-    settings: dict  # SETTINGS, JSON-ready
+    settings: dict  # BenchConfig.as_dict()
     candidates: list[Candidate]
     tasks: list
     budgets: dict[str, int]  # task -> step budget T
@@ -85,63 +76,32 @@ class Plan:
                    for T in self.budgets.values())
 
 
-def plan_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trials: int = 20,
-               seeds: int = 5, *, tier: str = "tiny", steps: int | None = None,
-               evals: int = 10, sampler: str = "tpe", pruner: str = "sha", batch: int = 4,
-               schedule: str = "cosine", device: str = "cpu", baseline: str = "adamw",
-               scaling: Sequence[float] = SCALING, max_extrapolation: float = 2.0,
-               tau_max: float = 4.0, seed: int = 0,
-               candidates: Sequence[dict] | None = None) -> Plan:
-    """Check the arguments of :func:`run_bench` (ValueError/KeyError naming the bad one) and
-    resolve the optimizers, or take them from ``candidates`` (``Candidate.as_dict()``s, as a
-    run store keeps them)."""
-    optimizers, tasks = _names(optimizers), _names(tasks)
-    _check(trials, seeds, evals, batch, sampler, pruner, scaling, tau_max, max_extrapolation)
-    if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**32:
-        raise ValueError(f"seed must be an integer in [0, 2**32), got {seed!r}")
+def plan_bench(config: BenchConfig, candidates: Sequence[dict] | None = None) -> Plan:
+    """Check what ``config`` names (ValueError/KeyError naming the bad one: device, tasks,
+    optimizers) and resolve the optimizers, or take them from ``candidates``
+    (``Candidate.as_dict()``s, as a run store keeps them)."""
     from ..train.device import check_device
 
-    check_device(str(device))
-    if schedule not in SCHEDULES:
-        raise ValueError(f"unknown schedule {schedule!r}; schedules: {', '.join(SCHEDULES)}")
+    check_device(config.device)
     cands = ([Candidate.from_dict(c) for c in candidates] if candidates
-             else resolve_all(list(optimizers), baseline))
-    task_list = _tasks(tasks)
-    budgets = {t.name: (steps if steps is not None else t.spec(tier).steps) for t in task_list}
+             else resolve_all(list(config.optimizers), config.baseline))
+    task_list = _tasks(config.tasks)
+    steps = config.steps
+    budgets = {t.name: (steps if steps is not None else t.spec(config.tier).steps)
+               for t in task_list}
     for name, b in budgets.items():
         if b < 1:
             raise ValueError(f"steps must be positive, got {b} for task {name!r}")
-    settings = {"optimizers": list(optimizers), "tasks": list(tasks), "trials": trials,
-                "seeds": seeds, "tier": tier, "steps": steps, "evals": evals,
-                "sampler": sampler, "pruner": pruner, "batch": batch, "schedule": schedule,
-                "device": str(device), "baseline": baseline,
-                "scaling": [float(f) for f in scaling],
-                "max_extrapolation": max_extrapolation, "tau_max": tau_max, "seed": seed}
-    return Plan(settings, cands, task_list, budgets)
+    return Plan(config.as_dict(), cands, task_list, budgets)
 
 
-def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trials: int = 20,
-              seeds: int = 5, *, tier: str = "tiny", steps: int | None = None, evals: int = 10,
-              sampler: str = "tpe", pruner: str = "sha", batch: int = 4,
-              schedule: str = "cosine", device: str = "cpu", baseline: str = "adamw",
-              scaling: Sequence[float] = SCALING,
-              max_extrapolation: float = 2.0, tau_max: float = 4.0, seed: int = 0,
-              out_dir: str | Path | None = None, plots: bool = True,
+def run_bench(config: BenchConfig, *, out_dir: str | Path | None = None, plots: bool = True,
               progress: Progress | None = None, store=None,
               on_entry: Callable[[Entry], None] | None = None) -> BenchResult:
-    """Benchmark ``optimizers`` (zoo names or program files) on ``tasks`` (lists, or
-    comma-separated strings).
+    """Benchmark ``config.optimizers`` (zoo names or program files) on ``config.tasks``
+    (:class:`~optforge.bench.config.BenchConfig`: budgets, seeds, sampler, baseline, ...).
 
     Args:
-        trials: Optuna trials per (optimizer, task): the equal tuning budget.
-        seeds: final-run seeds ``S`` (seeds ``0 .. S-1``; tuning uses another).
-        tier, steps: task tier and step budget ``T`` (default: the tier's).
-        evals: validation evaluations per run (after step 0).
-        sampler, pruner: see :mod:`optforge.bench.tune`; ``seed`` seeds the sampler.
-        batch: tuning trials trained together as replicas of one run.
-        schedule, device: passed to :func:`optforge.train.train` for every run.
-        baseline: the reference optimizer (added if not listed).
-        scaling: budget fractions of ``T`` for the baseline's loss-vs-budget fit.
         out_dir: where to write ``results.json``, ``results.csv`` and plots.
         store: a bench run's :class:`~optforge.store.RunStore` (:mod:`.stored`): every
             training run is recorded as it finishes, and those it holds are replayed
@@ -150,11 +110,11 @@ def run_bench(optimizers: str | Sequence[str], tasks: str | Sequence[str], trial
             runs are done (before the comparison with the baseline), for live logs.
     """
     t_start = time.perf_counter()
-    plan = plan_bench(optimizers, tasks, trials, seeds, tier=tier, steps=steps, evals=evals,
-                      sampler=sampler, pruner=pruner, batch=batch, schedule=schedule,
-                      device=device, baseline=baseline, scaling=scaling,
-                      max_extrapolation=max_extrapolation, tau_max=tau_max, seed=seed,
-                      candidates=store.meta("candidates") if store is not None else None)
+    plan = plan_bench(config, store.meta("candidates") if store is not None else None)
+    trials, seeds, batch, scaling = config.trials, config.seeds, config.batch, config.scaling
+    tier, evals, schedule, device = config.tier, config.evals, config.schedule, config.device
+    sampler, pruner, seed = config.sampler, config.pruner, config.seed
+    max_extrapolation, tau_max = config.max_extrapolation, config.tau_max
     units = Units(store)
     units.begin(plan.settings, plan.candidates, plan.units, plan.base_units)
     cands, task_list, budgets = plan.candidates, plan.tasks, plan.budgets
@@ -403,13 +363,6 @@ def _extra_budgets(T: int, scaling: Sequence[float]) -> list[int]:
     return sorted(b for b in {max(1, round(f * T)) for f in scaling} if b != T)
 
 
-def _names(names: str | Sequence[str]) -> list[str]:
-    """A comma-separated string or a sequence of names."""
-    if isinstance(names, str):
-        return [n.strip() for n in names.split(",") if n.strip()]
-    return [str(n).strip() for n in names]
-
-
 def _tasks(names: Sequence[str]) -> list:
     if not names:
         raise ValueError("need at least one task")
@@ -420,19 +373,3 @@ def _tasks(names: Sequence[str]) -> list:
             seen.add(t.name)
             out.append(t)
     return out
-
-
-def _check(trials, seeds, evals, batch, sampler, pruner, scaling, tau_max, max_extrapolation):
-    for name, v in (("trials", trials), ("seeds", seeds), ("evals", evals), ("batch", batch)):
-        if not isinstance(v, int) or isinstance(v, bool) or v < 1:
-            raise ValueError(f"{name} must be a positive integer, got {v!r}")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"unknown sampler {sampler!r}; samplers: {', '.join(SAMPLERS)}")
-    if pruner not in PRUNERS:
-        raise ValueError(f"unknown pruner {pruner!r}; pruners: {', '.join(PRUNERS)}")
-    if not scaling or any(not f > 0 for f in scaling):
-        raise ValueError(f"scaling fractions must be positive, got {list(scaling)}")
-    if not tau_max > 1:
-        raise ValueError(f"tau_max must exceed 1, got {tau_max}")
-    if not max_extrapolation >= 1:
-        raise ValueError(f"max_extrapolation must be at least 1, got {max_extrapolation}")

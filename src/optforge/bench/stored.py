@@ -3,7 +3,7 @@
 ``optforge bench ... --out RUN_DIR`` is :func:`create_run` then
 :func:`~optforge.bench.run.run_bench` with the store; ``optforge bench --resume
 RUN_DIR`` is :func:`resume_bench`. The stored config is the benchmark's
-settings (:data:`~optforge.bench.run.SETTINGS`), the stored candidates the
+settings (:meth:`~optforge.bench.config.BenchConfig.as_dict`), the stored candidates the
 optimizers as resolved at creation (a resumed run reads no program file), and
 every batched training run is recorded by :class:`~optforge.bench.units.Units`
 (see there: it also logs the run's start, resumptions and finish).
@@ -15,15 +15,16 @@ from pathlib import Path
 
 from ..store import RunStore, StoreError
 from ..store.bench import KIND, SCHEMA
+from .config import BenchConfig
 from .results import BenchResult
 from .run import Progress, plan_bench, run_bench
 from .units import stored_candidate
 
 
-def create_run(run_dir: str | Path, **settings) -> RunStore:
-    """A new bench run in ``run_dir`` (new or empty) for :func:`run_bench`'s ``settings``,
-    checked first: bad settings raise ValueError/KeyError and create nothing."""
-    plan = plan_bench(**settings)
+def create_run(run_dir: str | Path, config: BenchConfig) -> RunStore:
+    """A new bench run in ``run_dir`` (new or empty) for ``config``, checked first: bad
+    settings raise ValueError/KeyError and create nothing."""
+    plan = plan_bench(config)
     return RunStore.create(run_dir, KIND, plan.settings, schema=SCHEMA,
                            candidates=[stored_candidate(c) for c in plan.candidates],
                            planned=plan.units, planned_base=plan.base_units)
@@ -43,5 +44,5 @@ def resume_bench(run_dir: str | Path, *, plots: bool = True,
                  progress: Progress | None = None) -> BenchResult:
     """Continue (or re-read, if finished) the bench run in ``run_dir``; outputs go there."""
     with open_run(run_dir) as store:
-        return run_bench(**store.config, store=store, out_dir=store.path, plots=plots,
-                         progress=progress)
+        return run_bench(BenchConfig.from_dict(store.config), store=store, out_dir=store.path,
+                         plots=plots, progress=progress)

@@ -44,12 +44,11 @@ import optuna
 from ..train import OK
 from .backend import RunSpec
 from .candidates import Candidate
+from .config import PRUNERS, SAMPLERS
 from .space import Dim, Space, center, suggest
 from .units import Units
 
 TUNE_SEED = 1_000_003
-SAMPLERS = ("tpe", "qmc", "random")
-PRUNERS = ("sha", "hyperband", "none")
 
 MAX_ROUNDS = 3  # widening rounds per (optimizer, task) at most: the hard limit
 

@@ -33,24 +33,22 @@ def resolve(spec: str, rank: int | None = None) -> tuple[Program, Origin]:
     if rank is not None:
         raise ExportError(f"--rank applies to a search run directory; {spec!r} is not a "
                           "directory")
-    if spec.endswith(".py") or "/" in spec or path.exists():
-        try:
-            program, _ = Program.read(path)
-        except ValueError as err:
-            raise ExportError(str(err)) from None
-        return program, Origin(source=f"program file {path.name}")
     try:
-        e = zoo.entry(spec.lower())
+        found = zoo.resolve(spec)
     except KeyError as err:
-        raise ExportError(f"{spec!r} is neither a program file nor a zoo optimizer "
-                          f"({err.args[0]})") from None
+        raise ExportError(err.args[0]) from None
+    except ValueError as err:
+        raise ExportError(str(err)) from None
+    if found.path is not None:
+        return found.program, Origin(source=f"program file {found.path.name}")
+    e = found.entry
     hessian = {}
     if e.hessian:
         hessian = {"hessian_distribution": e.hessian["distribution"],
                    "hessian_every": e.hessian["every"]}
     origin = Origin(source=f"zoo optimizer {e.name}", title=e.title, citation=e.citation,
                     reference=e.reference, space=dict(e.space), **hessian)
-    return zoo.load(e.name), origin
+    return found.program, origin
 
 
 def class_name_for(program: Program, origin: Origin | None = None) -> str:

@@ -57,24 +57,19 @@ def default_no_decay(name: str, param: torch.Tensor, module: torch.nn.Module | N
 
 
 def resolve_program(name_or_program: Program | str | Path) -> tuple[Program, dict]:
-    """A program and the extra ``ProgramOptimizer`` options it needs, from a Program, a
-    program file (``*.py`` or a path), program text, or a zoo name."""
+    """A program and the extra ``ProgramOptimizer`` options it needs, from a Program, program
+    text, or a program file or zoo name (:func:`optforge.zoo.resolve`)."""
     from .. import zoo
 
     if isinstance(name_or_program, Program):
         return name_or_program, {}
-    if isinstance(name_or_program, Path):
-        return Program.read(name_or_program)[0], {}
-    if not isinstance(name_or_program, str) or not name_or_program.strip():
+    if isinstance(name_or_program, str) and "def " in name_or_program:
+        return Program.parse(name_or_program.strip()), {}
+    if not isinstance(name_or_program, str | Path):
         raise ValueError("name_or_program must be a zoo name, a program file or a Program, "
                          f"got {name_or_program!r}")
-    spec = name_or_program.strip()
-    if "def " in spec:
-        return Program.parse(spec), {}
-    if spec.endswith(".py") or "/" in spec:
-        return Program.read(spec)[0], {}
-    name = spec.lower()
-    return zoo.load(zoo.entry(name).name), {"zoo": name}
+    found = zoo.resolve(name_or_program)
+    return found.program, ({"zoo": found.entry.name} if found.entry is not None else {})
 
 
 def decay_name(program: Program) -> str | None:

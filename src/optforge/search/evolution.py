@@ -58,7 +58,6 @@ import time
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 from ..evaluation import WORST, Evaluation, Evaluator, Job
 from ..lang.errors import ProgramError
@@ -69,12 +68,11 @@ from .mutate import MutationError, Mutator
 
 
 def load_programs(specs: Sequence[str]) -> list[Program]:
-    """Programs from zoo names or program files (``*.py`` paths, parsed, never imported);
-    ValueError naming a missing or malformed file, KeyError an unknown zoo name."""
+    """Programs from zoo names or program files (:func:`optforge.zoo.resolve`); ValueError
+    naming a missing or malformed file, KeyError an unknown zoo name."""
     from .. import zoo
 
-    return [Program.read(spec)[0] if spec.endswith(".py") or Path(spec).is_file()
-            else zoo.load(spec) for spec in specs]
+    return [zoo.resolve(spec).program for spec in specs]
 
 
 SECOND_MOMENT_OPS = frozenset({"sqrt", "rsqrt", "square"})

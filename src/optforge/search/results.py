@@ -19,6 +19,7 @@ import json
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
+from pathlib import Path
 
 from ..evaluation import Evaluation
 from ..lang.canon import eliminate_dead_code
@@ -175,6 +176,27 @@ class SearchResult:
 
     def to_json(self, indent: int | None = 1) -> str:
         return json.dumps(self.as_dict(), indent=indent)
+
+    def save(self, out: str | Path, config=None) -> list[Path]:
+        """``config.toml`` (``config``, a SearchConfig; default: the run's) and
+        ``winner_N.py`` (simplified source, scores in a comment) in the run directory
+        ``out``, beside the ``result.json`` its store wrote at the finish
+        (:meth:`~optforge.store.RunStore.finish`, the one writer of that file)."""
+        from .config import SearchConfig
+
+        out = Path(out)
+        config = config if config is not None else SearchConfig.from_dict(self.config)
+        out.mkdir(parents=True, exist_ok=True)
+        written = [p for p in [out / "result.json"] if p.exists()] + [out / "config.toml"]
+        written[-1].write_text(config.to_toml())
+        for i, w in enumerate(self.winners, 1):
+            path = out / f"winner_{i}.py"
+            scores = ", ".join(f"{k} {v:+.4f}" for k, v in w.stage_fitness.items())
+            held = "" if w.heldout is None else f"; held-out {w.heldout.fitness:+.4f}"
+            path.write_text(f"# optforge search winner {i}: fitness {scores}; simplified "
+                            f"{w.simplified_fitness:+.4f}{held}\n{w.source}")
+            written.append(path)
+        return written
 
     def summary(self, sources: bool = True) -> str:
         c = self.counters

@@ -47,14 +47,15 @@ RNG_TAG = 4  # stream tag of the global generator's seed during a run
 
 
 def resolve_program(program: Program | str) -> Program:
-    """A Program, program text (contains ``def``) or a zoo optimizer's name."""
+    """A Program, program text (contains ``def``), or a zoo name or program file
+    (:func:`optforge.zoo.resolve`)."""
     if isinstance(program, Program):
         return program
     if "def " in program:
         return Program.parse(program)
     from .. import zoo
 
-    return zoo.load(program)
+    return zoo.resolve(program).program
 
 
 def replica_hparams(hparams: Mapping[str, float | Sequence[float]] | None,

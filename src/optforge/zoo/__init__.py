@@ -12,10 +12,12 @@ language cannot express.
 from __future__ import annotations
 
 import fnmatch
+import os
 import tomllib
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
+from pathlib import Path
 
 from ..lang.ir import Program
 
@@ -72,6 +74,48 @@ def source(name: str) -> str:
 def load(name: str) -> Program:
     """The program of zoo optimizer ``name`` (lower case, e.g. ``adamw``)."""
     return Program.parse(source(name))
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """What :func:`resolve` found: a zoo optimizer (``entry``) or a program file (``path``)."""
+
+    program: Program
+    text: str  # the program's source
+    entry: Entry | None = None
+    path: Path | None = None
+
+    @property
+    def label(self) -> str:
+        """The zoo name, or the file's stem (``path/to/my_rule.py`` -> ``my_rule``)."""
+        return self.entry.name if self.entry is not None else self.path.stem
+
+
+def is_file_spec(spec: str) -> bool:
+    """Whether ``spec`` names a program file: it ends in ``.py``, holds a path separator, or
+    is an existing file; anything else is a zoo name."""
+    return (spec.endswith(".py") or "/" in spec or os.sep in spec
+            or (os.altsep is not None and os.altsep in spec) or Path(spec).is_file())
+
+
+def resolve(spec: str | Path) -> Resolved:
+    """The one reading of "a zoo name or a program file" (bench, search, export,
+    ``create_optimizer``): a program file by :func:`is_file_spec`, parsed and never imported
+    (ValueError naming a missing or malformed file), else a zoo name, case and surrounding
+    space ignored (KeyError naming the known optimizers)."""
+    if isinstance(spec, Path):
+        spec = str(spec)
+    if not isinstance(spec, str) or not spec.strip():
+        raise ValueError(f"an optimizer is a zoo name or a program file, got {spec!r}")
+    spec = spec.strip()
+    if is_file_spec(spec):
+        program, text = Program.read(spec)
+        return Resolved(program, text, path=Path(spec))
+    name = spec.lower()
+    if name not in _catalog():
+        raise KeyError(f"{spec!r} is neither a program file nor a zoo optimizer (no zoo "
+                       f"optimizer {name!r}; known: {', '.join(names())})")
+    return Resolved(load(name), source(name), entry=entry(name))
 
 
 def options(name: str, **hyper: float) -> dict:

@@ -10,7 +10,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..clierror import print_error
+from .errors import print_error
 
 
 def report_command(
@@ -25,8 +25,8 @@ def report_command(
 ) -> None:
     """Write an HTML report of a search run: fitness, caches, funnel, lineage with diffs,
     hall of fame and Pareto front with formulas, held-out curves (docs/REPORT.md)."""
+    from ..report import make_report
     from ..store.db import StoreError
-    from . import make_report
 
     console = Console()
     try:

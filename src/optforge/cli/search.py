@@ -8,7 +8,7 @@ plus ``--config FILE`` (TOML; flags override it), ``--out DIR`` (the run
 directory: the run store, ``result.json``, ``config.toml``, the winners; default
 ``runs/search-TIMESTAMP``), ``--resume DIR``, ``--cache-from DIR`` and the
 evaluator options ``--backend``, ``--workers``, ``--queue``, ``--timeout``, ``--retries``,
-``--ray-address`` (docs/RUNS.md), and ``--tensorboard DIR`` (:mod:`optforge.tblog`).
+``--ray-address`` (docs/RUNS.md), and ``--tensorboard DIR`` (:mod:`optforge.cli.tblog`).
 """
 
 from __future__ import annotations
@@ -27,29 +27,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.syntax import Syntax
 
-from ..clierror import exit_code, interrupted, print_error, terminate_as_interrupt
-from .config import SearchConfig
+from ..search.config import SearchConfig
+from ..search.engine import Search
+from ..search.plan import costs, describe
 from .display import LiveDisplay
-from .engine import Search
-from .plan import costs, describe
-from .results import SearchResult
-
-
-def write_results(result: SearchResult, config: SearchConfig, out: Path) -> list[Path]:
-    """``config.toml`` and ``winner_N.py`` (simplified source) in the run directory ``out``,
-    beside the ``result.json`` its store wrote at the finish (``RunStore.finish``)."""
-    out.mkdir(parents=True, exist_ok=True)
-    written = [out / "result.json", out / "config.toml"]
-    written[1].write_text(config.to_toml())
-    for i, w in enumerate(result.winners, 1):
-        path = out / f"winner_{i}.py"
-        scores = ", ".join(f"{k} {v:+.4f}" for k, v in w.stage_fitness.items())
-        held = "" if w.heldout is None else f"; held-out {w.heldout.fitness:+.4f}"
-        path.write_text(f"# optforge search winner {i}: fitness {scores}; simplified "
-                        f"{w.simplified_fitness:+.4f}{held}\n{w.source}")
-        written.append(path)
-    return written
-
+from .errors import exit_code, interrupted, print_error, terminate_as_interrupt
 
 RUN_OPTIONS = {"--resume", "--cache-from", "--backend", "--workers", "--queue", "--timeout",
                "--retries", "--ray-address", "--tensorboard"}
@@ -67,24 +49,17 @@ def default_run_dir(root: Path = Path("runs"), kind: str = "search") -> Path:
 
 def _open_run(config: Path | None, out: Path | None, resume: Path | None,
               given: dict[str, Any], in_flight: int | None = None):
-    from ..store import RunStore
+    from ..search.stored import create_run, open_run
 
     if resume is not None:
         if given or config is not None or out is not None:
             raise ValueError("--resume takes the configuration from the run directory; "
                              "give no --config, --out or search options with it")
-        store = RunStore.open(resume)
-        kind = store.kind
-        if kind != "search":
-            store.close()
-            raise ValueError(f"{resume} is a {kind} run, not a search run")
-        return SearchConfig.from_dict(store.config), store
+        return open_run(resume)
     cfg = SearchConfig.from_toml(config) if config is not None else SearchConfig()
     cfg = cfg.override(**given)
-    cfg.check_tasks()  # tasks and device
-    cfg.check_programs()  # before the run directory exists: a bad file creates nothing
-    meta = {} if in_flight is None else {"in_flight": in_flight}
-    return cfg, RunStore.create(out or default_run_dir(), "search", cfg.as_dict(), **meta)
+    # tasks, device and programs checked before the run directory exists: a bad one creates nothing
+    return cfg, create_run(out or default_run_dir(), cfg, in_flight)
 
 
 def planned_in_flight(backend: str, workers: int | None, queue: int | None) -> int | None:
@@ -112,7 +87,7 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
         if backend not in ("inline", "process", "ray"):
             raise ValueError(f"unknown backend {backend!r}; use inline, process or ray")
         if tensorboard is not None:
-            from ..tblog import require
+            from .tblog import require
 
             require()
         caches = [RunStore.open(p, readonly=True) for p in cache_from or []]
@@ -125,7 +100,7 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
     again = f"continue with: optforge search --resume {store.path}"
     log = None
     if tensorboard is not None:
-        from ..tblog import SearchLog
+        from .tblog import SearchLog
 
         log = SearchLog(tensorboard)
     plan = costs(cfg)
@@ -172,7 +147,7 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
         console.print(Syntax(w.source, "python", theme="ansi_dark"))
         console.print(w.formula, markup=False)
         console.print(f"LaTeX: {w.latex}", markup=False)
-    paths = write_results(result, cfg, out)
+    paths = result.save(out, cfg)
     console.print(f"wrote {escape(', '.join(str(p) for p in paths))}", highlight=False)
     console.print_json(json.dumps(result.counters))
 

@@ -2,8 +2,10 @@
 
 Registered in ``optforge.cli`` as ``app.command("bench")(bench_command)``. The
 benchmark's modules (optuna, scipy, the trainer) load when the command runs.
-``--out`` is a run directory (run store and outputs, :mod:`optforge.bench.stored`);
-``--resume RUN_DIR`` continues one with its stored settings.
+Its settings make a :class:`~optforge.bench.config.BenchConfig`: ``--config FILE`` (TOML,
+the same names) with the flags given on the command line over it. ``--out`` is a run
+directory (run store and outputs, :mod:`optforge.bench.stored`); ``--resume RUN_DIR``
+continues one with its stored settings.
 """
 
 from __future__ import annotations
@@ -23,22 +25,18 @@ from rich.progress import (
     TimeRemainingColumn,
 )
 
-from ..clierror import exit_code, interrupted, print_error, terminate_as_interrupt
-from ..cliout import ProgressLines, print_wide
+from ..bench.config import PRUNERS, SAMPLERS, BenchConfig
+from .errors import exit_code, interrupted, print_error, terminate_as_interrupt
+from .output import ProgressLines, print_wide
 
-SAMPLERS = ("tpe", "qmc", "random")  # as in .tune, spelled out to keep this import light
-PRUNERS = ("sha", "hyperband", "none")
-MAX_ROUNDS = 3  # .tune.MAX_ROUNDS (widening rounds at most)
+MAX_ROUNDS = 3  # bench.tune.MAX_ROUNDS (widening rounds at most), spelled out: no optuna here
+NOT_SETTINGS = ("config", "out", "resume", "plots", "tensorboard")
 
 
 def _from_command_line(ctx: typer.Context, name: str) -> bool:
     # compared by name: typer may bring its own copy of click's ParameterSource enum
     source = ctx.get_parameter_source(name)
     return source is not None and source.name == "COMMANDLINE"
-
-
-def _split(text: str) -> list[str]:
-    return [s.strip() for s in text.split(",") if s.strip()]
 
 
 def bench_command(
@@ -70,6 +68,9 @@ def bench_command(
         "results.txt, plots [default: runs/bench-TIMESTAMP].")] = None,
     resume: Annotated[Path | None, typer.Option(
         "--resume", help="Continue the bench run in this directory where it stopped.")] = None,
+    config: Annotated[Path | None, typer.Option(
+        "--config", "-c", help="TOML file of bench settings, the names above with '_' for "
+        "'-' (flags given override it).")] = None,
     plots: Annotated[bool, typer.Option(help="Write PNG plots.")] = True,
     tensorboard: Annotated[Path | None, typer.Option(
         "--tensorboard", help="Also log to this TensorBoard directory, live: tuning trials, "
@@ -78,15 +79,15 @@ def bench_command(
     """Compare optimizers fairly: equal tuning budgets, several seeds, tests and speedups."""
     import sqlite3
 
+    from ..bench.run import run_bench
+    from ..bench.stored import create_run, open_run
     from ..store import ReplayError, StoreError
-    from .report import results_table, scores_table
-    from .run import run_bench
-    from .stored import create_run, open_run
+    from .tables import results_table, scores_table
 
     console = Console()
     try:
         if tensorboard is not None:
-            from ..tblog import require
+            from .tblog import require
 
             require()  # before the run directory is made
         if resume is not None:
@@ -98,23 +99,22 @@ def bench_command(
                                  f"other bench options with it (got {', '.join(given)})")
             store = open_run(resume)
         else:
-            if not optimizers or not tasks:
-                raise ValueError("give --optimizers and --tasks (or --resume RUN_DIR)")
-            from ..search.command import default_run_dir
+            from .search import default_run_dir
 
-            store = create_run(out or default_run_dir(kind="bench"),
-                               optimizers=_split(optimizers),
-                               tasks=_split(tasks), trials=trials, seeds=seeds, tier=tier,
-                               steps=steps, evals=evals, sampler=sampler, pruner=pruner,
-                               batch=batch, schedule=schedule, device=device,
-                               baseline=baseline, seed=seed)
-    except (KeyError, ValueError, StoreError, ImportError) as err:
+            cfg = BenchConfig.from_toml(config) if config is not None else BenchConfig()
+            cfg = cfg.override(**{name: value for name, value in ctx.params.items()
+                                  if name not in NOT_SETTINGS
+                                  and _from_command_line(ctx, name)})
+            if not cfg.optimizers or not cfg.tasks:
+                raise ValueError("give --optimizers and --tasks (or --resume RUN_DIR)")
+            store = create_run(out or default_run_dir(kind="bench"), cfg)
+    except (KeyError, ValueError, StoreError, ImportError, OSError) as err:
         print_error(console, err)
         raise typer.Exit(2) from None
     console.print(f"run directory: {escape(str(store.path))}", highlight=False)
     log = None
     if tensorboard is not None:
-        from ..tblog import BenchLog
+        from .tblog import BenchLog
 
         log = BenchLog(tensorboard)
     planned, base = store.meta("planned"), store.meta("planned_base")
@@ -147,8 +147,8 @@ def bench_command(
             bar.start()
         try:
             with terminate_as_interrupt():
-                result = run_bench(**store.config, out_dir=store.path, plots=plots,
-                                   progress=progress, store=store,
+                result = run_bench(BenchConfig.from_dict(store.config), out_dir=store.path,
+                                   plots=plots, progress=progress, store=store,
                                    on_entry=log.entry if log is not None else None)
         finally:
             if bar is not None:

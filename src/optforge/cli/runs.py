@@ -16,9 +16,9 @@ from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
-from ..clierror import print_error
-from .db import StoreError
-from .summary import RunSummary, list_runs, summarize
+from ..store.db import StoreError
+from ..store.summary import RunSummary, list_runs, summarize
+from .errors import print_error
 
 runs_app = typer.Typer(no_args_is_help=True, help="Run directories: list and inspect.")
 console = Console()

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from ..clierror import print_error
+from .errors import print_error
 
 
 def parse_settings(items: list[str]) -> dict[str, float]:
@@ -58,7 +58,7 @@ def export_command(
 ) -> None:
     """Write a program (a file, a zoo name, or rank N of a search run) as a standalone
     torch.optim.Optimizer file that depends only on torch."""
-    from . import ExportError, export
+    from ..export import ExportError, export
 
     console = Console()
     try:

@@ -1,4 +1,7 @@
-"""The ``optforge`` command: a thin Typer shell over the Python API."""
+"""``optforge zoo list [PATTERN]`` and ``optforge zoo show NAME``.
+
+Register with ``app.add_typer(zoo_app, name="zoo")``.
+"""
 
 from __future__ import annotations
 
@@ -9,24 +12,10 @@ from rich.console import Console
 from rich.syntax import Syntax
 from rich.table import Table
 
-from . import zoo as zoo_api
-from .bench.cli import bench_command
-from .clierror import print_error
-from .export.cli import export_command
-from .report.cli import report_command
-from .search.command import search_command
-from .store.cli import runs_app
+from .. import zoo as zoo_api
 
-app = typer.Typer(no_args_is_help=True, add_completion=False,
-                  help="Discover, verify, benchmark and ship optimizers.")
 zoo_app = typer.Typer(no_args_is_help=True, help="The literature's optimizers as programs.")
-app.add_typer(zoo_app, name="zoo")
-app.command("bench")(bench_command)
 console = Console()
-app.command("search")(search_command)
-app.command("export")(export_command)
-app.command("report")(report_command)
-app.add_typer(runs_app, name="runs")
 
 
 @zoo_app.command("list")
@@ -44,7 +33,7 @@ def zoo_list(pattern: Annotated[str | None, typer.Argument(
 @zoo_app.command("show")
 def zoo_show(name: str) -> None:
     """Show one zoo optimizer: program, formula, citation, reference implementation."""
-    from .lang.symbolic import formula
+    from ..lang.symbolic import formula
 
     try:
         e, p = zoo_api.entry(name), zoo_api.load(name)
@@ -62,30 +51,3 @@ def zoo_show(name: str) -> None:
         console.print(f"[bold]tuning space[/bold] {space}")
     if e.notes:
         console.print(f"[bold]notes[/bold] {e.notes}")
-
-
-@app.command("demo")
-def demo(
-    out: str = typer.Option("demo-out", help="output directory (a previous demo's is replaced)"),
-    quick: bool = typer.Option(False, help="a much smaller run (seconds): a smoke test"),
-) -> None:
-    """The main job: a short search from AdamW and Lion into a run directory, the best
-    program compared with them on held-out tasks, exported from the run, and the HTML
-    report."""
-    import torch
-
-    from .demo import QUICK, DemoPlan, run_demo
-    from .export import ExportError
-    from .store.db import StoreError
-
-    torch.set_num_threads(1)  # tiny models: one thread is several times faster here
-    wide = console if console.is_terminal else Console(width=120)
-    try:
-        run_demo(out, QUICK if quick else DemoPlan(), wide)
-    except (ValueError, StoreError, ExportError) as err:
-        print_error(console, err)
-        raise typer.Exit(2) from None
-
-
-if __name__ == "__main__":  # pragma: no cover
-    app()

@@ -16,8 +16,8 @@ from rich.live import Live
 from rich.progress_bar import ProgressBar
 from rich.table import Table
 
-from ..cliout import ProgressLines, duration
-from .evolution import Progress
+from ..search.evolution import Progress
+from .output import ProgressLines, duration
 
 
 def render(p: Progress) -> Table:

@@ -49,7 +49,7 @@ class DemoPlan:
     seed: int = 0
 
     def search_config(self):
-        from .search.config import SearchConfig
+        from ..search.config import SearchConfig
 
         return SearchConfig(
             seed=self.seed, init=list(self.init), evaluations=self.evaluations,
@@ -57,6 +57,14 @@ class DemoPlan:
             tournament=min(self.tournament, self.evaluations), tiers=list(self.search_tiers),
             heldout=f"tiny:{','.join(self.heldout_tasks)}@{self.heldout_steps}",
             simplify_top=1, simplify_evaluations=self.simplify_evaluations)
+
+    def bench_config(self, program_file: Path):
+        """The comparison: the discovered program against AdamW and Lion, held-out tasks."""
+        from ..bench import BenchConfig
+
+        return BenchConfig(["adamw", "lion", str(program_file)], self.heldout_tasks,
+                           trials=self.trials, seeds=self.seeds, steps=self.heldout_steps,
+                           seed=self.seed)
 
 
 QUICK = DemoPlan(evaluations=8, population=6, tournament=3,
@@ -85,15 +93,13 @@ def prepare(out: Path) -> None:
 def run_demo(out: str | Path = "demo-out", plan: DemoPlan = DemoPlan(),
              console: Console | None = None) -> dict:
     """Run the four stages into ``out``; returns a summary dictionary."""
-    from .bench.report import results_table, scores_table
-    from .bench.run import run_bench
-    from .export import export
-    from .export.run import resolve_run
-    from .report import make_report
-    from .runtime import make_backend
-    from .search import Search
-    from .search.command import write_results
-    from .store import RunStore
+    from ..bench import run_bench
+    from ..export import export
+    from ..export.run import resolve_run
+    from ..report import make_report
+    from ..runtime import make_backend
+    from ..search.stored import run_search
+    from .tables import results_table, scores_table
 
     console = console or Console()
     out = Path(out)
@@ -104,12 +110,10 @@ def run_demo(out: str | Path = "demo-out", plan: DemoPlan = DemoPlan(),
     console.rule("[bold]1. search (optforge search)")
     config = plan.search_config()
     run_dir = out / "run"
-    with RunStore.create(run_dir, "search", config.as_dict()) as store:
-        console.print(f"run directory: {escape(str(run_dir))}; {plan.evaluations} evaluations from "
-                      f"{', '.join(plan.init)} on {', '.join(plan.search_tiers)}", highlight=False)
-        result = Search(config, store=store, make_evaluator=lambda fitness: make_backend(
-            plan.backend, fitness, plan.workers)).run()
-    write_results(result, config, run_dir)
+    console.print(f"run directory: {escape(str(run_dir))}; {plan.evaluations} evaluations from "
+                  f"{', '.join(plan.init)} on {', '.join(plan.search_tiers)}", highlight=False)
+    result = run_search(run_dir, config, make_evaluator=lambda fitness: make_backend(
+        plan.backend, fitness, plan.workers))
     console.print(result.summary(sources=False), highlight=False)
     times["search"] = time.perf_counter() - t0
 
@@ -121,9 +125,7 @@ def run_demo(out: str | Path = "demo-out", plan: DemoPlan = DemoPlan(),
 
     console.rule("[bold]2. compare on held-out tasks (optforge bench)")
     t = time.perf_counter()
-    bench = run_bench(["adamw", "lion", str(program_file)], list(plan.heldout_tasks),
-                      trials=plan.trials, seeds=plan.seeds, steps=plan.heldout_steps,
-                      seed=plan.seed, out_dir=out / "bench")
+    bench = run_bench(plan.bench_config(program_file), out_dir=out / "bench")
     console.print(results_table(bench))
     console.print(scores_table(bench))
     times["bench"] = time.perf_counter() - t
@@ -182,7 +184,7 @@ def compare(bench, name: str) -> list[dict]:
 
 
 def print_summary(console: Console, s: dict, program, plan: DemoPlan) -> None:
-    from .lang.symbolic import formula
+    from ..lang.symbolic import formula
 
     console.rule("[bold]summary")
     fit = s["search_fitness"]

@@ -1,0 +1,5 @@
+"""``python -m optforge.cli``: the ``optforge`` command."""
+
+from .app import app
+
+app()

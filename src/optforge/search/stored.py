@@ -1,0 +1,66 @@
+"""Search runs in the run store: create, resume, run (the entry points bench has).
+
+``optforge search ... --out RUN_DIR`` is :func:`create_run`, then
+``Search(config, store=store).run()`` and :meth:`SearchResult.save`;
+``optforge search --resume RUN_DIR`` is :func:`open_run` and the same. In Python::
+
+    result = run_search("runs/s1", SearchConfig(evaluations=50))  # create, run, save
+    result = resume_search("runs/s1")  # where it stopped (re-read, if finished)
+
+The stored config is :meth:`SearchConfig.as_dict`; the run store replays what it
+holds, so a resumed run continues exactly where it stopped (docs/RUNS.md).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from ..store import RunStore
+from .config import SearchConfig
+from .results import SearchResult
+
+KIND = "search"
+
+
+def create_run(run_dir: str | Path, config: SearchConfig,
+               in_flight: int | None = None) -> RunStore:
+    """A new search run in ``run_dir`` (new or empty) for ``config``, checked first (tasks,
+    device, programs: ValueError/KeyError, nothing created). ``in_flight``: the jobs the
+    backend keeps in flight, where known, stored so a resume keeps them."""
+    config.check_tasks()
+    config.check_programs()
+    meta = {} if in_flight is None else {"in_flight": in_flight}
+    return RunStore.create(run_dir, KIND, config.as_dict(), **meta)
+
+
+def open_run(run_dir: str | Path) -> tuple[SearchConfig, RunStore]:
+    """An existing search run and its config (ValueError, nothing written, if it is another
+    kind of run; StoreError if it is none)."""
+    store = RunStore.open(run_dir)
+    kind = store.kind
+    if kind != KIND:
+        store.close()
+        raise ValueError(f"{run_dir} is a {kind} run, not a search run")
+    return SearchConfig.from_dict(store.config), store
+
+
+def _run(config: SearchConfig, store: RunStore, **search: Any) -> SearchResult:
+    from .engine import Search
+
+    with store:
+        result = Search(config, store=store, **search).run()
+    result.save(store.path, config)
+    return result
+
+
+def run_search(run_dir: str | Path, config: SearchConfig, **search: Any) -> SearchResult:
+    """Create a search run in ``run_dir``, run it and save its files there; ``search``:
+    :class:`~optforge.search.Search`'s options (``make_evaluator``, ``on_progress``,
+    ``caches``)."""
+    return _run(config, create_run(run_dir, config), **search)
+
+
+def resume_search(run_dir: str | Path, **search: Any) -> SearchResult:
+    """Continue (or re-read, if finished) the search run in ``run_dir``; files go there."""
+    return _run(*open_run(run_dir), **search)

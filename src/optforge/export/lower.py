@@ -1045,11 +1045,12 @@ class _Lowering:
         update = wrap_line(f"def {self.function}({', '.join(lists + floats)}, "
                            f"{self.kernel_arg}={self.kernels}):")
         update += _doc(f"One {p.name} step: the uniform scalars as Python floats, then "
-                       f"``{self.kernel_arg}`` ({self.kernels}, or its compiled form) on the "
+                       f"``{self.kernel_arg}`` ({self.kernels}) on the "
                        "tensors.")
         update += self.out.scalar
         update += wrap_line(f"{INDENT}return {self.kernel_arg}({', '.join(lists + used)})")
-        source = "\n\n\n".join("\n".join(f) for f in (kernels, tkernels, update)) + "\n"
+        del tkernels  # (torch.compile's form: no longer in the file, see docs/COMPILE.md)
+        source = "\n\n\n".join("\n".join(f) for f in (kernels, update)) + "\n"
         return Lowered(source, self.function, self.kernels, self.tkernels, inputs,
                        list(p.slots),
                        [k for k, _ in p.hyper], [s for s, _ in replaced],

@@ -121,10 +121,12 @@ class KernelStep:
     """A program's compiled step over lists of tensors, one replica each.
 
     ``source(ctype)`` is the C source for entries of ``"float"`` or ``"double"``.
-    :meth:`run` steps ``arrays`` = [w, g, (h), slots...] (lists of equal length);
-    it returns False, doing nothing, where the tensors are not all dense, contiguous,
-    on the CPU and of one float32/float64 dtype (the caller then steps eagerly).
-    State pointers are kept between steps while the same state tensors come back.
+    :meth:`run` steps the kernel's arrays (``w``, ``g``, ``h``, the slots: lists of
+    one tensor per parameter) given as ``fresh`` (the parameters and gradients, whose
+    pointers are read every step) and ``state`` (the rest, kept between steps while
+    the same state tensors come back). It returns False, doing nothing, where the
+    tensors are not all dense, contiguous, on the CPU and of one float32/float64 dtype
+    (the caller then steps eagerly).
     """
 
     def __init__(self, source):
@@ -139,33 +141,34 @@ class KernelStep:
             fn = self._fns[dtype] = build_kernel(self.source(KERNEL_CTYPES[dtype]))
         return fn
 
-    def run(self, arrays, inputs):
-        w, g = arrays[0], arrays[1]
-        dtype = w[0].dtype
+    def run(self, fresh, state, inputs):
+        """One step; False where the tensors must be stepped eagerly (see the class)."""
+        dtype = fresh[0][0].dtype
         if dtype not in KERNEL_CTYPES:
             return False
         try:  # sparse tensors have no data pointer
-            ws = [t.data_ptr() for t in w if t.is_cpu and t.dtype is dtype and t.is_contiguous()]
-            gs = [t.data_ptr() for t in g if t.is_cpu and t.dtype is dtype and t.is_contiguous()]
+            now = [t.data_ptr() for a in fresh for t in a
+                   if t.is_cpu and t.dtype is dtype and t.is_contiguous()]
         except RuntimeError:
             return False
-        n = len(w)
-        if len(ws) != n or len(gs) != n:
+        n = len(fresh[0])
+        if len(now) != n * len(fresh):
             return False
-        state = [t for a in arrays[2:] for t in a]
-        key = (dtype, n, *map(id, state))
+        kept = [t for a in state for t in a]
+        key = (dtype, *(t.numel() for t in fresh[0]), *map(id, kept))
         layout = self._layouts.get(key)
         if layout is None:
-            if not all(t.is_cpu and t.dtype is dtype and t.is_contiguous() for t in state):
+            if not all(t.is_cpu and t.dtype is dtype and t.is_contiguous() and  # (1 x 1: 1)
+                       t.numel() in (p.numel(), 1)
+                       for a in state for t, p in zip(a, fresh[0], strict=True)):
                 return False
-            if len(self._layouts) >= 64:  # old layouts (replaced state) are not kept
+            if len(self._layouts) >= 64:  # layouts of replaced state are not kept forever
                 self._layouts.clear()
-            ptrs = (ctypes.c_void_p * (len(arrays) * n))()
-            ptrs[2 * n:] = [t.data_ptr() for t in state]
-            numel = (ctypes.c_int64 * n)(*(t.numel() for t in w))
-            layout = self._layouts[key] = (self.kernel(dtype), ptrs, numel, state)
-        fn, ptrs, numel, _ = layout  # (the state tensors are held: their ids stay theirs)
-        ptrs[0:n] = ws
-        ptrs[n:2 * n] = gs
+            ptrs = (ctypes.c_void_p * ((len(fresh) + len(state)) * n))()
+            ptrs[len(fresh) * n:] = [t.data_ptr() for t in kept]
+            numel = (ctypes.c_int64 * n)(*(t.numel() for t in fresh[0]))
+            layout = self._layouts[key] = (self.kernel(dtype), ptrs, numel, kept)
+        fn, ptrs, numel, _ = layout  # (holding the state tensors keeps their ids theirs)
+        ptrs[:len(now)] = now
         call_kernel(fn, n, 1, numel, ptrs, inputs)
         return True

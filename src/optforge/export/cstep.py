@@ -15,7 +15,7 @@
   which no C is generated and the section is only this function).
 
 The class calls ``_compiled_step`` at construction when ``compile=True`` and tries
-the C step first on each bucket (:func:`class_init_lines`, :func:`class_step_lines`);
+the C step first on each bucket (:func:`class_init_line`, :func:`class_step_lines`);
 ``KernelStep.run`` declines (eager step) anything but dense, contiguous
 float32/float64 tensors on the CPU.
 """
@@ -78,7 +78,7 @@ def fold(c: str, width: int = LINE - 1) -> str:
     return "\n".join(out)
 
 
-def c_section(program: Program, class_name: str) -> CSection:
+def c_section(program: Program) -> CSection:
     """The module-level code of an exported program's compiled step."""
     try:
         code = CCode(Plan(program))

@@ -91,7 +91,7 @@ def render(program: Program, class_name: str, *, lr: float = 1e-3,
     lo = lower(program)
     if class_name in (lo.function, lo.kernels, lo.tkernels):
         raise ExportError(f"class name {class_name!r} is the update function's name")
-    cs = c_section(lo.program, class_name)
+    cs = c_section(program)
     every = origin.hessian_every
     if lo.reads_hessian and isinstance(every, str) and every not in program.hyperparameters:
         raise ExportError(f"hessian_every names {every!r}, which is not a hyperparameter")

@@ -19,6 +19,8 @@ The kernel's C signature (see :mod:`optforge.lang.ccode`)::
 ``ptrs[j * n + i]``: array ``j`` (``w``, ``g``, ``h``, the slots) of tensor ``i``;
 ``inputs[k * m + j]``: input ``j`` (``lr``, ``step``, hyperparameters) of replica
 ``k``. It returns 0, or -1 when its scratch memory could not be allocated.
+``ProgramOptimizer`` lays out its own buckets (replicas included); :class:`KernelStep`
+is the exported class's bucket step.
 """
 
 import ctypes

@@ -14,6 +14,7 @@ import importlib.util
 import io
 import itertools
 import json
+import pickle
 import subprocess
 import sys
 import warnings
@@ -59,6 +60,7 @@ def exported(folder: Path, name: str, text: str | None = None):
     path.write_text(text)
     spec = importlib.util.spec_from_file_location(path.stem, path)
     module = importlib.util.module_from_spec(spec)
+    sys.modules[path.stem] = module  # (so that pickle finds the class)
     spec.loader.exec_module(module)
     if zoo_file:
         _classes[name] = module
@@ -163,9 +165,9 @@ def continue_both(pairs, loss, start: int, steps: int):
             opt.step()
 
 
-def test_state_dict_round_trip_and_deepcopy(folder):
-    """A compiled optimizer's state dict loaded into a new compiled optimizer, and a deep
-    copy, both continue exactly like the original."""
+def test_state_dict_round_trip_deepcopy_and_pickle(folder):
+    """A compiled optimizer's state dict loaded into a new compiled optimizer, a deep
+    copy and a pickled copy all continue exactly like the original."""
     cls = exported(folder, "lamb").Exported
     params, loss = problem(torch.float64)
     opt, ws = run(lambda ps: cls(ps, lr=0.01, compile=True), params, loss, steps=3)
@@ -176,12 +178,14 @@ def test_state_dict_round_trip_and_deepcopy(folder):
     saved.seek(0)
     twin.load_state_dict(torch.load(saved))
     copy_ws, copied = copy.deepcopy((ws, opt))
-    assert copied._c_step is not None and twin._c_step is not None
-    continue_both([(ws, opt), (twin_ws, twin), (copy_ws, copied)], loss, 3, 4)
-    for a, b, c in zip(ws, twin_ws, copy_ws, strict=True):
-        assert torch.equal(a, b) and torch.equal(a, c)
-        assert opt.state[a]["step"] == twin.state[b]["step"] == copied.state[c]["step"] == 7
-    assert twin._c_step._layouts and copied._c_step._layouts
+    pickled_ws, pickled = pickle.loads(pickle.dumps((ws, opt)))
+    runs = [(ws, opt), (twin_ws, twin), (copy_ws, copied), (pickled_ws, pickled)]
+    continue_both(runs, loss, 3, 4)
+    for ws_, opt_ in runs[1:]:
+        assert opt_._c_step._layouts  # the C step ran
+        for a, b in zip(ws, ws_, strict=True):
+            assert torch.equal(a, b)
+            assert opt.state[a]["step"] == opt_.state[b]["step"] == 7
 
 
 def test_unsupported_tensors_step_eagerly(folder):

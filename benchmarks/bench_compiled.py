@@ -33,8 +33,7 @@ import torch
 from _params import clone_params, make_params
 
 from optforge import zoo
-from optforge.optim import ProgramOptimizer
-from optforge.optim import compiled as compiled_mod
+from optforge.optim import ProgramOptimizer, ckernel
 
 
 def _ref(pair: str, ps):
@@ -62,7 +61,7 @@ def bench(pair: str, case: str, blocks: int, steps: int | None) -> dict:
     base = make_params(case)
     with tempfile.TemporaryDirectory() as tmp:  # an empty kernel cache: gcc runs
         os.environ["OPTFORGE_KERNEL_CACHE"] = tmp
-        compiled_mod._LOADED.clear()
+        ckernel._KERNELS.clear()
         t0 = time.perf_counter()
         comp = ProgramOptimizer(clone_params(base), zoo.load(pair), compile=True, **HYPER[pair])
         comp.step()

@@ -18,8 +18,7 @@ from test_program_optimizer import FUSION
 
 from optforge import zoo
 from optforge.lang.ir import Program
-from optforge.optim import ProgramOptimizer
-from optforge.optim import compiled as compiled_mod
+from optforge.optim import ProgramOptimizer, ckernel
 
 SHAPES = [(4, 2, 3, 3), (4,), (5, 7), (7, 5), (), (40, 1000)]  # 40000: two chunks
 EAGER = {"adafactor", "lars", "muon"}  # matrix ops or reduced slots: eager by design
@@ -144,8 +143,8 @@ def test_unsupported_buckets_fall_back_to_eager():
     """bfloat16 and non-contiguous parameters run the eager step; sparse gradients
     raise the eager step's error."""
     a = torch.randn(6, 4, dtype=torch.bfloat16, requires_grad=True)
-    base = torch.randn(4, 6)
-    b = base.t().clone().t().requires_grad_()  # Fortran order: not contiguous
+    b = torch.randn(6, 4).t().requires_grad_()  # Fortran order
+    assert not b.is_contiguous()  # (t().clone().t() would be contiguous again)
     c = torch.randn(5, requires_grad=True)
     params = [a, b, c]
     ref = [p.detach().clone().requires_grad_() for p in params]
@@ -169,12 +168,12 @@ def test_unsupported_buckets_fall_back_to_eager():
 def test_kernels_are_cached_on_disk(tmp_path, monkeypatch):
     """The second optimizer of a program loads the library the first one built."""
     monkeypatch.setenv("OPTFORGE_KERNEL_CACHE", str(tmp_path))
-    compiled_mod._LOADED.clear()
+    ckernel._KERNELS.clear()
     ProgramOptimizer([torch.zeros(3, requires_grad=True)], zoo.load("sgd"), compile=True)
     built = list(tmp_path.glob("step_*.so"))
     assert len(built) == 1
     stamp = built[0].stat().st_mtime_ns
-    compiled_mod._LOADED.clear()
+    ckernel._KERNELS.clear()
     ProgramOptimizer([torch.zeros(3, requires_grad=True)], zoo.load("sgd"), compile=True)
     assert list(tmp_path.glob("step_*.so")) == built
     assert built[0].stat().st_mtime_ns == stamp
@@ -183,8 +182,8 @@ def test_kernels_are_cached_on_disk(tmp_path, monkeypatch):
 def test_missing_compiler_warns_and_runs_eagerly(monkeypatch, tmp_path):
     monkeypatch.setenv("OPTFORGE_KERNEL_CACHE", str(tmp_path))
     monkeypatch.setenv("CC", "no-such-compiler-optforge")
-    compiled_mod._compiler.cache_clear()
-    compiled_mod._LOADED.clear()
+    ckernel._kernel_compiler.cache_clear()
+    ckernel._KERNELS.clear()
     try:
         w = torch.ones(3, requires_grad=True)
         with pytest.warns(UserWarning, match="runs eagerly.*no C compiler"):
@@ -193,14 +192,14 @@ def test_missing_compiler_warns_and_runs_eagerly(monkeypatch, tmp_path):
         opt.step()
         torch.testing.assert_close(w.detach(), torch.full((3,), 0.5))
     finally:
-        compiled_mod._compiler.cache_clear()
+        ckernel._kernel_compiler.cache_clear()
 
 
 def test_an_unwritable_kernel_cache_warns_and_runs_eagerly(monkeypatch, tmp_path):
     """A cache path that cannot be a directory (here a file) is no crash: eager, warned."""
     (tmp_path / "file").write_text("")
     monkeypatch.setenv("OPTFORGE_KERNEL_CACHE", str(tmp_path / "file" / "kernels"))
-    compiled_mod._LOADED.clear()
+    ckernel._KERNELS.clear()
     w = torch.ones(3, requires_grad=True)
     with pytest.warns(UserWarning, match="runs eagerly"):
         opt = ProgramOptimizer([w], zoo.load("sgd"), lr=0.5, compile=True)

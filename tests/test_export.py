@@ -523,9 +523,14 @@ def test_hessian_options(folder):
 # ------------------------------------------------------------------ the file
 
 
+RUNTIME = {"ctypes", "hashlib", "os", "platform", "shutil", "subprocess", "tempfile",
+           "functools", "pathlib"}
+
+
 def test_files_pass_ruff_and_import_only_torch(tmp_path):
     """Every zoo export (and the op-table programs) passes ruff with the project's
-    configuration and imports nothing but math, numbers and torch."""
+    configuration and imports nothing but torch and the standard library (math, numbers;
+    the compiled step's runtime: optforge.optim.ckernel's imports, and warnings)."""
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
     if not Path(ruff).exists():
         pytest.skip("ruff is not installed")
@@ -543,7 +548,7 @@ def test_files_pass_ruff_and_import_only_torch(tmp_path):
                 imported |= {a.name for a in node.names}
             elif isinstance(node, ast.ImportFrom):
                 imported.add(node.module)
-        assert imported <= {"math", "numbers", "torch"}, name
+        assert imported <= {"math", "numbers", "torch", "warnings", *RUNTIME}, name
     done = subprocess.run([ruff, "check", "--no-cache", "--config", str(ROOT / "pyproject.toml"),
                            str(tmp_path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:]
@@ -623,27 +628,7 @@ def test_program_file_source(tmp_path, folder):
     torch.testing.assert_close(p.detach(), torch.tensor([0.9, 1.1, 1.0]), rtol=0, atol=1e-15)
 
 
-# ------------------------------------------------------------------ compile
-
-
-def test_compile_flag_is_accepted(folder):
-    cls = zoo_class(folder, "adamw")
-    opt = cls([torch.nn.Parameter(torch.ones(2))], compile=True)  # compiles lazily
-    assert opt._kernels is not None
-
-
-@pytest.mark.slow
-@pytest.mark.parametrize("name", ["adamw", "adafactor"])
-def test_compiled_step_matches(folder, name):
-    """compile=True (inductor on CPU, ~10 s per program): the same trajectory, and new
-    values of lr and step reuse the compiled code."""
-    cls = zoo_class(folder, name)
-    torch._dynamo.reset()
-    torch._dynamo.utils.counters.clear()
-    make = [lambda ps: cls(ps, lr=0.01, compile=True), lambda ps: cls(ps, lr=0.01)]
-    ours, eager = (verify.trajectory(m, 12) for m in make)
-    assert verify.deviation(ours, eager) <= TOLERANCE
-    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 1
+# compile=True: tests/test_export_compiled.py
 
 
 # ------------------------------------------------------------------ the command

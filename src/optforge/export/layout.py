@@ -43,13 +43,11 @@ class Namer:
 
 @dataclass
 class Emitter:
-    """Python-float code (``scalar``) and tensor code in two flavours: ``kernel`` takes the
-    floats as Python floats, ``tkernel`` as 0-d tensors (for torch.compile, which would
-    specialise on every new float value). The program statement being lowered is written
-    as a comment before its first line in each stream."""
+    """Python-float code (``scalar``) and tensor code (``kernel``, floats as Python floats).
+    The program statement being lowered is written as a comment before its first line in
+    each stream."""
 
     kernel: list[str] = field(default_factory=list)
-    tkernel: list[str] = field(default_factory=list)
     scalar: list[str] = field(default_factory=list)
     note: str | None = None
     noted: list[list[str]] = field(default_factory=list)
@@ -59,15 +57,13 @@ class Emitter:
 
     def end(self) -> None:
         if self.note is not None and not self.noted:
-            for stream in (self.kernel, self.tkernel):
-                self._comment(stream, self.note)
-                self._comment(stream, "(computed where it is used)")
+            self._comment(self.kernel, self.note)
+            self._comment(self.kernel, "(computed where it is used)")
         self.note = None
 
-    def line(self, text: str, tensor: str | None = None) -> None:
-        """A line of tensor code; ``tensor`` is its form with 0-d tensor scalars, if other."""
+    def line(self, text: str) -> None:
+        """A line of tensor code."""
         self._emit(self.kernel, text)
-        self._emit(self.tkernel, text if tensor is None else tensor)
 
     def scalar_line(self, text: str) -> None:
         self._emit(self.scalar, text)

@@ -94,7 +94,6 @@ class Lowered:
     source: str  # the source text of the three functions
     function: str  # the update function: Python floats, then the kernel function
     kernels: str  # the kernel function (tensor code only), floats as Python floats
-    tkernels: str  # the same with floats as 0-d tensors: what torch.compile compiles
     inputs: list[str]  # reserved inputs in argument order (w, g, h, lr, step that it reads)
     slots: list[str]  # state slots (their lists follow the inputs w, g, h)
     hyper: list[str]  # hyperparameters, after lr and step
@@ -140,7 +139,6 @@ class _Printer:
         self.loop = [self.names.fresh(x) for x in ("x", "y", "z")]
         self.function = self.names.fresh(function or f"{p.name}_update")
         self.kernels = self.names.fresh(f"{p.name}_kernels")
-        self.tkernels = self.names.fresh(f"{p.name}_tensor_kernels")
         self.kernel_arg = self.names.fresh("kernels")  # a slot may be called kernels
         self.expr: dict[int, Py] = {}  # float register -> its Python expression
         self.hoisted: dict[tuple[str, bool], str] = {}
@@ -185,9 +183,7 @@ class _Printer:
             name = self.names.fresh("k")
             like = f"{self.w}[0]"
             code = f"{like}.new_full((1, 1), {py})" if shaped else f"{like}.new_tensor({py})"
-            as_tensor = (f"torch.as_tensor({py}, dtype={like}.dtype, device={like}.device)"
-                         + (".reshape(1, 1)" if shaped else ""))
-            self.out.line(f"{name} = {code}", f"{name} = {as_tensor}")
+            self.out.line(f"{name} = {code}")
             self.hoisted[key] = name
         return self.hoisted[key]
 
@@ -212,11 +208,10 @@ class _Printer:
         if k.call in ("scalar", "const"):
             return self.scalar(k)
         if k.call not in OWN_CALLS:
-            code, tensor = self.foreach(k)
+            code = self.foreach(k)
             if k.dest is None:
-                return self.out.line(code, tensor)
-            name = self.bind(k, "L")
-            return self.out.line(f"{name} = {code}", f"{name} = {tensor}")
+                return self.out.line(code)
+            return self.out.line(f"{self.bind(k, 'L')} = {code}")
         if k.call == "expand":
             (a,) = k.args
             code = f"[{self.tensor(a, False)}] * len({self.w})"
@@ -236,28 +231,13 @@ class _Printer:
             code = self.each(k)
         self.out.line(f"{self.bind(k, 'L')} = {code}")
 
-    def foreach(self, k: Kernel) -> tuple[str, str]:
-        """A multi-tensor kernel call, with floats as Python floats and as 0-d tensors:
-        then a list of the tensor (the kernels' list overloads), and a coefficient of
-        ``add(alpha=)``, ``addcmul`` or ``addcdiv`` as its own ``mul``."""
+    def foreach(self, k: Kernel) -> str:
+        """A multi-tensor kernel call, floats as Python floats (the kernels' scalar overloads)."""
         name = {"add_alpha": "add", "add_alpha_": "add_"}.get(k.call, k.call)
         args = [self.operand(a) for a in k.args]
-        coef = k.args[-1]
-        scaled = (k.call.rstrip("_") in ("add_alpha", "addcmul", "addcdiv")
-                  and isinstance(coef, Scalar) and coef.const is None and not coef.tensor)
         if name != k.call:
             args[-1] = f"alpha={args[-1]}"
-        code = f"torch._foreach_{name}({', '.join(args)})"
-        if scaled:
-            term = args[1] if k.call.startswith("add_alpha") else (
-                f"torch._foreach_{k.call[4:7]}({args[1]}, {args[2]})")
-            mul = f"torch._foreach_mul({term}, {self.float_py(coef).text})"
-            return code, f"torch._foreach_{'add_' if k.call.endswith('_') else 'add'}" \
-                f"({args[0]}, {mul})"
-        targs = [f"[{self.float_py(a).text}] * len({self.w})"
-                 if isinstance(a, Scalar) and a.const is None and not a.tensor else x
-                 for a, x in zip(k.args, args, strict=True)]
-        return code, f"torch._foreach_{name}({', '.join(targs)})"
+        return f"torch._foreach_{name}({', '.join(args)})"
 
     def scalar(self, k: Kernel) -> None:
         """A float: inlined where it is read once by another float op, else a name."""
@@ -324,9 +304,7 @@ class _Printer:
             self.out.line(f"{name} = [{self.name[r]}.clone() for _ in {w}]")
             return name
         shape, c = ("(1, 1)" if self.matrix else "()"), self.operand(Scalar(r))
-        self.out.line(f"{name} = [{x}.new_full({shape}, {c}) for {x} in {w}]",
-                      f"{name} = [torch.as_tensor({c}, dtype={x}.dtype, device={x}.device)"
-                      f".reshape({shape}).clone() for {x} in {w}]")
+        self.out.line(f"{name} = [{x}.new_full({shape}, {c}) for {x} in {w}]")
         return name
 
     # ------------------------------------------------------------ the function
@@ -358,7 +336,7 @@ class _Printer:
         lists = [names[n] for n in inputs if n in ("w", "g", "h")] + [names[s] for s in p.slots]
         floats = [names[n] for n in inputs if n in ("lr", "step")]
         floats += [names[k] for k, _ in p.hyper]
-        code = "\n".join(line for line in self.out.kernel + self.out.tkernel
+        code = "\n".join(line for line in self.out.kernel
                          if not line.lstrip().startswith("#"))
         used = [n for n in dict.fromkeys(self.floats)
                 if re.search(rf"(?<![\w.]){n}(?!\w)", code)]
@@ -373,20 +351,14 @@ class _Printer:
         kernels += docstring(f"The tensor work of one {p.name} step, on lists of tensors (one "
                              f"per parameter) and Python floats: updates {what} in place{ret}.")
         kernels += self.out.kernel + back
-        tkernels = wrap_line(f"def {self.tkernels}({', '.join(lists + used)}):")
-        tkernels += docstring(f"{self.kernels} with its floats as 0-d tensors, for "
-                              "torch.compile (which would compile anew for every new float "
-                              "value).")
-        tkernels += self.out.tkernel + back
         update = wrap_line(f"def {self.function}({', '.join(lists + floats)}, "
                            f"{self.kernel_arg}={self.kernels}):")
         update += docstring(f"One {p.name} step: the uniform scalars as Python floats, then "
-                            f"``{self.kernel_arg}`` ({self.kernels}, or its compiled form) on "
-                            "the tensors.")
+                            f"``{self.kernel_arg}`` ({self.kernels}) on the tensors.")
         update += self.out.scalar
         update += wrap_line(f"{INDENT}return {self.kernel_arg}({', '.join(lists + used)})")
-        source = "\n\n\n".join("\n".join(f) for f in (kernels, tkernels, update)) + "\n"
-        return Lowered(source, self.function, self.kernels, self.tkernels, inputs,
+        source = "\n\n\n".join("\n".join(f) for f in (kernels, update)) + "\n"
+        return Lowered(source, self.function, self.kernels, inputs,
                        list(p.slots), [k for k, _ in p.hyper], [s for s, _ in replaced],
                        dict(self.plan.typing.slot_shapes), self.matrix, "h" in p.params, p,
                        self.kernel_arg, self.trace)

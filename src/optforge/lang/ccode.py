@@ -2,8 +2,11 @@ r"""A plan as one C function: the compiled step (``compile=True``).
 
 :class:`CCode` classifies every register of a :class:`~optforge.lang.runtime.Plan`
 
-* ``H`` (host): uniform, computed once per step in Python with each op's
-  ``scalar`` function (floats; one set per replica), exactly as the runtime does;
+* ``H`` (host): uniform (constants, ``lr``, ``step``, hyperparameters and ops on
+  them), computed once per step and replica at the start of the C function, in
+  ``double`` (the IEEE arithmetic and libm of each op's ``scalar`` function, so the
+  runtime's Python floats up to the rounding of ``sigmoid``); the caller passes only
+  the inputs (:attr:`CCode.inputs`);
 * ``S`` (segment scalar): one value per tensor and replica: per-tensor
   reductions, global reductions (the same value for every tensor) and
   element-wise ops on them, and ``1 x 1`` state slots;
@@ -45,6 +48,8 @@ uniform or per-tensor scalars.
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -75,8 +80,9 @@ class CCode:
     """The C source of a plan's step, and what the caller passes to it.
 
     ``arrays``: the pointer arrays of the call, in order (``"w"``, ``"g"``,
-    ``"h"``, or a slot name); ``host``: the host registers whose values are
-    passed (``host_values`` computes them); ``source(dtype)``: the C text.
+    ``"h"``, or a slot name); ``inputs``: the names of the values passed per
+    replica, in order (``"lr"``, ``"step"``, hyperparameters); ``source(dtype)``:
+    the C text.
     """
 
     def __init__(self, plan):
@@ -84,7 +90,7 @@ class CCode:
         self.n_regs = plan.n_regs
         self.kind: dict[int, str] = {}
         self.level: dict[int, int] = {}
-        self.host_ins: list[tuple[int, Callable, tuple[int, ...]]] = []
+        self.host_ins: list[tuple[int, str, tuple[int, ...]]] = []
         self.ins: list[_Ins] = []
         self._classify()
 
@@ -111,6 +117,9 @@ class CCode:
         for name, r in plan.input_regs.items():
             self.kind[r] = "H" if name in ("lr", "step") else "F"
             self.level[r] = 0
+        self.input_regs = [(n, r) for n, r in plan.input_regs.items() if n in ("lr", "step")]
+        self.input_regs += list(plan.hyper_regs.items())
+        self.inputs = [n for n, _ in self.input_regs]
         for name, r in zip(plan.slots, plan.slot_regs, strict=True):
             shape = plan.slot_shapes[name]
             if shape not in (FULL, SCALAR):
@@ -130,7 +139,7 @@ class CCode:
                     if op.scalar is None:
                         raise Unsupported(f"op {op.name!r} has no float form")
                     self.kind[ins.dest], self.level[ins.dest] = "H", 0
-                    self.host_ins.append((ins.dest, op.scalar, args))
+                    self.host_ins.append((ins.dest, op.name, args))
                     continue
                 if plan.shape[ins.dest] not in (FULL, SCALAR):
                     raise Unsupported(f"reduced shape {plan.shape[ins.dest]}")
@@ -168,16 +177,6 @@ class CCode:
         if name not in table:
             raise Unsupported(f"reduction {name!r}")
         return table[name]()
-
-    # ------------------------------------------------------------ host values
-    def host_values(self, env: dict[int, float]) -> list[float]:
-        """The passed host values for one replica, from the plan's uniform input
-        registers (``lr``, ``step``, hyperparameters) as floats."""
-        regs = dict(env)
-        regs.update(self.plan.consts)
-        for dest, fn, args in self.host_ins:
-            regs[dest] = float(fn(*(regs[a] for a in args)))
-        return [regs[r] for r in self.host]
 
     # ------------------------------------------------------------ code
     def source(self, dtype: str) -> str:
@@ -236,10 +235,39 @@ static inline T mod_(T a, T b) {{
     if (r != 0 && ((b < 0) != (r < 0))) r += b;
     return r;
 }}
+static inline double dmax_(double a, double b) {{
+    return (a != a || b != b) ? a + b : (a > b ? a : b);
+}}
+static inline double dmin_(double a, double b) {{
+    return (a != a || b != b) ? a + b : (a < b ? a : b);
+}}
+static inline double dmod_(double a, double b) {{
+    double r = fmod(a, b);
+    if (r != 0 && ((b < 0) != (r < 0))) r += b;
+    return r;
+}}
 """
 
 _FUNCS = ("pow", "fabs", "sqrt", "exp", "log", "log1p", "expm1", "tanh", "sin", "cos",
           "atan", "erf", "fmod")
+_DOUBLE = [(re.compile(rf"\b{f.upper()}\("), f"{f}(") for f in _FUNCS] + [
+    (re.compile(r"\(T\)"), "(double)"), (re.compile(r"\b(max_|min_|mod_)\("), r"d\1(")]
+
+
+def _in_double(expr: str) -> str:
+    """An op's C expression (written for entries of type T) on doubles."""
+    for pattern, repl in _DOUBLE:
+        expr = pattern.sub(repl, expr)
+    return expr
+
+
+def _literal(value: float) -> str:
+    """A double exactly as a C literal."""
+    if math.isnan(value):
+        return "NAN"
+    if math.isinf(value):
+        return "INFINITY" if value > 0 else "(-INFINITY)"
+    return f"({float(value).hex()})"
 
 
 class _Writer:
@@ -329,8 +357,9 @@ class _Writer:
         self.lines = []
         out.append(
             f"#define NH {max(len(c.host), 1)}\n"
+            f"#define NI {max(len(c.inputs), 1)}\n"
             "int optforge_step(int n, int K, const int64_t *numel, void *const *ptrs,\n"
-            "                  const double *host, int nt) {\n"
+            "                  const double *inputs, int nt) {\n"
             "    const int nseg = n * K;\n"
             "    int64_t nch = 0;\n"
             "    for (int i = 0; i < n; i++)\n"
@@ -339,8 +368,9 @@ class _Writer:
             "    int64_t *clo = malloc(sizeof(int64_t) * (nch + 1));\n"
             f"    T *S = malloc(sizeof(T) * ({max(len(self.sregs), 1)} * (size_t)nseg + 1));\n"
             "    int *first = malloc(sizeof(int) * (nseg + 1));\n"
-            "    if (!cseg || !clo || !S || !first) {\n"
-            "        free(cseg); free(clo); free(S); free(first); return -1;\n"
+            "    double *host = malloc(sizeof(double) * ((size_t)K * NH + 1));\n"
+            "    if (!cseg || !clo || !S || !first || !host) {\n"
+            "        free(cseg); free(clo); free(S); free(first); free(host); return -1;\n"
             "    }\n"
             "    {\n"
             "        int64_t c = 0;\n"
@@ -353,16 +383,35 @@ class _Writer:
             "        }\n"
             "        first[nseg] = (int)c;\n"
             "    }\n")
+        self.host_stage()
         self.stage(0)
         for level in range(1, c.levels + 1):
             self.reduce_pass(level)
             self.stage(level)
         self.final_pass()
-        w("free(cseg); free(clo); free(S); free(first);")
+        w("free(cseg); free(clo); free(S); free(first); free(host);")
         w("return 0;")
         out.append("\n".join(self.lines))
         out.append("}\n")
         return "\n".join(out)
+
+    def host_stage(self) -> None:
+        """The host values of every replica, in double, from its inputs."""
+        c = self.c
+        w = self.w
+        w("/* host values, per replica */")
+        w("for (int k = 0; k < K; k++) {")
+        w("const double *x = inputs + (size_t)k * NI;", 2)
+        w("(void)x;", 2)
+        for j, (_, r) in enumerate(c.input_regs):
+            w(f"const double d{r} = x[{j}];", 2)
+        for r, value in c.plan.consts.items():
+            w(f"const double d{r} = {_literal(value)};", 2)
+        for dest, op, args in c.host_ins:
+            w(f"const double d{dest} = {_in_double(_C[op](*(f'd{a}' for a in args)))};", 2)
+        for j, r in enumerate(c.host):
+            w(f"host[k * NH + {j}] = d{r};", 2)
+        w("}")
 
     def seg_loop_open(self) -> None:
         self.w("for (int seg = 0; seg < nseg; seg++) {")
@@ -410,7 +459,8 @@ class _Writer:
         w("{")
         for j in range(len(reds)):
             w(f"double *P{j} = malloc(sizeof(double) * (nch + 1));")
-            w(f"if (!P{j}) {{ free(cseg); free(clo); free(S); free(first); return -1; }}")
+            w(f"if (!P{j}) {{ free(cseg); free(clo); free(S); free(first); free(host); "
+              "return -1; }")
         self.chunk_loop(hs, ss, fs)
         clauses = []
         for j, r in enumerate(reds):

@@ -5,14 +5,11 @@ with the system C compiler into a shared library and called through
 :mod:`ctypes` on the data pointers of a bucket's parameters, gradients and
 state tensors (see ``docs/COMPILE.md``).
 
-Building: ``$CC`` (default ``gcc``) ``-O3 -march=native -fopenmp
--ffp-contract=off -shared -fPIC``, well under a second. Libraries are cached on
-disk by the SHA-256 of source, flags and compiler version, under
-``$OPTFORGE_KERNEL_CACHE`` (default ``$XDG_CACHE_HOME/optforge/kernels``, i.e.
-``~/.cache/optforge/kernels``), so every evaluation of the same program in a
-search (and every later run) loads the library instead of building it; the
-source depends only on the program's structure and the dtype, never on the
-parameters' shapes or count.
+Building, the disk cache and the call are :mod:`optforge.optim.ckernel` (shared
+with exported optimizer files); every evaluation of the same program in a search
+(and every later run) loads the cached library instead of building it: the source
+depends only on the program's structure and the dtype, never on the parameters'
+shapes or count.
 
 Eager fallback (the ordinary step, same results up to rounding): programs the
 C code does not express (matrix ops, reduced slots; a warning at construction),
@@ -24,92 +21,13 @@ step's error).
 from __future__ import annotations
 
 import ctypes
-import hashlib
-import os
-import shutil
-import subprocess
-import tempfile
 import warnings
 import weakref
-from functools import cache
-from pathlib import Path
 
 import torch
 
 from ..lang.ccode import CCode, Unsupported
-
-FLAGS = ("-O3", "-march=native", "-fopenmp", "-ffp-contract=off", "-fno-math-errno",
-         "-shared", "-fPIC", "-std=c11")
-_CTYPE = {torch.float32: "float", torch.float64: "double"}
-
-
-class CompileError(RuntimeError):
-    """The C compiler is missing or failed (its message)."""
-
-
-def cache_dir() -> Path:
-    """Where built kernels are kept: ``$OPTFORGE_KERNEL_CACHE`` or the user's cache."""
-    env = os.environ.get("OPTFORGE_KERNEL_CACHE")
-    if env:
-        return Path(env)
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base) / "optforge" / "kernels"
-
-
-@cache
-def _compiler() -> tuple[str, str]:
-    """The compiler command and its version line; CompileError when there is none."""
-    cc = os.environ.get("CC", "gcc")
-    path = shutil.which(cc)
-    if path is None:
-        raise CompileError(f"no C compiler {cc!r} on PATH")
-    out = subprocess.run([path, "--version"], capture_output=True, text=True, check=False)
-    return path, out.stdout.splitlines()[0] if out.stdout else ""
-
-
-@cache
-def _cpu() -> str:
-    """This CPU's instruction-set flags: part of a kernel's cache key, since ``-march=native``
-    builds for them (a cache shared with another CPU must not load them)."""
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        return next(line for line in text.splitlines()
-                    if line.startswith(("flags", "Features")))
-    except (OSError, StopIteration):
-        import platform
-
-        return f"{platform.machine()} {platform.processor()} {platform.node()}"
-
-
-_LOADED: dict[str, ctypes._CFuncPtr] = {}
-
-
-def build(source: str) -> ctypes._CFuncPtr:
-    """The step function of a C source: loaded from the disk cache, or built there."""
-    cc, version = _compiler()
-    key = hashlib.sha256("\0".join([source, *FLAGS, version, _cpu()]).encode()).hexdigest()[:32]
-    fn = _LOADED.get(key)
-    if fn is not None:
-        return fn
-    where = cache_dir()
-    lib = where / f"step_{key}.so"
-    if not lib.exists():
-        where.mkdir(parents=True, exist_ok=True)
-        with tempfile.TemporaryDirectory(dir=where) as tmp:
-            src = Path(tmp) / "step.c"
-            src.write_text(source)
-            out = Path(tmp) / "step.so"
-            done = subprocess.run([cc, *FLAGS, "-o", str(out), str(src), "-lm"],
-                                  capture_output=True, text=True, check=False)
-            if done.returncode != 0:
-                raise CompileError(f"{cc} failed: {done.stderr.strip()[:2000]}")
-            os.replace(out, lib)  # atomic: concurrent builders of one key agree
-    fn = ctypes.CDLL(str(lib)).optforge_step
-    fn.restype = ctypes.c_int
-    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
-                   ctypes.c_void_p, ctypes.c_int]
-    _LOADED[key] = fn
-    return fn
+from .ckernel import KERNEL_CTYPES, KernelCompileError, build_kernel, call_kernel
 
 
 class _Layout:
@@ -140,14 +58,13 @@ class CompiledStep:
         self._g = slot["g"]
         self._h = slot.get("h") if plan.program.reads_hessian else None  # else never read
         self._fns: dict[torch.dtype, ctypes._CFuncPtr] = {}
-        self._host_regs = [(plan.input_regs.get("lr"), "lr"),
-                           *((r, k) for k, r in plan.hyper_regs.items())]
 
     def kernel(self, dtype: torch.dtype):
-        """The built step for ``dtype`` (builds or loads it; CompileError without a compiler)."""
+        """The built step for ``dtype`` (builds or loads it; KernelCompileError without
+        a compiler)."""
         fn = self._fns.get(dtype)
         if fn is None:
-            fn = self._fns[dtype] = build(self.code.source(_CTYPE[dtype]))
+            fn = self._fns[dtype] = build_kernel(self.code.source(KERNEL_CTYPES[dtype]))
         return fn
 
     def _layout(self, b) -> _Layout | None:
@@ -155,7 +72,7 @@ class CompiledStep:
         if lay is not None:
             return lay
         p0 = b.params[0]
-        if p0.device.type != "cpu" or p0.dtype not in _CTYPE:
+        if p0.device.type != "cpu" or p0.dtype not in KERNEL_CTYPES:
             return None
         n = len(b.params)
         lay = _Layout(self.kernel(p0.dtype), n, self.code.arrays)
@@ -191,31 +108,18 @@ class CompiledStep:
         n = lay.n
         lay.ptrs[0:n] = ws
         lay.ptrs[self._g * n:(self._g + 1) * n] = gs
-        host = (ctypes.c_double * (self.k * max(len(self.code.host), 1)))()
-        host[0:self.k * len(self.code.host)] = self._host(group, step)
-        rc = lay.fn(n, self.k, lay.numel, lay.ptrs, host, torch.get_num_threads())
-        if rc != 0:
-            raise MemoryError("compiled step: out of memory for its scratch arrays")
+        call_kernel(lay.fn, n, self.k, lay.numel, lay.ptrs, self._inputs(group, step))
         return True
 
-    def _host(self, group: dict, step: int) -> list[float]:
-        """Host values, replica after replica."""
-        plan = self.plan
-        env: dict[int, object] = {}
-        if "step" in plan.input_regs:
-            env[plan.input_regs["step"]] = float(step)
-        for r, name in self._host_regs:
-            if r is not None:
-                v = group[name]
-                env[r] = float(v) if isinstance(v, int | float) else \
-                    torch.as_tensor(v, dtype=torch.float64).flatten().tolist()
-        if all(isinstance(v, float) for v in env.values()):  # the same for every replica
-            return self.code.host_values(env) * self.k
-        out: list[float] = []
-        for k in range(self.k):
-            out += self.code.host_values(
-                {r: v if isinstance(v, float) else v[k] for r, v in env.items()})
-        return out
+    def _inputs(self, group: dict, step: int) -> list[float]:
+        """The kernel's inputs (lr, step, hyperparameters), replica after replica."""
+        values = [float(step) if name == "step" else group[name] for name in self.code.inputs]
+        if all(isinstance(v, int | float) for v in values):  # the same for every replica
+            return [float(v) for v in values] * self.k
+        per = [torch.as_tensor(v, dtype=torch.float64).flatten().expand(self.k).tolist()
+               if torch.as_tensor(v).numel() == 1 else
+               torch.as_tensor(v, dtype=torch.float64).flatten().tolist() for v in values]
+        return [per[j][k] for k in range(self.k) for j in range(len(values))]
 
 
 def compiled_step(plan, replicas: int | None, name: str) -> CompiledStep | None:
@@ -223,7 +127,7 @@ def compiled_step(plan, replicas: int | None, name: str) -> CompiledStep | None:
     try:
         step = CompiledStep(plan, replicas)
         step.kernel(torch.float32)  # build now: a failing compiler shows at construction
-    except (Unsupported, CompileError, OSError) as exc:  # OSError: an unwritable cache
+    except (Unsupported, KernelCompileError, OSError) as exc:  # OSError: an unwritable cache
         warnings.warn(f"compile=True: program {name!r} runs eagerly ({exc})", stacklevel=3)
         return None
     return step

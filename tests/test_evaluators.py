@@ -103,7 +103,7 @@ def test_backend_names():
     assert isinstance(make_backend("inline", BASE, 3), InlineBackend)
     pool = make_backend("process", BASE, 2, timeout=1, retries=0)
     assert isinstance(pool, ProcessBackend) and pool.pending() == 0
-    assert (pool.workers, pool.capacity) == (2, 4)  # a queue of one job per worker
+    assert (pool.workers, pool.capacity) == (2, 8)  # a queue of three jobs per worker
     pool.close()
     assert make_backend("process", BASE, 3, queue=1).capacity == 4
     with pytest.raises(ValueError, match="unknown backend"):

@@ -29,7 +29,7 @@ def test_search_on_ray_equals_inline(cluster, tmp_path):
 
     cfg = SearchConfig(**{**CONFIG, "evaluations": 16})
     # 2 workers and a queue of 2: 4 jobs in flight, as the inline backend keeps them
-    for name, make in (("ray", lambda f: make_backend("ray", f, 2)),
+    for name, make in (("ray", lambda f: make_backend("ray", f, 2, queue=2)),
                        ("inline", lambda f: InlineBackend(f, 4))):
         with RunStore.create(tmp_path / name, "search", cfg.as_dict()) as store:
             Search(cfg, fitness=BASE, store=store, make_evaluator=make).run()

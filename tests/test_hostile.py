@@ -228,7 +228,7 @@ def test_a_new_search_stores_its_jobs_in_flight_at_creation(tmp_path):
     from optforge.cli.search import _open_run, planned_in_flight
 
     assert planned_in_flight("process", 3, 1) == 4
-    assert planned_in_flight("process", 3, None) == 6
+    assert planned_in_flight("process", 3, None) == 12  # a queue of three per worker
     assert planned_in_flight("inline", None, None) == 1
     assert planned_in_flight("ray", None, None) is None  # known once the cluster is joined
     _, store = _open_run(None, tmp_path / "s", None, {"evaluations": 4}, in_flight=4)

@@ -220,3 +220,25 @@ def test_tables_keep_every_column_off_a_terminal():
     text = out.getvalue()
     assert all(f"column number {i}" in text and f"value {i}" in text for i in range(12))
     assert console.width == 80  # restored
+
+
+def test_the_compile_setting(tmp_path):
+    """TOML's true/false or 'auto' (the default); a run stored before the setting existed
+    resumes eagerly, as it ran."""
+    from optforge.search.command import _open_run
+    from optforge.store import RunStore
+
+    cfg = tmp_path / "s.toml"
+    for text, want in (("compile = true", "true"), ("compile = false", "false"),
+                       ('compile = "auto"', "auto"), ("", "auto")):
+        cfg.write_text(text + "\n")
+        assert SearchConfig.from_toml(cfg).compile == want
+    cfg.write_text('compile = "sometimes"\n')
+    with pytest.raises(ValueError, match="compile must be"):
+        SearchConfig.from_toml(cfg)
+    old = SearchConfig().as_dict()
+    del old["compile"]
+    RunStore.create(tmp_path / "old", "search", old).close()
+    resumed, store = _open_run(None, None, tmp_path / "old", {})
+    store.close()
+    assert resumed.compile == "false"

@@ -8,6 +8,7 @@ happens; once it returns True the run stops there (pruning saves the rest).
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 
@@ -22,7 +23,8 @@ OnEval = Callable[[int, np.ndarray], bool]
 
 @dataclass(frozen=True)
 class RunSpec:
-    """How every run of one task is trained: tier, step budget, evaluations, schedule, device."""
+    """How every run of one task is trained: tier, step budget, evaluations, schedule, device,
+    and whether the optimizer step is compiled (docs/COMPILE.md)."""
 
     task: str
     tier: str = "tiny"
@@ -30,6 +32,7 @@ class RunSpec:
     evals: int = 10
     schedule: str = "cosine"
     device: str = "cpu"
+    compile: bool = False
 
     def with_steps(self, steps: int) -> RunSpec:
         return replace(self, steps=steps)
@@ -53,7 +56,7 @@ def train_replicas(spec: RunSpec, program: Program, configs: Sequence[dict[str, 
     hparams = {n: [float(c[n]) for c in configs] for n in names}
     kwargs: dict = {"tier": spec.tier, "seeds": list(seeds), "hparams": hparams,
                     "steps": spec.steps, "eval_every": spec.eval_every,
-                    "schedule": spec.schedule, "device": spec.device}
+                    "schedule": spec.schedule, "device": spec.device, "compile": spec.compile}
     stopped = False
     if on_eval is not None:
         def live(step: int, loss: np.ndarray) -> bool:
@@ -62,4 +65,6 @@ def train_replicas(spec: RunSpec, program: Program, configs: Sequence[dict[str, 
                 stopped = bool(on_eval(step, np.asarray(loss, dtype=float)))
             return stopped
         kwargs["on_eval"] = live
-    return train(spec.task, program, **kwargs)
+    with warnings.catch_warnings():  # a program with matrix ops runs eagerly, silently
+        warnings.filterwarnings("ignore", "compile=True: program", UserWarning)
+        return train(spec.task, program, **kwargs)

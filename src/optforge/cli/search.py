@@ -70,8 +70,10 @@ def planned_in_flight(backend: str, workers: int | None, queue: int | None) -> i
         return workers or 1
     if backend == "ray" and workers is None:
         return None
+    from ..runtime.pool import QUEUE_PER_WORKER
+
     w = workers or os.cpu_count() or 1
-    return w + (w if queue is None else queue)
+    return w + (QUEUE_PER_WORKER * w if queue is None else queue)
 
 
 def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from: list[Path],
@@ -175,7 +177,7 @@ def _signature() -> inspect.Signature:
                                      "[default: one per core; inline: 1].")]),
         inspect.Parameter("queue", kw, default=None, annotation=Annotated[
             int | None, typer.Option("--queue", min=0, help="Jobs in flight beyond the workers, "
-                                     "so a freed worker starts the next at once [default: one "
+                                     "so a freed worker starts the next at once [default: 3 "
                                      "per worker]. A new run's search depends on workers + "
                                      "queue (stored; a resume keeps it).")]),
         inspect.Parameter("timeout", kw, default=0.0, annotation=Annotated[

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from ..evaluation import ERROR, LOST, OK, TIMEOUT, Fitness, Outcome
 from .base import InlineBackend
-from .pool import ProcessBackend
+from .pool import QUEUE_PER_WORKER, ProcessBackend
 from .recorder import RecordingEvaluator
 
 BACKENDS = ("inline", "process", "ray")
@@ -19,7 +19,8 @@ def make_backend(name: str, fitness: Fitness, workers: int | None = None, timeou
                  retries: int = 2, ray_address: str | None = None, queue: int | None = None):
     """A backend by name; ``workers`` defaults to one per core (inline: 1).
 
-    ``queue``: jobs in flight beyond the workers (process and Ray; default ``workers``),
+    ``queue``: jobs in flight beyond the workers (process and Ray; default
+    ``QUEUE_PER_WORKER x workers``),
     so ``capacity = workers + queue``; the inline backend's capacity is ``workers``."""
     if name == "inline":
         return InlineBackend(fitness, workers or 1, timeout)
@@ -32,5 +33,5 @@ def make_backend(name: str, fitness: Fitness, workers: int | None = None, timeou
     raise ValueError(f"unknown backend {name!r}; backends: {', '.join(BACKENDS)}")
 
 
-__all__ = ["BACKENDS", "ERROR", "LOST", "OK", "TIMEOUT", "InlineBackend", "Outcome",
-           "ProcessBackend", "RecordingEvaluator", "make_backend"]
+__all__ = ["BACKENDS", "ERROR", "LOST", "OK", "QUEUE_PER_WORKER", "TIMEOUT", "InlineBackend",
+           "Outcome", "ProcessBackend", "RecordingEvaluator", "make_backend"]

@@ -20,9 +20,11 @@ when the driver closes the pipe or dies (EOF on the pipe). The server also
 trains one step of each of the fitness's tasks (:mod:`._warm`), so their data
 sets are built once there, not in every worker.
 
-Jobs in flight: ``capacity = workers + queue``. The queued jobs go to the first
-worker that frees up (at once, inside ``take_outcome``), so that a worker does not
-idle while the search waits, in submission order, for an older result.
+Jobs in flight: ``capacity = workers + queue`` (``queue`` default
+``QUEUE_PER_WORKER x workers``). The queued jobs go to the first worker that frees
+up (at once, inside ``take_outcome``), so that a worker does not idle while the
+search waits, in submission order, for an older result (docs/RUNS.md, "Jobs in
+flight").
 """
 
 from __future__ import annotations
@@ -41,6 +43,10 @@ from .base import run_job, worker_name
 WARM_TASKS = "OPTFORGE_WARM_TASKS"  # environment variable read by ._warm in the fork server
 PRELOAD = ["torch", "optforge.runtime.pool", "optforge.search.fitness", "optforge.optim",
            "optforge.train", "optforge.tasks", "optforge.runtime._warm"]
+QUEUE_PER_WORKER = 3
+"""Default queued jobs per worker: a worker idles only when all of the queue after the
+oldest job is done before it, and hurdle-stopped evaluations can be 10 to 50 times
+shorter than complete ones (docs/RUNS.md, "Jobs in flight")."""
 
 
 def warm_tasks(fitness) -> list[str]:
@@ -106,7 +112,7 @@ class ProcessBackend:
     """Evaluate jobs in ``workers`` processes (default: one per core); see the module docstring.
 
     ``capacity`` (the jobs the search keeps in flight) is ``workers + queue``; ``queue``
-    (default ``workers``) jobs wait in the driver and go to the first worker that
+    (default ``QUEUE_PER_WORKER x workers``) jobs wait in the driver and go to the first worker that
     frees up, so that no worker idles while the search waits for an older result.
     ``busy`` sums, over jobs, the time from dispatch to result (utilisation =
     ``busy / (wall * workers)``).
@@ -116,7 +122,7 @@ class ProcessBackend:
                  retries: int = 2, context: str = "forkserver", threads: int = 1,
                  queue: int | None = None):
         self.workers = workers or os.cpu_count() or 1
-        self.queue = self.workers if queue is None else queue
+        self.queue = QUEUE_PER_WORKER * self.workers if queue is None else queue
         if self.workers < 1 or self.queue < 0 or retries < 0 or timeout < 0:
             raise ValueError("workers must be >= 1, queue, retries and timeout >= 0")
         self.capacity = self.workers + self.queue

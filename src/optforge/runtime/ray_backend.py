@@ -28,6 +28,7 @@ from collections import deque
 
 from ..evaluation import LOST, TIMEOUT, Evaluation, Fitness, Job, Outcome, failed
 from .base import InlineBackend, worker_name
+from .pool import QUEUE_PER_WORKER
 
 _FITNESS: dict[str, Fitness] = {}
 """In each Ray worker process: the fitness by object-store id, kept across tasks."""
@@ -83,8 +84,8 @@ def ray_module():
 
 class RayBackend:
     """``workers`` tasks run at once (one CPU each); ``capacity = workers + queue`` are in
-    flight (``queue`` default ``workers``: Ray's scheduler holds them and starts one the
-    moment a CPU frees up)."""
+    flight (``queue`` default ``QUEUE_PER_WORKER x workers``: Ray's scheduler holds them and
+    starts one the moment a CPU frees up)."""
 
     def __init__(self, fitness: Fitness, workers: int | None = None, timeout: float = 0.0,
                  retries: int = 2, address: str | None = None, queue: int | None = None):
@@ -103,7 +104,7 @@ class RayBackend:
                     "and give this machine the head's token (~/.ray/auth_token, or "
                     "RAY_AUTH_TOKEN); see docs/RUNS.md") from err
         self.workers = workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        self.queue = self.workers if queue is None else queue
+        self.queue = QUEUE_PER_WORKER * self.workers if queue is None else queue
         if self.workers < 1 or self.queue < 0 or retries < 0 or timeout < 0:
             raise ValueError("workers must be >= 1, queue, retries and timeout >= 0")
         self.capacity = self.workers + self.queue

@@ -61,6 +61,9 @@ class SearchConfig:
                                "+ 1000)")
     device: str = _f("cpu", "torch device for training")
     dtype: str = _f("float32", "torch dtype for training (float32 or float64)")
+    compile: str = _f("auto", "compiled optimizer step (docs/COMPILE.md): 'auto' (stages whose "
+                              "training steps per evaluation amortise the C build), 'true' "
+                              "or 'false'")
     # ---- evolution
     population: int = _f(32, "population size P")
     tournament: int = _f(8, "tournament size T (parents are the fittest of T sampled)")
@@ -161,6 +164,10 @@ class SearchConfig:
             raise ValueError(f"restart_from must be 'best' or 'initial', got {self.restart_from!r}")
         if self.aggregate not in ("mean", "min"):
             raise ValueError(f"aggregate must be 'mean' or 'min', got {self.aggregate!r}")
+        from ..train.amortise import MODES
+
+        if self.compile not in MODES:
+            raise ValueError(f"compile must be 'auto', 'true' or 'false', got {self.compile!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be 'float32' or 'float64', got {self.dtype!r}")
         if not self.init:
@@ -302,6 +309,8 @@ def _types() -> dict[str, Any]:
 def _coerce(name: str, value: Any) -> Any:
     """Check a value against the field's type (ints are accepted where floats are)."""
     hint = _types()[name]
+    if name == "compile" and isinstance(value, bool):  # TOML's compile = true / false
+        value = "true" if value else "false"
     ok_scalar = {int: (int,), float: (int, float), str: (str,), bool: (bool,)}
     origin = getattr(hint, "__origin__", None)
     if origin is list:

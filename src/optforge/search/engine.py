@@ -76,7 +76,8 @@ class Search:
         return TrainerFitness(cfg.stages(), cfg.lr_grid, baseline, cfg.baseline_grid,
                               cfg.hurdle_checkpoints if cfg.hurdle_percentile > 0 else (),
                               cfg.aggregate, cfg.divergence, cfg.task_seed, cfg.device,
-                              getattr(torch, cfg.dtype), task_seeds=cfg.task_seeds)
+                              getattr(torch, cfg.dtype), task_seeds=cfg.task_seeds,
+                              compile=cfg.compile)
 
     def accept(self, program: Program) -> str | None:
         """Why the invariance filters reject ``program`` (None: it passes, or no filters)."""

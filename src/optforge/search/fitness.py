@@ -46,6 +46,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -263,13 +264,20 @@ class TrainerFitness:
             the geometric mean over them.
         train_options: further keyword arguments of ``train`` (``schedule``,
             ``warmup``, ``clip``, ...), the same for candidates and baseline.
+        compile: the compiled optimizer step (docs/COMPILE.md) per stage: ``"auto"``
+            where it amortises its build (:mod:`optforge.train.amortise`: the stage's
+            training steps per evaluation), True, or False; for candidates and baseline
+            alike. Programs it cannot express run eagerly, silently.
     """
 
     def __init__(self, stages: Mapping[str, Stage], lr_grid: Sequence[float], baseline: Program,
                  baseline_lr_grid: Sequence[float], checkpoints: Sequence[float] = (),
                  aggregate: str = "mean", divergence: float = 1e3, task_seed: int = 0,
                  device: str = "cpu", dtype: torch.dtype = torch.float32,
-                 train_options: Mapping | None = None, task_seeds: Sequence[int] = ()):
+                 train_options: Mapping | None = None, task_seeds: Sequence[int] = (),
+                 compile: str | bool = False):
+        from ..train import amortise
+
         for name, grid in (("lr_grid", lr_grid), ("baseline_lr_grid", baseline_lr_grid)):
             if not grid or any(not (x > 0 and math.isfinite(x)) for x in grid):
                 raise ValueError(f"{name} must be positive learning rates, got {list(grid)}")
@@ -290,6 +298,14 @@ class TrainerFitness:
             raise ValueError(f"task_seeds must be distinct, got {list(self.task_seeds)}")
         self.device, self.dtype = device, dtype
         self.train_options = dict(train_options or {})
+        self.compile = amortise.mode(compile)
+        if any(self.compiles(st) for st in self.stages.values()):
+            from ..optim.compiled import CompileError, _compiler
+
+            try:
+                _compiler()
+            except CompileError as err:  # said once here, not per candidate
+                warnings.warn(f"compile: {err}; the search trains eagerly", stacklevel=2)
         self.baselines: dict[tuple[str, str, int], Baseline] = {}
 
     # ---- helpers
@@ -303,6 +319,14 @@ class TrainerFitness:
         from .. import tasks
 
         return stage.steps or tasks.get(task).spec(stage.size).steps
+
+    def compiles(self, stage: Stage) -> bool:
+        """Whether ``stage`` trains with the compiled step (see ``compile``)."""
+        from ..train import amortise
+
+        if self.compile != "auto":
+            return self.compile == "true"
+        return amortise.compiles("auto", sum(self._steps(stage, t) for t in stage.tasks))
 
     @staticmethod
     def eval_every(steps: int) -> int:
@@ -323,11 +347,14 @@ class TrainerFitness:
         from ..train import train
 
         seeds = self.task_seeds
-        return train(task, program, stage.size, seeds=[s for _ in lrs for s in seeds],
-                     hparams={"lr": [lr for lr in lrs for _ in seeds]}, steps=steps,
-                     eval_every=self.eval_every(steps),
-                     device=self.device, dtype=self.dtype, explode=self.divergence,
-                     on_eval=on_eval, **self.train_options)
+        options = {"compile": self.compiles(stage), **self.train_options}
+        with warnings.catch_warnings():  # a program with matrix ops runs eagerly, silently
+            warnings.filterwarnings("ignore", "compile=True: program", UserWarning)
+            return train(task, program, stage.size, seeds=[s for _ in lrs for s in seeds],
+                         hparams={"lr": [lr for lr in lrs for _ in seeds]}, steps=steps,
+                         eval_every=self.eval_every(steps),
+                         device=self.device, dtype=self.dtype, explode=self.divergence,
+                         on_eval=on_eval, **options)
 
     def baseline(self, stage: str, task: str) -> Baseline:
         """The tuned baseline on ``task`` at ``stage``'s tier (computed once, then cached)."""

@@ -42,7 +42,8 @@ def open_run(run_dir: str | Path) -> tuple[SearchConfig, RunStore]:
     if kind != KIND:
         store.close()
         raise ValueError(f"{run_dir} is a {kind} run, not a search run")
-    return SearchConfig.from_dict(store.config), store
+    # a run stored before the compile option trained eagerly: resume it so
+    return SearchConfig.from_dict({"compile": "false", **store.config}), store
 
 
 def _run(config: SearchConfig, store: RunStore, **search: Any) -> SearchResult:

@@ -242,3 +242,19 @@ def test_the_compile_setting(tmp_path):
     resumed, store = _open_run(None, None, tmp_path / "old", {})
     store.close()
     assert resumed.compile == "false"
+
+
+def test_a_compiled_search_is_deterministic_and_close_to_the_eager_one():
+    """compile = true: the same seed gives the same search; the initial programs' fitness
+    equals the eager search's up to rounding."""
+    cfg = {**TINY, "heldout": "", "evaluations": 8, "simplify_top": 0}
+    a, b = (Search(SearchConfig(**cfg, compile="true")).run() for _ in range(2))
+    assert a.history == b.history and a.counters == b.counters
+    assert [(x.source, x.fitness) for x in a.hall_of_fame] == [
+        (x.source, x.fitness) for x in b.hall_of_fame]
+    eager = Search(SearchConfig(**cfg, compile="false")).run()
+    first = {x.source: x.fitness for x in eager.hall_of_fame}
+    common = [x for x in a.hall_of_fame if x.source in first]
+    assert common  # at least the warm start
+    for x in common:
+        assert x.fitness == pytest.approx(first[x.source], rel=1e-4, abs=1e-4)

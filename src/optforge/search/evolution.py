@@ -43,8 +43,9 @@ MAP-Elites archive: every complete evaluation competes for a cell
 keeps its fittest program. With probability ``archive_parent`` a parent is an
 archive elite (uniform over cells) instead of a tournament winner.
 
-Everything above is a function of the seed and the results in submission
-order, so a resumed run (which replays them) rebuilds the islands and the
+The initial programs are submitted together (up to the evaluator's capacity),
+so they train in parallel. Everything above is a function of the seed and the
+results in submission order, so a resumed run (which replays them) rebuilds the islands and the
 archive exactly.
 
 Evaluations go through an :class:`~optforge.evaluation.Evaluator`; with
@@ -432,7 +433,6 @@ class Evolution:
         """Evolve from ``programs`` until the evaluation budget (or a limit) is spent."""
         if not programs:
             raise ValueError("evolution needs at least one initial program")
-        initial_ids: list[int] = []
         for p in programs:
             try:
                 check(p)
@@ -442,13 +442,15 @@ class Evolution:
             except Exception as err:
                 raise ValueError(f"initial program {p.name!r} cannot run: "
                                  f"{type(err).__name__}: {err}") from err
-            before = self._next_id
-            self.propose(p, None, "init")
-            while self.evaluator.pending():
+        for p in programs:  # evaluated in parallel (up to capacity), admitted in order
+            if self.evaluator.pending() >= self.evaluator.capacity:
                 self._collect()
-            if self._next_id > before:
-                initial_ids.append(before)
-        initial = [self.individuals[i] for i in initial_ids if i in self.individuals]
+            self.propose(p, None, "init")
+        while self.evaluator.pending():
+            self._collect()
+        initial_ids = list(dict.fromkeys(self.by_hash[p.hash] for p in programs
+                                         if p.hash in self.by_hash))
+        initial = [self.individuals[i] for i in initial_ids]
         if not initial:
             raise ValueError("no distinct initial program could be evaluated")
         self._fill(initial)

@@ -94,7 +94,9 @@ def main() -> None:
                 shares[c].append(secs / (wall * args.workers))
                 rates[c].append(3600 * n / wall)
                 print(f"in flight {c}: {n} evaluations in {wall:.1f} s ({rates[c][-1]:.0f}/h), "
-                      f"training share {shares[c][-1]:.1%}")
+                      f"training share {shares[c][-1]:.1%}; children generated "
+                      f"{result.counters['generated']} (filtered {result.counters['filtered']}, "
+                      f"behavioural {result.counters['behavioural']})")
     base = args.in_flight[0]
     for c in args.in_flight:
         print(f"in flight {c}: median training share {statistics.median(shares[c]):.1%}, "

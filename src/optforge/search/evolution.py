@@ -49,7 +49,9 @@ results in submission order, so a resumed run (which replays them) rebuilds the 
 archive exactly.
 
 Evaluations go through an :class:`~optforge.evaluation.Evaluator`; with
-the inline one the cycle is sequential and a seed fixes the whole run.
+the inline one the cycle is sequential and a seed fixes the whole run. At most
+:attr:`Evolution.window` jobs are in flight: the evaluator's capacity, capped at
+half of all islands' places.
 """
 
 from __future__ import annotations
@@ -235,6 +237,15 @@ class Evolution:
         self._submitted = 0
 
     @property
+    def window(self) -> int:
+        """Jobs kept in flight: the evaluator's capacity, at most half of all islands'
+        places (a larger window breeds most children from a population that has not
+        seen their siblings' results: duplicates and filtered children flood the driver,
+        benchmarks/bench_in_flight.py)."""
+        return min(self.evaluator.capacity,
+                   max(1, self.config.population * self.config.islands // 2))
+
+    @property
     def population(self) -> list[Individual]:
         """Every island's members, island by island (oldest first within each)."""
         return [ind for isl in self.islands for ind in isl]
@@ -407,7 +418,7 @@ class Evolution:
         n = len(self.islands)
         while (len(self.population) + self.evaluator.pending() < self.config.population * n
                and self._budget_left()):
-            if self.evaluator.pending() >= self.evaluator.capacity:
+            if self.evaluator.pending() >= self.window:
                 self._collect()
                 continue
             island = self._turn % n
@@ -443,7 +454,7 @@ class Evolution:
                 raise ValueError(f"initial program {p.name!r} cannot run: "
                                  f"{type(err).__name__}: {err}") from err
         for p in programs:  # evaluated in parallel (up to capacity), admitted in order
-            if self.evaluator.pending() >= self.evaluator.capacity:
+            if self.evaluator.pending() >= self.window:
                 self._collect()
             self.propose(p, None, "init")
         while self.evaluator.pending():
@@ -456,7 +467,7 @@ class Evolution:
         self._fill(initial)
         cfg = self.config
         while self._budget_left():
-            if self.evaluator.pending() < self.evaluator.capacity:
+            if self.evaluator.pending() < self.window:
                 self._next_parent()
                 continue
             self._collect()

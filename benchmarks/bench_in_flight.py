@@ -69,7 +69,7 @@ def main() -> None:
     print(f"{args.workers} workers; evaluations sleep {args.long} s or {args.long / args.ratio} "
           f"s ({args.short_share:.0%} short)")
     from optforge import zoo
-    from optforge.search.evaluator import Job
+    from optforge.evaluation import Job
 
     warm = make_backend("process", fitness, 1)  # starts the fork server (once per process)
     warm.submit(Job(0, zoo.load("adamw"), "tier0"))

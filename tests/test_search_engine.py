@@ -225,7 +225,7 @@ def test_tables_keep_every_column_off_a_terminal():
 def test_the_compile_setting(tmp_path):
     """TOML's true/false or 'auto' (the default); a run stored before the setting existed
     resumes eagerly, as it ran."""
-    from optforge.search.command import _open_run
+    from optforge.search.stored import open_run
     from optforge.store import RunStore
 
     cfg = tmp_path / "s.toml"
@@ -239,7 +239,7 @@ def test_the_compile_setting(tmp_path):
     old = SearchConfig().as_dict()
     del old["compile"]
     RunStore.create(tmp_path / "old", "search", old).close()
-    resumed, store = _open_run(None, None, tmp_path / "old", {})
+    resumed, store = open_run(tmp_path / "old")
     store.close()
     assert resumed.compile == "false"
 

@@ -4,7 +4,7 @@ Building a program's kernel costs ``G`` seconds once per program (gcc; afterward
 the on-disk kernel cache answers in milliseconds, docs/COMPILE.md); the compiled step
 then saves at least ``d`` seconds per training step. A unit of work that trains
 ``n`` steps with one program (a search evaluation: the steps of all its stage's
-tasks; a benchmark: all its runs of the program) amortises the build when::
+tasks) amortises the build when::
 
     n * d >= MARGIN * G      i.e.      n >= MIN_STEPS = MARGIN * G / d
 

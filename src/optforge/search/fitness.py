@@ -300,11 +300,11 @@ class TrainerFitness:
         self.train_options = dict(train_options or {})
         self.compile = amortise.mode(compile)
         if any(self.compiles(st) for st in self.stages.values()):
-            from ..optim.compiled import CompileError, _compiler
+            from ..optim.ckernel import KernelCompileError, _kernel_compiler
 
             try:
-                _compiler()
-            except CompileError as err:  # said once here, not per candidate
+                _kernel_compiler()
+            except KernelCompileError as err:  # said once here, not per candidate
                 warnings.warn(f"compile: {err}; the search trains eagerly", stacklevel=2)
         self.baselines: dict[tuple[str, str, int], Baseline] = {}
 

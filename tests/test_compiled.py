@@ -267,3 +267,29 @@ def test_training_with_the_compiled_step_matches_eager():
     assert runs[0].error is None and runs[1].error is None
     compiled, eager = (torch.as_tensor(r.eval_loss) for r in runs)
     torch.testing.assert_close(compiled, eager, rtol=1e-4, atol=1e-6)
+
+
+def test_a_kernel_built_late_that_fails_warns_once_and_runs_eagerly(monkeypatch):
+    """float64's kernel is built at its first step; a compiler gone by then means eager."""
+    program = zoo.load("adamw")
+    w = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    r = w.detach().clone().requires_grad_()
+    opt = ProgramOptimizer([w], program, lr=0.1, compile=True)
+    ref = ProgramOptimizer([r], program, lr=0.1)
+    monkeypatch.setenv("CC", "no-such-compiler-optforge")
+    ckernel._kernel_compiler.cache_clear()
+    ckernel._KERNELS.clear()
+    try:
+        for t in range(3):
+            w.grad = torch.full((3,), t + 1.0, dtype=torch.float64)
+            r.grad = w.grad.clone()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                opt.step()
+            assert [str(c.message) for c in caught] == ([] if t else [
+                f"compile=True: {torch.float64} tensors step eagerly "
+                "(no C compiler 'no-such-compiler-optforge' on PATH)"])
+            ref.step()
+        assert torch.equal(w, r)
+    finally:
+        ckernel._kernel_compiler.cache_clear()

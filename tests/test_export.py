@@ -524,7 +524,7 @@ def test_hessian_options(folder):
 
 
 RUNTIME = {"ctypes", "hashlib", "os", "platform", "shutil", "subprocess", "tempfile",
-           "functools", "pathlib"}
+           "functools", "pathlib", "weakref"}
 
 
 def test_files_pass_ruff_and_import_only_torch(tmp_path):

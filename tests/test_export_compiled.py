@@ -245,3 +245,106 @@ def test_names_of_the_compiled_step_are_reserved():
     for name in ("KernelStep", "Path", "ctypes"):
         with pytest.raises(ExportError, match="reserved"):
             export_source(zoo.load("adamw"), name)
+
+
+DEAD_CODE = {  # a dead state slot d; a dead matrix-op statement q
+    "dead_slot": "def deadslot(w, g, m, d, lr, beta1=0.9):\n"
+                 "    m = interp(m, g, 1 - beta1)\n"
+                 "    d = d + g\n"
+                 "    return lr * m, m, d\n",
+    "dead_matrix_op": "def deadmatrix(w, g, m, lr, beta1=0.9):\n"
+                      "    m = interp(m, g, 1 - beta1)\n"
+                      "    q = row_mean(g)\n"
+                      "    return lr * m, m\n",
+}
+
+
+@pytest.mark.parametrize("name", DEAD_CODE)
+def test_dead_code_takes_the_compiled_step(folder, name):
+    """The compiled step is built from the live program, as the update function is."""
+    from optforge.lang.parser import parse_program
+
+    program = parse_program(DEAD_CODE[name])
+    cls = exported(folder, name, export_source(program, "Exported", lr=0.1)).Exported
+    params, loss = problem(torch.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ours, ws = run(lambda ps: cls(ps, compile=True), params, loss, steps=10)
+    assert ours._c_step._layouts  # the C step ran
+    ref, rs = run(lambda ps: ProgramOptimizer(ps, program, lr=0.1), params, loss, steps=10)
+    for a, b in zip(ws, rs, strict=True):
+        assert_rounding_close(a, b)
+        assert_rounding_close(ours.state[a]["m"], ref.state[b]["m"].reshape(a.shape))
+
+
+def _backward_after_step(make):
+    w = torch.randn(5, requires_grad=True)
+    opt = make([w])
+    y = (w * w).sum()  # saves w for backward
+    w.grad = torch.ones(5)
+    opt.step()
+    y.backward()
+
+
+@pytest.mark.parametrize("compile", [False, True], ids=["eager", "compiled"])
+def test_backward_through_a_weight_the_step_changed_raises(folder, compile):
+    """The compiled step tells autograd it wrote the parameters, as the eager one does."""
+    cls = exported(folder, "adamw").Exported
+    for make in (lambda ps: cls(ps, compile=compile),
+                 lambda ps: ProgramOptimizer(ps, zoo.load("adamw"), compile=compile)):
+        with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+            _backward_after_step(make)
+
+
+def test_a_hyperparameter_named_like_a_builtin(folder):
+    text = ("def rule(w, g, m, lr, type=0.9):\n"
+            "    m = interp(m, g, 1 - type)\n"
+            "    return lr * m, m\n")
+    module = exported(folder, "builtin_hyper", export_source(text, "Exported"))
+    w = torch.ones(3, requires_grad=True)
+    opt = module.Exported([w], lr=0.5, type=0.5, compile=True)
+    w.grad = torch.ones(3)
+    opt.step()
+    assert opt._c_step._layouts
+    torch.testing.assert_close(w.detach(), torch.full((3,), 0.75))  # m = 0.5, w = 1 - 0.25
+    for name in ("isinstance", "int"):
+        with pytest.raises(ExportError, match="clash"):
+            export_source(text.replace("type", name), "Exported")
+
+
+def test_a_kernel_built_late_that_fails_warns_once_and_steps_eagerly(folder, monkeypatch):
+    """float64's kernel is built at its first step; a compiler gone by then means eager."""
+    module = exported(folder, "adamw")
+    opt = module.Exported([w := torch.ones(3, dtype=torch.float64, requires_grad=True)],
+                          lr=0.1, compile=True)
+    ref = module.Exported([r := w.detach().clone().requires_grad_()], lr=0.1)
+    monkeypatch.setenv("CC", "no-such-compiler-optforge")
+    module._kernel_compiler.cache_clear()
+    module._KERNELS.clear()
+    try:
+        for t in range(3):
+            w.grad = torch.full((3,), t + 1.0, dtype=torch.float64)
+            r.grad = w.grad.clone()
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                opt.step()
+            assert [str(c.message) for c in caught if "no C compiler" in str(c.message)] \
+                == ([] if t else [f"compile=True: {torch.float64} tensors step eagerly "
+                                  "(no C compiler 'no-such-compiler-optforge' on PATH)"])
+            ref.step()
+        assert torch.equal(w, r)
+    finally:
+        module._kernel_compiler.cache_clear()
+
+
+def test_a_state_tensor_of_the_wrong_size_is_refused():
+    """A one-entry tensor where a slot needs one entry per parameter entry: eager, not an
+    out-of-bounds read."""
+    program = zoo.load("adamw")
+    code = CCode(Plan(program))
+    step = ckernel.KernelStep(code.source, [False] * (len(code.arrays) - 2))
+    w, g = torch.ones(4), torch.ones(4)
+    state = [[torch.zeros(4)] for _ in code.arrays[2:]]
+    assert step.run([[w], [g]], state, [0.1] * len(code.inputs))
+    state[-1] = [torch.zeros(1)]
+    assert not step.run([[w], [g]], state, [0.1] * len(code.inputs))

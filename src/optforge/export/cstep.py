@@ -9,7 +9,8 @@
 * ``_C_SOURCE``: the program's C step per dtype (:mod:`optforge.lang.ccode`) as
   string literals, lines longer than the file's limit folded by a backslash-newline
   (which Python's string literal drops), so the text built is byte for byte
-  ``ProgramOptimizer``'s (one cache entry for both);
+  ``ProgramOptimizer``'s (one cache entry for both) for a program without dead code
+  (the section is built from the live program, as the update function is);
 * ``_compiled_step(name)``: a :class:`~optforge.optim.ckernel.KernelStep`, or None
   with a warning (no C compiler, an unusable cache; a program with matrix ops, for
   which no C is generated and the section is only this function).
@@ -30,6 +31,7 @@ from dataclasses import dataclass
 from ..lang.ccode import CCode, Unsupported
 from ..lang.ir import Program
 from ..lang.runtime import Plan
+from ..lang.shapes import SCALAR
 from ..optim import ckernel
 from .lower import LINE
 
@@ -79,7 +81,9 @@ def fold(c: str, width: int = LINE - 1) -> str:
 
 
 def c_section(program: Program) -> CSection:
-    """The module-level code of an exported program's compiled step."""
+    """The module-level code of an exported program's compiled step; ``program`` is the
+    live program the update function is printed from (:func:`~optforge.export.lower.lower`),
+    so the step's arrays are the class's state slots."""
     try:
         code = CCode(Plan(program))
     except Unsupported as exc:
@@ -96,6 +100,8 @@ def c_section(program: Program) -> CSection:
         ]) + "\n"
         return CSection(["import warnings"], text, [], [])
     imports, body = runtime_parts()
+    state_arrays = [a for a in code.arrays if a not in ("w", "g")]
+    scalar = tuple(code.plan.slot_shapes.get(a) == SCALAR for a in state_arrays)
     sources = []
     for ctype in ("float", "double"):
         c = code.source(ctype)
@@ -117,7 +123,7 @@ def c_section(program: Program) -> CSection:
         "def _compiled_step(name):",
         '    """The compiled step (its float32 kernel built or loaded now), or None with a',
         '    warning where it cannot be built."""',
-        "    step = KernelStep(_C_SOURCE.__getitem__)",
+        f"    step = KernelStep(_C_SOURCE.__getitem__, {scalar!r})",
         "    try:",
         "        step.kernel(torch.float32)",
         "    except (KernelCompileError, OSError) as exc:  # OSError: an unusable cache",
@@ -130,11 +136,11 @@ def c_section(program: Program) -> CSection:
 
 def class_init_line() -> str:
     """The constructor's line (after ``super().__init__``) that builds the step."""
-    return ("        self._c_step = _compiled_step(type(self).__name__) if self._compile "
+    return ("        self._c_step = _compiled_step(self.__class__.__name__) if self._compile "
             "else None")
 
 
-def class_step_lines(section: CSection, reads_hessian: bool) -> list[str]:
+def class_step_lines(section: CSection) -> list[str]:
     """The first lines of the class's ``_step(group, params, step)`` (``states`` bound):
     the compiled step, returning when it ran."""
     if not section.arrays:
@@ -145,8 +151,6 @@ def class_step_lines(section: CSection, reads_hessian: bool) -> list[str]:
             fresh.append("params")
         elif name == "g":
             fresh.append("[p.grad for p in params]")
-        elif name == "h" and not reads_hessian:
-            state.append("params")  # named by the program, never read: any array will do
         else:
             state.append(f'[s["{name}"] for s in states]')
     inputs = ", ".join("float(step)" if n == "step" else f'float(group["{n}"])'

@@ -27,7 +27,7 @@ from .lower import HELPERS, LINE, ExportError, Lowered, helpers_used, lower, wra
 
 CLASS_RESERVED = frozenset({
     "params", "lr", "compile", "hessian_every", "hessian_distribution", "self", "defaults",
-    "closure", "torch", "math", "numbers", "super",
+    "closure", "torch", "math", "numbers", "super", "isinstance", "bool", "int", "ValueError",
 })
 """Names a hyperparameter cannot have: the class uses them itself."""
 
@@ -91,7 +91,7 @@ def render(program: Program, class_name: str, *, lr: float = 1e-3,
     lo = lower(program)
     if class_name in (lo.function, lo.kernels):
         raise ExportError(f"class name {class_name!r} is the update function's name")
-    cs = c_section(program)
+    cs = c_section(lo.program)
     every = origin.hessian_every
     if lo.reads_hessian and isinstance(every, str) and every not in program.hyperparameters:
         raise ExportError(f"hessian_every names {every!r}, which is not a hyperparameter")
@@ -291,8 +291,8 @@ def _class(lo: Lowered, name: str, program: Program, lr: float, origin: Origin,
         b += ["        defaults = {",
               *(f'            "{k}": {k},' for k in ["lr", *hyper]),
               "        }"]
-    b += ["        for key, value in defaults.items():",
-          "            _check(key, value)"]
+    b += ["        for _key, _value in defaults.items():",
+          "            _check(_key, _value)"]
     if h:
         if isinstance(every, str):
             b += ["        if hessian_every is None:",
@@ -450,7 +450,7 @@ def _step_methods(lo: Lowered, name: str, cs: CSection) -> list[str]:
         "    def _step(self, group, params, step):",
         '        """Update parameters that share a step count."""',
         "        states = [self.state[p] for p in params]",
-        *class_step_lines(cs, lo.reads_hessian),
+        *class_step_lines(cs),
     ]
     if lo.matrix:
         b.append("        w = [_matrix(p) for p in params]")

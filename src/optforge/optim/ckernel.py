@@ -30,6 +30,8 @@ import platform
 import shutil
 import subprocess
 import tempfile
+import warnings
+import weakref
 from functools import cache
 from pathlib import Path
 
@@ -122,17 +124,20 @@ def call_kernel(fn, n, replicas, numel, ptrs, inputs):
 class KernelStep:
     """A program's compiled step over lists of tensors, one replica each.
 
-    ``source(ctype)`` is the C source for entries of ``"float"`` or ``"double"``.
-    :meth:`run` steps the kernel's arrays (``w``, ``g``, ``h``, the slots: lists of
-    one tensor per parameter) given as ``fresh`` (the parameters and gradients, whose
-    pointers are read every step) and ``state`` (the rest, kept between steps while
-    the same state tensors come back). It returns False, doing nothing, where the
-    tensors are not all dense, contiguous, on the CPU and of one float32/float64 dtype
-    (the caller then steps eagerly).
+    ``source(ctype)`` is the C source for entries of ``"float"`` or ``"double"``;
+    ``scalar[j]`` says whether state array ``j`` holds 1 x 1 tensors (else one entry
+    per parameter entry). :meth:`run` steps the kernel's arrays (``w``, ``g``, ``h``,
+    the slots: lists of one tensor per parameter) given as ``fresh`` (the parameters
+    and gradients, whose pointers are read every step) and ``state`` (the rest, kept
+    between steps while the same state tensors come back). It returns False, doing
+    nothing, where the tensors are not all dense, contiguous, on the CPU, of one
+    float32/float64 dtype and of the sizes the arrays need, or where the dtype's kernel
+    cannot be built (a warning, once; the caller then steps eagerly).
     """
 
-    def __init__(self, source):
+    def __init__(self, source, scalar=()):
         self.source = source
+        self.scalar = tuple(scalar)
         self._fns = {}
         self._layouts = {}
 
@@ -142,6 +147,17 @@ class KernelStep:
         if fn is None:
             fn = self._fns[dtype] = build_kernel(self.source(KERNEL_CTYPES[dtype]))
         return fn
+
+    def _kernel_or_none(self, dtype):
+        """The built step, or None (warning once) where it cannot be built."""
+        if self._fns.get(dtype, 0) is None:
+            return None
+        try:
+            return self.kernel(dtype)
+        except (KernelCompileError, OSError) as exc:  # OSError: an unusable cache
+            self._fns[dtype] = None
+            warnings.warn(f"compile=True: {dtype} tensors step eagerly ({exc})", stacklevel=4)
+            return None
 
     def run(self, fresh, state, inputs):
         """One step; False where the tensors must be stepped eagerly (see the class)."""
@@ -159,18 +175,28 @@ class KernelStep:
         kept = [t for a in state for t in a]
         key = (dtype, *(t.numel() for t in fresh[0]), *map(id, kept))
         layout = self._layouts.get(key)
+        if layout is not None and not all(  # an id reused by a new tensor
+                r() is t for r, t in zip(layout[3], kept, strict=True)):
+            layout = None
         if layout is None:
-            if not all(t.is_cpu and t.dtype is dtype and t.is_contiguous() and  # (1 x 1: 1)
-                       t.numel() in (p.numel(), 1)
-                       for a in state for t, p in zip(a, fresh[0], strict=True)):
+            sizes = [[1 if one else p.numel() for p in fresh[0]]
+                     for one in self.scalar or [False] * len(state)]
+            if not all(t.is_cpu and t.dtype is dtype and t.is_contiguous() and t.numel() == m
+                       for a, ms in zip(state, sizes, strict=True)
+                       for t, m in zip(a, ms, strict=True)):
                 return False
-            if len(self._layouts) >= 64:  # layouts of replaced state are not kept forever
-                self._layouts.clear()
+            fn = self._kernel_or_none(dtype)
+            if fn is None:
+                return False
+            self._layouts = {k: v for k, v in self._layouts.items()  # drop replaced state's
+                             if all(r() is not None for r in v[3])}
             ptrs = (ctypes.c_void_p * ((len(fresh) + len(state)) * n))()
             ptrs[len(fresh) * n:] = [t.data_ptr() for t in kept]
             numel = (ctypes.c_int64 * n)(*(t.numel() for t in fresh[0]))
-            layout = self._layouts[key] = (self.kernel(dtype), ptrs, numel, kept)
-        fn, ptrs, numel, _ = layout  # (holding the state tensors keeps their ids theirs)
+            layout = self._layouts[key] = (fn, ptrs, numel, [weakref.ref(t) for t in kept])
+        fn, ptrs, numel, _ = layout
         ptrs[:len(now)] = now
         call_kernel(fn, n, 1, numel, ptrs, inputs)
+        # the C wrote the parameters and state: autograd must see it (saved tensors)
+        torch.autograd.graph.increment_version([*fresh[0], *kept])
         return True

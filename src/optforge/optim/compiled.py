@@ -74,8 +74,17 @@ class CompiledStep:
         p0 = b.params[0]
         if p0.device.type != "cpu" or p0.dtype not in KERNEL_CTYPES:
             return None
+        if self._fns.get(p0.dtype, 0) is None:
+            return None
+        try:
+            fn = self.kernel(p0.dtype)
+        except (KernelCompileError, OSError) as exc:  # OSError: an unusable cache
+            self._fns[p0.dtype] = None  # warned once; this dtype steps eagerly
+            warnings.warn(f"compile=True: {p0.dtype} tensors step eagerly ({exc})",
+                          stacklevel=5)
+            return None
         n = len(b.params)
-        lay = _Layout(self.kernel(p0.dtype), n, self.code.arrays)
+        lay = _Layout(fn, n, self.code.arrays)
         for i, (p, st) in enumerate(zip(b.params, b.states, strict=True)):
             lay.numel[i] = p.numel()
             for a, name in self._slot_arrays:
@@ -109,6 +118,9 @@ class CompiledStep:
         lay.ptrs[0:n] = ws
         lay.ptrs[self._g * n:(self._g + 1) * n] = gs
         call_kernel(lay.fn, n, self.k, lay.numel, lay.ptrs, self._inputs(group, step))
+        # the C wrote the parameters and state: autograd must see it (saved tensors)
+        torch.autograd.graph.increment_version(
+            [*params, *(st[s] for st in b.states for _, s in self._slot_arrays)])
         return True
 
     def _inputs(self, group: dict, step: int) -> list[float]:

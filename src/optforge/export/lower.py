@@ -11,12 +11,10 @@ runs the kernels the optimizer runs, in the same order, on the same operands:
 the same fused ``lerp_`` / ``addcmul_`` / ``addcdiv_`` calls, written in place
 into the same buffers.
 
-Three functions come out. ``<name>_update`` computes the step's uniform floats
+Two functions come out. ``<name>_update`` computes the step's uniform floats
 (the ``scalar`` kernels, inlined into one expression where a float is read
 once) and calls ``<name>_kernels``, the tensor work, on the lists and the floats
-it reads; ``<name>_tensor_kernels`` is the same with the floats as 0-d tensors,
-what ``torch.compile`` compiles (it would specialise on every new float value).
-Each program statement is written as a comment above its first line.
+it reads. Each program statement is written as a comment above its first line.
 
 With matrix ops in the program every tensor is the 2-D view ``R x C`` of its
 parameter (reductions keep ``1 x 1``); without, tensors keep their own shapes
@@ -35,7 +33,7 @@ from ..lang import helpers, ops
 from ..lang.canon import eliminate_dead_code
 from ..lang.fuse import Trace
 from ..lang.ir import Call, Program, expr_source, walk
-from ..lang.kernels import LIKE_REG, N_REG, OWN_CALLS, W_REG, Kernel, Scalar, Tensors
+from ..lang.kernels import OWN_CALLS, SCALAR_ARGS_OK, W_REG, Kernel, Scalar, Tensors
 from ..lang.pyform import Py, atom, negate, number
 from ..lang.runtime import Plan
 from ..lang.shapes import Shape
@@ -48,8 +46,6 @@ HELPERS: dict[str, str] = {
     name: inspect.getsource(fn) for name, fn in vars(helpers).items()
     if name.startswith("_") and inspect.isfunction(fn) and fn.__module__ == helpers.__name__}
 """Source of each helper an exported file may call (copied in when called)."""
-
-_SCALAR_ARGS_OK = {"add", "sub", "mul", "div", "pow"}  # torch takes Python numbers here
 
 
 class ExportError(ValueError):
@@ -91,7 +87,7 @@ def kernel_plan(program: Program) -> tuple[Plan, Trace]:
 class Lowered:
     """The update function and what the optimizer class needs to call it."""
 
-    source: str  # the source text of the three functions
+    source: str  # the source text of the two functions
     function: str  # the update function: Python floats, then the kernel function
     kernels: str  # the kernel function (tensor code only), floats as Python floats
     inputs: list[str]  # reserved inputs in argument order (w, g, h, lr, step that it reads)
@@ -102,7 +98,6 @@ class Lowered:
     matrix: bool  # tensors are 2-D views (the program has matrix ops)
     reads_hessian: bool
     program: Program  # the live program that was lowered
-    kernel_arg: str = "kernels"  # the update function's argument taking the kernel function
     trace: Trace | None = None  # the kernel plan printed
 
 
@@ -135,11 +130,9 @@ class _Printer:
         if "w" not in plan.input_regs:  # w is always an argument: the update is applied to it
             self.name[plan.n_regs + W_REG] = self.names.claim("w")
         self.w = self.name[plan.input_regs.get("w", plan.n_regs + W_REG)]
-        self.name[plan.n_regs + N_REG] = f"len({self.w})"
         self.loop = [self.names.fresh(x) for x in ("x", "y", "z")]
         self.function = self.names.fresh(function or f"{p.name}_update")
         self.kernels = self.names.fresh(f"{p.name}_kernels")
-        self.kernel_arg = self.names.fresh("kernels")  # a slot may be called kernels
         self.expr: dict[int, Py] = {}  # float register -> its Python expression
         self.hoisted: dict[tuple[str, bool], str] = {}
         self.out = Emitter()
@@ -269,7 +262,7 @@ class _Printer:
             return op.each.format(a=a, x=self.loop[0], **self.dims)
         fmt = dict(self.dims)
         for key, a in zip("abc", k.args, strict=False):
-            if a.tensor or op.name not in _SCALAR_ARGS_OK:
+            if a.tensor or op.name not in SCALAR_ARGS_OK:
                 fmt[key] = self.tensor(a, self.matrix and op.family != "elementwise")
             else:
                 fmt[key] = atom(self.float_py(a))
@@ -309,8 +302,7 @@ class _Printer:
 
     # ------------------------------------------------------------ the function
     def run(self) -> Lowered:
-        p, plan = self.program, self.plan
-        self.name[plan.n_regs + LIKE_REG] = f"{self.w}[0]"
+        p = self.program
         stmt = -1
         for k in [*self.trace.kernels, None]:
             at = len(p.body) if k is None else k.stmt
@@ -351,14 +343,13 @@ class _Printer:
         kernels += docstring(f"The tensor work of one {p.name} step, on lists of tensors (one "
                              f"per parameter) and Python floats: updates {what} in place{ret}.")
         kernels += self.out.kernel + back
-        update = wrap_line(f"def {self.function}({', '.join(lists + floats)}, "
-                           f"{self.kernel_arg}={self.kernels}):")
+        update = wrap_line(f"def {self.function}({', '.join(lists + floats)}):")
         update += docstring(f"One {p.name} step: the uniform scalars as Python floats, then "
-                            f"``{self.kernel_arg}`` ({self.kernels}) on the tensors.")
+                            f"{self.kernels} on the tensors.")
         update += self.out.scalar
-        update += wrap_line(f"{INDENT}return {self.kernel_arg}({', '.join(lists + used)})")
+        update += wrap_line(f"{INDENT}return {self.kernels}({', '.join(lists + used)})")
         source = "\n\n\n".join("\n".join(f) for f in (kernels, update)) + "\n"
         return Lowered(source, self.function, self.kernels, inputs,
                        list(p.slots), [k for k, _ in p.hyper], [s for s, _ in replaced],
                        dict(self.plan.typing.slot_shapes), self.matrix, "h" in p.params, p,
-                       self.kernel_arg, self.trace)
+                       self.trace)

@@ -23,7 +23,7 @@ from ..lang.ir import Program, format_number
 from ..lang.symbolic import formula
 from .cstep import NAMES as C_NAMES
 from .cstep import CSection, c_section, class_init_line, class_step_lines
-from .lower import HELPERS, LINE, ExportError, Lowered, helpers_used, lower, wrap_line
+from .lower import HELPERS, LINE, ExportError, Lowered, helpers_used, lower
 
 CLASS_RESERVED = frozenset({
     "params", "lr", "compile", "hessian_every", "hessian_distribution", "self", "defaults",
@@ -311,11 +311,10 @@ def _class(lo: Lowered, name: str, program: Program, lr: float, origin: Origin,
             "        self.hessian_every = int(hessian_every)",
             "        self.hessian_distribution = hessian_distribution",
         ]
-    kernels = wrap_line(f"        self._kernels = {lo.kernels}") + [class_init_line()]
     kept = ["_compile"] + (["hessian_every", "hessian_distribution"] if h else [])
     b += ["        self._compile = compile",
           "        super().__init__(params, defaults)",
-          *kernels,
+          class_init_line(),
           "",
           "    def __getstate__(self):",
           '        """Pickling, copy.deepcopy and torch.save(opt): torch\'s state and the '
@@ -325,11 +324,11 @@ def _class(lo: Lowered, name: str, program: Program, lr: float, origin: Origin,
           "        return state",
           "",
           "    def __setstate__(self, state):",
-          '        """The inverse of __getstate__ (load_state_dict calls it too): the update '
-          'kernels',
-          '        are not state, they are rebuilt."""',
+          '        """The inverse of __getstate__ (load_state_dict calls it too): the compiled '
+          'step',
+          '        is not state, it is rebuilt."""',
           "        super().__setstate__(state)",
-          *kernels,
+          class_init_line(),
           "",
           "    def add_param_group(self, param_group):",
           '        """Add a parameter group; its hyperparameters are checked like the '
@@ -471,7 +470,6 @@ def _step_methods(lo: Lowered, name: str, cs: CSection) -> list[str]:
         call = f"{', '.join(new)}{',' if len(new) == 1 else ''} = {call}"
     b.append(f"        {call}")
     b += [f"            {a}," for a in args]
-    b.append(f"            {lo.kernel_arg}=self._kernels,")
     b.append("        )")
     if new:
         loop = [f"t{i}" for i in range(len(new))]

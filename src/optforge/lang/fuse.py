@@ -147,7 +147,6 @@ class _Lin:
 
 ONE = _S(None, 1.0)
 MINUS_ONE = _S(None, -1.0)
-_SCALAR_ARGS_OK = {"add", "sub", "mul", "div", "pow"}  # torch takes Python numbers here
 
 
 def _refs(v) -> set[int]:

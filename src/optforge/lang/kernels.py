@@ -126,7 +126,8 @@ def _transpose(xs: list) -> list:
 
 _SPECIAL = {"add_alpha_": _add_alpha_, "add_alpha": _add_alpha, "lerp_": _lerp_,
             "lerp": _lerp, "clone": _clone, "transpose": _transpose}
-_SCALAR_ARGS_OK = {"add", "sub", "mul", "div", "pow"}  # torch takes Python numbers here
+SCALAR_ARGS_OK = frozenset({"add", "sub", "mul", "div", "pow"})
+"""Ops whose torch functions take a Python number as an operand (others need a tensor)."""
 
 
 def scalar_tensor(x: Value, like: torch.Tensor) -> torch.Tensor:
@@ -213,7 +214,7 @@ def _uniform(op: ops.Op, gets: list[Callable], r: int, n: int, like: int) -> Cal
 
         def step(R):
             R[r] = fn([scalar_tensor(g0(R), R[like]).reshape(-1, 1, 1)] * R[n])
-    elif op.name in _SCALAR_ARGS_OK:
+    elif op.name in SCALAR_ARGS_OK:
         def step(R):
             R[r] = fn(*[g(R) for g in gets])
     elif op.family == "elementwise":

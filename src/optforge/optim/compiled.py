@@ -49,8 +49,6 @@ class CompiledStep:
 
     def __init__(self, plan, replicas: int | None):
         self.code = CCode(plan)
-        self.plan = plan
-        self.replicas = replicas
         self.k = replicas or 1
         self._layouts: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
         slot = {name: j for j, name in enumerate(self.code.arrays)}

@@ -38,6 +38,7 @@ class _Layout:
         self.ptrs = (ctypes.c_void_p * (len(arrays) * n))()
         self.numel = (ctypes.c_int64 * n)()
         self.n = n
+        self.written: list = []  # the tensors the C writes (their autograd versions bumped)
 
 
 class CompiledStep:
@@ -92,6 +93,7 @@ class CompiledStep:
                 lay.ptrs[a * n + i] = t.data_ptr()
             if self._h is not None:
                 lay.ptrs[self._h * n + i] = st["h"].data_ptr()
+        lay.written = [*b.params, *(st[s] for st in b.states for _, s in self._slot_arrays)]
         self._layouts[b] = lay
         return lay
 
@@ -117,8 +119,7 @@ class CompiledStep:
         lay.ptrs[self._g * n:(self._g + 1) * n] = gs
         call_kernel(lay.fn, n, self.k, lay.numel, lay.ptrs, self._inputs(group, step))
         # the C wrote the parameters and state: autograd must see it (saved tensors)
-        torch.autograd.graph.increment_version(
-            [*params, *(st[s] for st in b.states for _, s in self._slot_arrays)])
+        torch.autograd.graph.increment_version(lay.written)
         return True
 
     def _inputs(self, group: dict, step: int) -> list[float]:

@@ -12,10 +12,10 @@ from typer.testing import CliRunner
 from optforge import zoo
 from optforge.bench import BenchConfig
 from optforge.lang.ir import Program
-from optforge.search import SearchConfig
+from optforge.search import Search, SearchConfig
 from optforge.search.fitness import TargetFitness
 from optforge.search.stored import create_run, open_run, resume_search, run_search
-from optforge.store import RunStore
+from optforge.store import RunStore, StoreError
 
 SEARCH = SearchConfig(seed=2, evaluations=12, population=6, tournament=3, init=["sgd"],
                       tiers=["tiny:quadratic@20"], heldout="", promote_threshold=-50.0,
@@ -58,8 +58,25 @@ def test_search_runs_refuse_bad_input_and_create_nothing(tmp_path):
         create_run(tmp_path / "a", bad)
     assert not (tmp_path / "a").exists()
     RunStore.create(tmp_path / "b", "bench", {}).close()
-    with pytest.raises(ValueError, match="is a bench run, not a search run"):
+    with pytest.raises(StoreError, match="is a bench run, not a search run"):
         open_run(tmp_path / "b")
+
+
+def test_save_writes_result_json_only_outside_a_run_directory(tmp_path):
+    """Without a store ``save`` writes result.json; in a run directory the store's finish
+    is its one writer and ``save`` leaves it as it is."""
+    result = Search(SEARCH, fitness=Counting()).run()
+    written = result.save(tmp_path / "plain")
+    assert (tmp_path / "plain" / "result.json").read_text() == result.to_json()
+    assert written[0] == tmp_path / "plain" / "result.json"
+    run_dir = tmp_path / "run"
+    run_search(run_dir, SEARCH, fitness=Counting())
+    (run_dir / "result.json").write_text("as the store wrote it")
+    assert run_dir / "result.json" in result.save(run_dir)
+    assert (run_dir / "result.json").read_text() == "as the store wrote it"
+    (run_dir / "result.json").unlink()  # a run store that never finished: no stale path listed
+    assert run_dir / "result.json" not in result.save(run_dir)
+    assert not (run_dir / "result.json").exists()
 
 
 # ------------------------------------------------------------------ BenchConfig

@@ -30,6 +30,7 @@ CASES = {
     "plain": (OK, 1, EXPECTED),
     "die_once": (OK, 2, EXPECTED),  # SIGKILLed mid-evaluation, retried in a new worker
     "boom": (ERROR, 1, None),
+    "fails": (ERROR, 1, None),  # returned an evaluation with an error: never cached as ok
     "hang": (TIMEOUT, 1, None),
     "die_always": (LOST, 2, None),  # retries=1: two attempts, then recorded failed
     "plain_after": (OK, 1, EXPECTED),  # the driver goes on
@@ -94,7 +95,7 @@ def test_process_pool_worker_killed_from_outside_is_retried(tmp_path):
 
 
 def test_inline_backend_errors_and_timeouts(tmp_path):
-    cases = {k: CASES[k] for k in ("plain", "boom", "hang", "plain_after")}
+    cases = {k: CASES[k] for k in ("plain", "boom", "fails", "hang", "plain_after")}
     out = _drain(InlineBackend(FaultyFitness(BASE, tmp_path), capacity=2, timeout=0.5), cases)
     _check(out, cases)
 

@@ -1,17 +1,19 @@
-"""Bench runs in the run store: create and resume.
+"""Bench runs in the run store: create, resume, run.
 
-``optforge bench ... --out RUN_DIR`` is :func:`create_run` then
-:func:`~optforge.bench.run.run_bench` with the store; ``optforge bench --resume
-RUN_DIR`` is :func:`resume_bench`. The stored config is the benchmark's
-settings (:meth:`~optforge.bench.config.BenchConfig.as_dict`), the stored candidates the
-optimizers as resolved at creation (a resumed run reads no program file), and
-every batched training run is recorded by :class:`~optforge.bench.units.Units`
-(see there: it also logs the run's start, resumptions and finish).
+``optforge bench ... --out RUN_DIR`` is :func:`create_run` then :func:`run_stored`
+(:func:`~optforge.bench.run.run_bench` with the store); ``optforge bench --resume
+RUN_DIR`` is :func:`open_run` and the same (:func:`resume_bench` in one call).
+The stored config is the benchmark's settings
+(:meth:`~optforge.bench.config.BenchConfig.as_dict`), the stored candidates the
+optimizers as resolved at creation (a resumed run reads no program file), and every
+batched training run is recorded by :class:`~optforge.bench.units.Units` (see there:
+it also logs the run's start, resumptions and finish).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from ..store import RunStore, StoreError
 from ..store.bench import KIND, SCHEMA
@@ -44,5 +46,12 @@ def resume_bench(run_dir: str | Path, *, plots: bool = True,
                  progress: Progress | None = None) -> BenchResult:
     """Continue (or re-read, if finished) the bench run in ``run_dir``; outputs go there."""
     with open_run(run_dir) as store:
-        return run_bench(BenchConfig.from_dict(store.config), store=store, out_dir=store.path,
-                         plots=plots, progress=progress)
+        return run_stored(store, plots=plots, progress=progress)
+
+
+def run_stored(store: RunStore, **options: Any) -> BenchResult:
+    """Run (or continue) the bench run in ``store`` with its stored settings; outputs go to
+    its directory. ``options``: :func:`~optforge.bench.run.run_bench`'s ``plots``,
+    ``progress``, ``on_entry``."""
+    return run_bench(BenchConfig.from_dict(store.config), store=store, out_dir=store.path,
+                     **options)

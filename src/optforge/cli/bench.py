@@ -79,8 +79,7 @@ def bench_command(
     """Compare optimizers fairly: equal tuning budgets, several seeds, tests and speedups."""
     import sqlite3
 
-    from ..bench.run import run_bench
-    from ..bench.stored import create_run, open_run
+    from ..bench.stored import create_run, open_run, run_stored
     from ..store import ReplayError, StoreError
     from .tables import results_table, scores_table
 
@@ -147,9 +146,8 @@ def bench_command(
             bar.start()
         try:
             with terminate_as_interrupt():
-                result = run_bench(BenchConfig.from_dict(store.config), out_dir=store.path,
-                                   plots=plots, progress=progress, store=store,
-                                   on_entry=log.entry if log is not None else None)
+                result = run_stored(store, plots=plots, progress=progress,
+                                    on_entry=log.entry if log is not None else None)
         finally:
             if bar is not None:
                 bar.stop()

@@ -28,7 +28,6 @@ from rich.markup import escape
 from rich.syntax import Syntax
 
 from ..search.config import SearchConfig
-from ..search.engine import Search
 from ..search.plan import costs, describe
 from .display import LiveDisplay
 from .errors import exit_code, interrupted, print_error, terminate_as_interrupt
@@ -80,6 +79,7 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
          backend: str, workers: int | None, queue: int | None, timeout: float, retries: int,
          ray_address: str | None, tensorboard: Path | None = None, **flags: Any) -> None:
     from ..runtime import make_backend
+    from ..search.stored import run_stored
     from ..store import ReplayError, RunStore, StoreError
 
     console = Console()
@@ -123,8 +123,8 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
                 if log is not None:
                     log.progress(p)
 
-            result = Search(cfg, on_progress=progress, store=store, caches=caches,
-                            make_evaluator=evaluator).run()
+            result, paths = run_stored(cfg, store, on_progress=progress, caches=caches,
+                                       make_evaluator=evaluator)
             if log is not None:
                 log.result(result)
     except KeyboardInterrupt as err:
@@ -142,14 +142,12 @@ def _run(config: Path | None, out: Path | None, resume: Path | None, cache_from:
             c.close()
         if log is not None:
             log.close()
-    out = store.path
     console.print(result.summary(sources=False), markup=False)
     for i, w in enumerate(result.winners, 1):
         console.print(f"[bold]winner {i}[/bold] (fitness {w.simplified_fitness:+.4f})")
         console.print(Syntax(w.source, "python", theme="ansi_dark"))
         console.print(w.formula, markup=False)
         console.print(f"LaTeX: {w.latex}", markup=False)
-    paths = result.save(out, cfg)
     console.print(f"wrote {escape(', '.join(str(p) for p in paths))}", highlight=False)
     console.print_json(json.dumps(result.counters))
 

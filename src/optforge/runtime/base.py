@@ -8,8 +8,9 @@ at most ``capacity`` jobs in flight (the caller's contract), turns a failing
 candidate into a failed evaluation (``-inf`` with the message), and never lets a
 candidate stop the driver.
 
-Statuses (:mod:`optforge.evaluation`): ``ok`` (the fitness returned, whatever its
-value), ``error`` (the fitness raised), ``timeout`` (ran past ``timeout`` seconds),
+Statuses (:mod:`optforge.evaluation`): ``ok`` (the fitness returned an evaluation
+without an error, whatever its value), ``error`` (the fitness raised, or returned an
+evaluation with an ``error``), ``timeout`` (ran past ``timeout`` seconds),
 ``lost`` (its worker died ``retries + 1`` times).
 """
 
@@ -31,11 +32,12 @@ def worker_name() -> str:
 
 
 def run_job(fitness: Fitness, job: Job) -> tuple[Evaluation, str, float]:
-    """Evaluate in this process: ``(evaluation, status, seconds)``; exceptions become ``error``."""
+    """Evaluate in this process: ``(evaluation, status, seconds)``; an exception, or an
+    evaluation carrying an ``error``, is status ``error`` (never reused by a cache)."""
     start = time.perf_counter()
     try:
         ev = fitness.evaluate(job.program, job.stage, job.thresholds)
-        status = OK
+        status = OK if ev.error is None else ERROR
     except Exception as err:  # noqa: BLE001 - a failing candidate is a value, not a crash
         tb = traceback.format_exception_only(type(err), err)[-1].strip()
         ev, status = Evaluation(WORST, error=tb), ERROR

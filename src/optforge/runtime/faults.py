@@ -9,6 +9,8 @@ source, so a test names its victims ``die_once``, ``hang`` or ``boom``):
 * ``die_always``: every evaluation SIGKILLs its process;
 * ``hang``: sleeps for an hour;
 * ``boom``: raises ``RuntimeError``;
+* ``fails``: returns a failed evaluation (``-inf`` with an ``error``), as a fitness does
+  for a program that cannot train;
 * ``slow``: sleeps ``slow`` seconds (default 1), then evaluates.
 """
 
@@ -21,7 +23,7 @@ import time
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..evaluation import Evaluation, Fitness
+from ..evaluation import WORST, Evaluation, Fitness
 from ..lang.ir import Program
 
 
@@ -45,4 +47,6 @@ class FaultyFitness:
             time.sleep(self.slow)
         if "boom" in name:
             raise RuntimeError(f"boom in {name}")
+        if "fails" in name:
+            return Evaluation(WORST, error=f"fails in {name}")
         return self.base.evaluate(program, stage, thresholds)

@@ -178,16 +178,21 @@ class SearchResult:
         return json.dumps(self.as_dict(), indent=indent)
 
     def save(self, out: str | Path, config=None) -> list[Path]:
-        """``config.toml`` (``config``, a SearchConfig; default: the run's) and
-        ``winner_N.py`` (simplified source, scores in a comment) in the run directory
-        ``out``, beside the ``result.json`` its store wrote at the finish
-        (:meth:`~optforge.store.RunStore.finish`, the one writer of that file)."""
+        """``result.json``, ``config.toml`` (``config``, a SearchConfig; default: the run's)
+        and ``winner_N.py`` (simplified source, scores in a comment) in ``out``; the paths.
+        In a run directory ``result.json`` is the one its store wrote at the finish
+        (:meth:`~optforge.store.RunStore.finish`, there the one writer of that file)."""
+        from ..store import FILE, RESULT, write_result
         from .config import SearchConfig
 
         out = Path(out)
         config = config if config is not None else SearchConfig.from_dict(self.config)
         out.mkdir(parents=True, exist_ok=True)
-        written = [p for p in [out / "result.json"] if p.exists()] + [out / "config.toml"]
+        if (out / FILE).exists():
+            written = [p for p in [out / RESULT] if p.exists()]
+        else:
+            written = [write_result(out, self.to_json())]
+        written.append(out / "config.toml")
         written[-1].write_text(config.to_toml())
         for i, w in enumerate(self.winners, 1):
             path = out / f"winner_{i}.py"

@@ -1,7 +1,7 @@
 """Search runs in the run store: create, resume, run (the entry points bench has).
 
-``optforge search ... --out RUN_DIR`` is :func:`create_run`, then
-``Search(config, store=store).run()`` and :meth:`SearchResult.save`;
+``optforge search ... --out RUN_DIR`` is :func:`create_run`, then :func:`run_stored`
+(``Search(config, store=store).run()`` and :meth:`SearchResult.save`);
 ``optforge search --resume RUN_DIR`` is :func:`open_run` and the same. In Python::
 
     result = run_search("runs/s1", SearchConfig(evaluations=50))  # create, run, save
@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from ..store import RunStore
+from ..store import RunStore, StoreError
 from .config import SearchConfig
 from .results import SearchResult
 
@@ -35,33 +35,35 @@ def create_run(run_dir: str | Path, config: SearchConfig,
 
 
 def open_run(run_dir: str | Path) -> tuple[SearchConfig, RunStore]:
-    """An existing search run and its config (ValueError, nothing written, if it is another
-    kind of run; StoreError if it is none)."""
+    """An existing search run and its config (StoreError, nothing written, if it is not
+    one)."""
     store = RunStore.open(run_dir)
     kind = store.kind
     if kind != KIND:
         store.close()
-        raise ValueError(f"{run_dir} is a {kind} run, not a search run")
+        raise StoreError(f"{run_dir} is a {kind} run, not a search run")
     # a run stored before the compile option trained eagerly: resume it so
     return SearchConfig.from_dict({"compile": "false", **store.config}), store
 
 
-def _run(config: SearchConfig, store: RunStore, **search: Any) -> SearchResult:
+def run_stored(config: SearchConfig, store: RunStore,
+               **search: Any) -> tuple[SearchResult, list[Path]]:
+    """Run (or continue) the search in ``store`` (closed at the end), then save its files
+    in the run directory: the result and the paths :meth:`SearchResult.save` wrote."""
     from .engine import Search
 
     with store:
         result = Search(config, store=store, **search).run()
-    result.save(store.path, config)
-    return result
+    return result, result.save(store.path, config)
 
 
 def run_search(run_dir: str | Path, config: SearchConfig, **search: Any) -> SearchResult:
     """Create a search run in ``run_dir``, run it and save its files there; ``search``:
     :class:`~optforge.search.Search`'s options (``make_evaluator``, ``on_progress``,
     ``caches``)."""
-    return _run(config, create_run(run_dir, config), **search)
+    return run_stored(config, create_run(run_dir, config), **search)[0]
 
 
 def resume_search(run_dir: str | Path, **search: Any) -> SearchResult:
     """Continue (or re-read, if finished) the search run in ``run_dir``; files go there."""
-    return _run(*open_run(run_dir), **search)
+    return run_stored(*open_run(run_dir), **search)[0]

@@ -90,6 +90,17 @@ STORE_ERRORS = (StoreError, sqlite3.Error)
 """What a failing store raises: handlers of a candidate's own failures re-raise these."""
 
 
+def write_result(directory: str | Path, text: str) -> Path:
+    """``text`` into ``directory``/:data:`RESULT`, atomically (written aside, renamed into
+    place: a reader sees the old file or the whole new one). In a run directory
+    :meth:`RunStore.finish` is its one caller."""
+    path = Path(directory) / RESULT
+    tmp = path.with_name(f".{RESULT}.new")
+    tmp.write_text(text)
+    tmp.rename(path)
+    return path
+
+
 class RunLock:
     """An exclusive advisory lock on ``RUN_DIR/run.lock`` for the process that writes the
     run; :class:`StoreError` naming the holder's PID if another process holds it."""
@@ -332,9 +343,7 @@ class RunStore:
         if result is not None:
             if self.readonly:
                 raise StoreError(f"{self.path} was opened read-only")
-            tmp = self.path / f".{RESULT}.new"
-            tmp.write_text(result)
-            tmp.rename(self.path / RESULT)
+            write_result(self.path, result)
         self.set_meta(status="finished", finished=time.time(), **(meta or {}))
         self.event("finish", **data, store_seconds=self.seconds)
 

@@ -38,7 +38,7 @@ def imported(path: Path) -> set[str]:
 def test_the_scan_sees_the_commands_imports():
     """The check below can fail: the command modules themselves import typer and rich, and
     a relative import of the commands is resolved to ``optforge.cli``."""
-    seen = imported(ROOT / "cli" / "app.py")
+    seen = imported(ROOT / "cli" / "main.py")
     assert {"typer", "rich.console", "optforge.cli.bench"} <= seen
     assert "optforge.cli.search" in imported(ROOT / "cli" / "bench.py")
 
@@ -61,3 +61,16 @@ def test_the_console_entry_point_is_the_typer_app():
     groups = {g.name for g in app.registered_groups}
     assert commands == {"bench", "search", "export", "report", "demo"}
     assert groups == {"zoo", "runs"}
+
+
+def test_the_app_does_not_shadow_a_module():
+    """``optforge.cli.app`` is the Typer app (the entry point); its module is ``cli.main``."""
+    import importlib
+
+    import typer
+
+    import optforge.cli
+
+    assert isinstance(optforge.cli.app, typer.Typer)
+    assert importlib.import_module("optforge.cli.main").app is optforge.cli.app
+    assert not (ROOT / "cli" / "app.py").exists()

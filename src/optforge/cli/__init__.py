@@ -3,7 +3,7 @@
 The only package that imports typer or rich (tested): the core packages return values and
 raise precise errors; the commands here print them.
 
-app.py      the ``optforge`` Typer app (the entry point ``optforge.cli:app``)
+main.py     the ``optforge`` Typer app (the entry point ``optforge.cli:app``)
 search.py   ``optforge search`` (options generated from SearchConfig); display.py its
             live display
 bench.py    ``optforge bench``; tables.py the benchmark's tables on a terminal
@@ -14,6 +14,6 @@ errors.py   ``error: MESSAGE`` and SIGTERM as an interrupt;  output.py output of
 tblog.py    ``--tensorboard DIR``: TensorBoard logs of search and bench
 """
 
-from .app import app
+from .main import app
 
 __all__ = ["app"]

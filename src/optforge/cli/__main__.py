@@ -1,5 +1,5 @@
 """``python -m optforge.cli``: the ``optforge`` command."""
 
-from .app import app
+from .main import app
 
 app()

@@ -164,10 +164,10 @@ def main() -> None:
                     n = result.counters["evaluated"]
                     rates[(backend, workers)].append(n / wall * 3600)
                     store_s += store.seconds
-                    secs = [x for (x,) in store.rows("SELECT seconds FROM evaluations")]
+                    recorded = store.evaluations()
+                    secs = [row[7] for row in recorded]
                     eval_s += sum(secs)
-                    sequences.add(tuple(store.rows("SELECT seq, hash FROM evaluations "
-                                                   "ORDER BY seq")))
+                    sequences.add(tuple((row[0], row[2]) for row in recorded))
                     held = (f", workers held a job {inner.busy / (wall * workers):.0%}"
                             if hasattr(inner, "busy") else "")
                     print(f"{backend} x{workers} (queue {queue}): {n} evaluations in "

@@ -126,9 +126,8 @@ def pick(result: dict, run_dir: Path) -> tuple[Program, str, float, tuple[float,
             f"hall of fame rank {rank}" if rank else "a MAP-Elites elite")
         hashes = {c["hash"]}
     with RunStore.open(run_dir, readonly=True) as store:  # never the test suite's rates
-        lrs = [lr for h in hashes for (text,) in store.rows(
-            "SELECT evaluation FROM evaluations WHERE hash = ? AND stage != 'heldout'", h)
-            for lr in json.loads(text)["best_lr"].values()]
+        lrs = [lr for _, _, h, stage, *_, ev, _ in store.evaluations()
+               if h in hashes and stage != "heldout" for lr in ev.best_lr.values()]
     return program, how, float(fitness), (min(lrs), max(lrs))
 
 
@@ -140,14 +139,14 @@ def efficiency(run_dir: Path, workers: int) -> dict:
     """Evaluations per hour, cache skips and the share of worker time spent training."""
     with RunStore.open(run_dir, readonly=True) as store:
         counters = store.meta("counters", {}) or {}
-        t0 = next(store.rows("SELECT MIN(time) FROM events WHERE kind = 'start'"))[0]
-        funnel = next(store.rows("SELECT MIN(time) FROM events WHERE kind = 'phase'"))[0]
-        t1 = next(store.rows("SELECT MAX(time) FROM events"))[0]
-        n_evo, s_evo = next(store.rows(
-            "SELECT COUNT(*), COALESCE(SUM(seconds), 0) FROM evaluations WHERE finished <= ?",
-            funnel or t1))
-        n_all, s_all = next(store.rows(
-            "SELECT COUNT(*), COALESCE(SUM(seconds), 0) FROM evaluations"))
+        events = store.events()
+        timed = [(row[7], row[9]) for row in store.evaluations()]  # (seconds, finished)
+    t0 = min(t for t, kind, _ in events if kind == "start")
+    funnel = min((t for t, kind, _ in events if kind == "phase"), default=None)
+    t1 = max(t for t, _, _ in events)
+    evo = [s for s, finished in timed if finished <= (funnel or t1)]
+    n_evo, s_evo = len(evo), sum(evo)
+    n_all, s_all = len(timed), sum(s for s, _ in timed)
     evo_wall = (funnel or t1) - t0
     children = counters["generated"] - counters["invalid"]
     return {

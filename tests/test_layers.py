@@ -1,7 +1,8 @@
 """The package's layers hold: every import of every module (read with ``ast``, at any
 depth, ``TYPE_CHECKING`` ones included) goes to the module's own layer or to one its row
 of the table in docs/ARCHITECTURE.md rests on; no import circle exists outside ``lang/``;
-SQL is written only in ``store/``. The checker itself is tested first, on a hand-made
+SQL (f-strings included) is written only in ``store/``, also not in ``experiments/`` or
+``benchmarks/``, which read stores through its functions. The checker itself is tested first, on a hand-made
 package."""
 
 from __future__ import annotations
@@ -170,16 +171,30 @@ def circles(g: dict[str, set[str]], allowed: str = "lang") -> list[list[str]]:
     return out
 
 
+def literals(tree: ast.AST) -> list[str]:
+    """The module's string literals; an f-string as its constant parts joined, each
+    formatted value read as ``{}``."""
+    parts = {id(v) for node in ast.walk(tree) if isinstance(node, ast.JoinedStr)
+             for v in node.values}
+    out = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.JoinedStr):
+            out.append("".join(v.value if isinstance(v, ast.Constant) else "{}"
+                               for v in node.values))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and id(node) not in parts:
+            out.append(node.value)
+    return out
+
+
 def sql_outside(root: Path, owner: str = "store") -> list[str]:
-    """Modules outside package ``owner`` with SQL in a string literal."""
+    """Modules under ``root`` outside package ``owner`` with SQL in a string literal."""
     bad = []
     for m, f in modules(root).items():
         if m.split(".")[0] == owner:
             continue
-        for node in ast.walk(ast.parse(f.read_text())):
-            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
-                    and SQL.search(node.value):
-                bad.append(f"{m}: {node.value.strip()[:60]!r}")
+        bad += [f"{m}: {text.strip()[:60]!r}" for text in literals(ast.parse(f.read_text()))
+                if SQL.search(text)]
     return bad
 
 
@@ -229,6 +244,8 @@ def test_the_checker_reads_the_table_and_finds_upward_imports_and_circles(tmp_pa
     assert circles(g, allowed="none") == [["base.a", "top.t"], ["lang.p", "lang.q"]]
     (tmp_path / "mid2.py").write_text("Q = 'SELECT x FROM evaluations'\n")
     assert sql_outside(tmp_path, owner="base") == ["mid2: 'SELECT x FROM evaluations'"]
+    (tmp_path / "mid2.py").write_text("Q = f'SELECT {c} FROM {t}'\nR = f'{n} selected'\n")
+    assert sql_outside(tmp_path, owner="base") == ["mid2: 'SELECT {} FROM {}'"]
 
 
 # ------------------------------------------------------------------ the package
@@ -263,5 +280,7 @@ def test_no_import_circle_outside_lang():
     assert circles(graph(SRC)) == []
 
 
-def test_no_sql_outside_the_store():
-    assert sql_outside(SRC) == []
+@pytest.mark.parametrize("root", [SRC, SRC.parents[1] / "experiments",
+                                  SRC.parents[1] / "benchmarks"], ids=lambda p: p.name)
+def test_no_sql_outside_the_store(root):
+    assert sql_outside(root) == []

@@ -123,7 +123,7 @@ def load_run(path: str | Path) -> RunData:
         evaluations = [
             EvalRow(seq, key, h, stage, WORST if fit is None else fit, complete, status,
                     seconds, ev)
-            for seq, key, h, stage, fit, complete, status, seconds, ev in store.evaluations()]
+            for seq, key, h, stage, fit, complete, status, seconds, ev, _ in store.evaluations()]
         rows = store.individuals()
         snapshots = store.snapshots()
         events = store.events()

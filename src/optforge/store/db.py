@@ -394,12 +394,14 @@ class RunStore:
                 self.db.execute("SELECT hash, source, fingerprint FROM programs")}
 
     def evaluations(self) -> list[tuple[int, int, str, str, float | None, bool, str, float,
-                                        Evaluation]]:
+                                        Evaluation, float]]:
         """A search's recorded evaluations by ``seq``: ``(seq, key, hash, stage, fitness
-        (None: NaN), complete, status, seconds, evaluation)``."""
-        return [(*row[:5], bool(row[5]), row[6], row[7], evaluation_from(row[8])) for row in
-                self.db.execute("SELECT seq, key, hash, stage, fitness, complete, status, "
-                                "seconds, evaluation FROM evaluations ORDER BY seq")]
+        (None: NaN), complete, status, seconds, evaluation, finished)`` (``finished``: the
+        time it was recorded)."""
+        return [(*row[:5], bool(row[5]), row[6], row[7], evaluation_from(row[8]), row[9])
+                for row in self.db.execute(
+                    "SELECT seq, key, hash, stage, fitness, complete, status, seconds, "
+                    "evaluation, finished FROM evaluations ORDER BY seq")]
 
     def individuals(self) -> list[tuple[int, str, int | None, str, int, bool, float | None]]:
         """A search's individuals by id: ``(id, hash, parent, mutation, born, reused,

@@ -52,7 +52,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..evaluation import WORST, Evaluation
+from ..evaluation import WORST, Evaluation, Fitness  # noqa: F401 - Fitness: its old home
 from ..lang.ir import Program
 from . import hurdles as hurdles_mod
 

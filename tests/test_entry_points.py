@@ -137,3 +137,10 @@ def test_bench_flags_override_the_config_file(tmp_path):
                                        str(tmp_path / "none")])
     assert refused.exit_code == 2 and "trials must be a positive integer" in refused.output
     assert not (tmp_path / "none").exists()
+
+
+def test_moved_names_still_import_from_their_old_home():
+    import optforge.evaluation
+    from optforge.search.fitness import Fitness
+
+    assert Fitness is optforge.evaluation.Fitness

@@ -2,8 +2,8 @@
 depth, ``TYPE_CHECKING`` ones included) goes to the module's own layer or to one its row
 of the table in docs/ARCHITECTURE.md rests on; no import circle exists outside ``lang/``;
 SQL (f-strings included) is written only in ``store/``, also not in ``experiments/`` or
-``benchmarks/``, which read stores through its functions. The checker itself is tested first, on a hand-made
-package."""
+``benchmarks/``, which read stores through its functions. The checker itself is tested
+first, on a hand-made package."""
 
 from __future__ import annotations
 

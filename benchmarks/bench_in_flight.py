@@ -89,7 +89,7 @@ def main() -> None:
                     result = Search(cfg, fitness=fitness, store=store, evaluator=backend).run()
                     wall = time.perf_counter() - t
                     backend.close()
-                    secs = sum(x for (x,) in store.rows("SELECT seconds FROM evaluations"))
+                    secs = sum(row[7] for row in store.evaluations())  # seconds
                 n = result.counters["evaluated"]
                 shares[c].append(secs / (wall * args.workers))
                 rates[c].append(3600 * n / wall)

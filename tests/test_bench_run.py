@@ -175,3 +175,51 @@ def test_optforge_has_the_bench_command():
     assert config.SCHEDULES == SCHEDULES
     res = CliRunner().invoke(app, ["bench", "--help"])
     assert res.exit_code == 0 and "--optimizers" in res.output and "--trials" in res.output
+
+
+def test_the_compile_setting_reaches_every_run_and_changes_only_rounding(monkeypatch):
+    """compile = true trains every run with the C step, "auto" by the amortisation rule
+    (an optimizer's trials + seeds runs of T steps on a task), and the compiled bench's
+    tuned losses equal the eager bench's up to rounding."""
+    from optforge.train.amortise import MIN_STEPS, compiles
+
+    specs = []
+    real = backend.train_replicas
+
+    def spy(spec, *args, **kw):
+        specs.append(spec)
+        return real(spec, *args, **kw)
+
+    monkeypatch.setattr(backend, "train_replicas", spy)
+    small = {**SMALL, "trials": 2, "seeds": 2, "steps": 30}
+    runs = {}
+    for mode in ("true", "false", "auto"):
+        specs.clear()
+        runs[mode] = run_bench(BenchConfig(["adamw"], ["quadratic"], **small, compile=mode),
+                               plots=False)
+        want = compiles(mode, 30 * (2 + 2))
+        assert specs and {s.compile for s in specs} == {want}
+    assert not compiles("auto", 30 * 4) and compiles("auto", MIN_STEPS)
+    a, b = (runs[m].entry("adamw", "quadratic") for m in ("true", "false"))
+    assert a.config == b.config  # the same trials chose the same hyperparameters
+    assert np.allclose(a.loss_curves, b.loss_curves, rtol=1e-4, atol=1e-6)
+
+
+def test_a_bench_run_stored_before_the_compile_setting_resumes_eagerly(tmp_path):
+    from optforge.bench.stored import create_run, resume_bench
+    from optforge.store import RunStore
+
+    cfg = BenchConfig(["adamw"], ["quadratic"], **{**SMALL, "trials": 2, "seeds": 2,
+                                                   "steps": 20}, compile="false")
+    with create_run(tmp_path / "new", cfg) as store:
+        old = {k: v for k, v in store.config.items() if k != "compile"}
+        meta = {k: store.meta(k) for k in ("candidates", "planned", "planned_base")}
+    from optforge.store.bench import KIND, SCHEMA
+
+    RunStore.create(tmp_path / "old", KIND, old, schema=SCHEMA, **meta).close()
+    result = resume_bench(tmp_path / "old", plots=False)
+    assert result.entry("adamw", "quadratic").status == "ok"
+    assert BenchConfig.stored(old).compile == "false"
+    assert BenchConfig.stored(cfg.as_dict()) == cfg
+    with pytest.raises(ValueError, match="compile must be"):
+        BenchConfig(["adamw"], ["quadratic"], compile="sometimes")

@@ -25,10 +25,13 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
+from ..train.amortise import mode
+
 SAMPLERS = ("tpe", "qmc", "random")  # optforge.bench.tune
 PRUNERS = ("sha", "hyperband", "none")
 SCHEDULES = ("constant", "cosine", "linear")  # optforge.train.schedule (checked equal in a test)
 SCALING = (0.125, 0.25, 0.5, 1.0, 2.0)
+STORED_DEFAULTS = {"compile": "false"}  # settings a run stored before they existed ran with
 
 
 def _names(names: str | Sequence[str]) -> tuple[str, ...]:
@@ -54,6 +57,9 @@ class BenchConfig:
     baseline: the reference optimizer (added if not listed).
     scaling: budget fractions of ``T`` for the baseline's loss-vs-budget fit.
     max_extrapolation, tau_max: the speedup's clip and the performance profile's range.
+    compile: the compiled optimizer step (docs/COMPILE.md): ``"auto"`` where an
+        optimizer's runs on a task amortise the build (:mod:`optforge.train.amortise`),
+        ``"true"``, ``"false"``; a bench run stored without it resumes with ``"false"``.
     """
 
     optimizers: tuple[str, ...] = ()
@@ -73,6 +79,7 @@ class BenchConfig:
     max_extrapolation: float = 2.0
     tau_max: float = 4.0
     seed: int = 0
+    compile: str = "auto"
 
     def __post_init__(self) -> None:
         def put(name: str, value: Any) -> None:
@@ -103,6 +110,7 @@ class BenchConfig:
         if self.schedule not in SCHEDULES:
             raise ValueError(f"unknown schedule {self.schedule!r}; schedules: "
                              f"{', '.join(SCHEDULES)}")
+        put("compile", mode(self.compile))
         put("scaling", tuple(_number("scaling", f) for f in (
             self.scaling if isinstance(self.scaling, Sequence) else [self.scaling])))
         if not self.scaling or any(not f > 0 for f in self.scaling):
@@ -118,6 +126,12 @@ class BenchConfig:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready (lists for tuples): a bench run's stored config."""
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
+
+    @classmethod
+    def stored(cls, data: dict[str, Any]) -> BenchConfig:
+        """The config of a stored bench run (one stored before ``compile`` existed trained
+        eagerly, and resumes so)."""
+        return cls.from_dict({**STORED_DEFAULTS, **data})
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> BenchConfig:

@@ -38,6 +38,7 @@ import numpy as np
 from .. import tasks as task_registry
 from ..store import STORE_ERRORS, ReplayError
 from ..train import OK as RUN_OK
+from ..train.amortise import compiles
 from . import stats
 from .backend import RunSpec
 from .candidates import Candidate, resolve_all
@@ -137,7 +138,9 @@ def run_bench(config: BenchConfig, *, out_dir: str | Path | None = None, plots: 
     final_seeds = list(range(seeds))
     for task in task_list:
         T = budgets[task.name]
-        spec = RunSpec(task.name, tier, T, evals, schedule, device)
+        # one program trains trials + seeds runs of T steps on a task: the build amortises
+        spec = RunSpec(task.name, tier, T, evals, schedule, device,
+                       compiles(config.compile, T * (trials + seeds)))
         info = {"metric": task.metric, "higher_is_better": task.higher_is_better,
                 "steps": T, "target": None, "baseline_fit": None}
         task_info[task.name] = info

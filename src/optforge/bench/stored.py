@@ -53,5 +53,5 @@ def run_stored(store: RunStore, **options: Any) -> BenchResult:
     """Run (or continue) the bench run in ``store`` with its stored settings; outputs go to
     its directory. ``options``: :func:`~optforge.bench.run.run_bench`'s ``plots``,
     ``progress``, ``on_entry``."""
-    return run_bench(BenchConfig.from_dict(store.config), store=store, out_dir=store.path,
+    return run_bench(BenchConfig.stored(store.config), store=store, out_dir=store.path,
                      **options)

@@ -40,6 +40,7 @@ from ..store.db import dumps
 from ..train import TrainResult
 from . import backend
 from .backend import OnEval, RunSpec
+from .config import STORED_DEFAULTS
 
 
 class RecordedError(Exception):
@@ -81,7 +82,7 @@ class Units:
             return
         if store.kind != KIND:
             raise StoreError(f"{store.path} is a {store.kind} run, not a bench run")
-        if store.config != json.loads(dumps(settings)):
+        if {**STORED_DEFAULTS, **store.config} != json.loads(dumps(settings)):
             raise ValueError(f"{store.path} holds another benchmark (stored settings "
                              f"{store.config}); resume it with its own settings")
         if store.meta("candidates") is None:

@@ -63,6 +63,9 @@ def bench_command(
     device: Annotated[str, typer.Option(help="Torch device of every run.")] = "cpu",
     baseline: Annotated[str, typer.Option(help="Reference optimizer.")] = "adamw",
     seed: Annotated[int, typer.Option(help="Seed of the Optuna sampler.")] = 0,
+    compile: Annotated[str, typer.Option(
+        "--compile", help="Compiled optimizer step: auto (where an optimizer's runs on a "
+        "task amortise the C build), true or false (docs/COMPILE.md).")] = "auto",
     out: Annotated[Path | None, typer.Option(
         "--out", help="The run directory (new or empty): run store, results.json, results.csv, "
         "results.txt, plots [default: runs/bench-TIMESTAMP].")] = None,

@@ -110,17 +110,16 @@ class Trace:
             step(regs)
 
 
-_S, _L = Scalar, Tensors  # the traced values (a uniform scalar, a materialised list)
 
 
 @dataclass(frozen=True, eq=False)
 class _T:
     """A term ``coef * a`` (``x``), ``coef * a * b`` (``mul``) or ``coef * a / b`` (``div``)."""
 
-    coef: _S
+    coef: Scalar
     kind: str
-    a: _L
-    b: _L | None = None
+    a: Tensors
+    b: Tensors | None = None
 
     @property
     def shape(self) -> Shape:
@@ -140,24 +139,24 @@ class _Lin:
     exactly ``interp(a, b, t)`` of two lists."""
 
     terms: tuple[_T, ...]
-    c0: _S | None
+    c0: Scalar | None
     shape: Shape
-    lerp: tuple[_L, _L, _S] | None = None
+    lerp: tuple[Tensors, Tensors, Scalar] | None = None
 
 
-ONE = _S(None, 1.0)
-MINUS_ONE = _S(None, -1.0)
+ONE = Scalar(None, 1.0)
+MINUS_ONE = Scalar(None, -1.0)
 
 
 def _refs(v) -> set[int]:
-    if isinstance(v, _L):
+    if isinstance(v, Tensors):
         return {v.buf}
     if isinstance(v, _Lin):
         return set().union(*(t.bufs for t in v.terms))
     return set()
 
 
-def _is_one(s: _S | None) -> bool:
+def _is_one(s: Scalar | None) -> bool:
     return s is not None and s.const == 1.0
 
 
@@ -190,11 +189,11 @@ class _Tracer:
         for r in range(plan.n_regs):
             kind = kinds.get(r)
             if r in plan.consts:
-                self.env[r] = _S(None, plan.consts[r])
+                self.env[r] = Scalar(None, plan.consts[r])
             elif kind == "L":
-                self.env[r] = _L(r, r, plan.shape[r])
+                self.env[r] = Tensors(r, r, plan.shape[r])
             elif kind in ("f", "t"):
-                self.env[r] = _S(r, None, kind == "t")
+                self.env[r] = Scalar(r, None, kind == "t")
         self.owned.update(r for r in plan.slot_regs if kinds.get(r) == "L")
         needed = (*plan.input_regs.values(), *plan.slot_regs, *plan.hyper_regs.values())
         missing = [r for r in needed if r not in self.env]
@@ -203,7 +202,7 @@ class _Tracer:
         r_w = plan.input_regs.get("w")
         if r_w is not None and kinds.get(r_w) != "L":
             raise ValueError("the parameters 'w' must be a list")
-        self.w = _L(r_w, r_w, FULL) if r_w is not None else _L(self.W, self.W, FULL)
+        self.w = Tensors(r_w, r_w, FULL) if r_w is not None else Tensors(self.W, self.W, FULL)
 
     @property
     def W(self) -> int:
@@ -218,39 +217,39 @@ class _Tracer:
         """Record ``R[dest] = call(*args)`` (args: traced values; see :class:`Kernel`)."""
         self.kernels.append(Kernel(call, args, dest, self.stmt, op))
 
-    def fresh(self, call: str, *args, shape: Shape) -> _L:
+    def fresh(self, call: str, *args, shape: Shape) -> Tensors:
         """A list in a new buffer, ``call(*args)``."""
         r = self._reg()
         self.emit(call, *args, dest=r)
         self.owned.add(r)
-        return _L(r, r, shape)
+        return Tensors(r, r, shape)
 
     # ------------------------------------------------------------ scalars
-    def sop(self, op: ops.Op, *args: _S) -> _S:
+    def sop(self, op: ops.Op, *args: Scalar) -> Scalar:
         """A uniform op, folded now when every operand is a constant."""
         if all(a.const is not None for a in args) and op.scalar is not None:
-            return _S(None, float(op.scalar(*(a.const for a in args))))
+            return Scalar(None, float(op.scalar(*(a.const for a in args))))
         r = self._reg()
         tensor = any(a.tensor for a in args) or op.scalar is None
         self.emit("scalar" if not tensor else "uniform", *args, dest=r, op=op.name)
         if not tensor:
-            return _S(r)
-        return _S(r, None, True)
+            return Scalar(r)
+        return Scalar(r, None, True)
 
-    def smul(self, a: _S, b: _S) -> _S:
+    def smul(self, a: Scalar, b: Scalar) -> Scalar:
         if _is_one(a):
             return b
         if _is_one(b):
             return a
         return self.sop(ops.REGISTRY["mul"], a, b)
 
-    def sadd(self, a: _S | None, b: _S | None) -> _S | None:
+    def sadd(self, a: Scalar | None, b: Scalar | None) -> Scalar | None:
         if a is None or b is None:
             return b if a is None else a
         return self.sop(ops.REGISTRY["add"], a, b)
 
     # ------------------------------------------------------------ liveness
-    def writable(self, x: _L, user=None) -> bool:
+    def writable(self, x: Tensors, user=None) -> bool:
         """May the step overwrite ``x``'s buffer? Only if it owns it and no value
         reads it but ``user`` (the value being computed from it, skipped once)."""
         if x.view or x.buf not in self.owned:
@@ -281,8 +280,8 @@ class _Tracer:
                 return t.a
         return _Lin(tuple(terms), c0, shape, lerp)
 
-    def scale(self, v, s: _S):
-        if isinstance(v, _S):
+    def scale(self, v, s: Scalar):
+        if isinstance(v, Scalar):
             return self.smul(v, s)
         if _is_one(s):
             return v
@@ -293,10 +292,10 @@ class _Tracer:
 
     def combine(self, a, b):
         """``a + b`` of lazy values, merging like terms; no size limit."""
-        if isinstance(a, _S):
+        if isinstance(a, Scalar):
             a, b = b, a
         la = self.lin(a)
-        if isinstance(b, _S):
+        if isinstance(b, Scalar):
             return self.make(la.terms, self.sadd(la.c0, b), la.shape)
         lb = self.lin(b)
         terms = list(la.terms)
@@ -310,7 +309,7 @@ class _Tracer:
         return self.make(terms, self.sadd(la.c0, lb.c0), broadcast(la.shape, lb.shape))
 
     def add(self, a, b):
-        if isinstance(a, _S) and isinstance(b, _S):
+        if isinstance(a, Scalar) and isinstance(b, Scalar):
             return self.sadd(a, b)
         out = self.combine(a, b)
         if isinstance(out, _Lin) and len(out.terms) > MAX_TERMS:
@@ -320,9 +319,9 @@ class _Tracer:
         return out
 
     @staticmethod
-    def single(v) -> tuple[_S, _L] | None:
+    def single(v) -> tuple[Scalar, Tensors] | None:
         """``(c, X)`` when ``v`` is ``c * X``."""
-        if isinstance(v, _L):
+        if isinstance(v, Tensors):
             return ONE, v
         if isinstance(v, _Lin) and len(v.terms) == 1 and v.c0 is None:
             (t,) = v.terms
@@ -340,12 +339,12 @@ class _Tracer:
         return self.make([_T(self.smul(sa[0], sb[0]), kind, sa[1], sb[1])], None, shape)
 
     # ------------------------------------------------------------ materialisation
-    def materialize(self, v, into: _L | None = None) -> _L:
+    def materialize(self, v, into: Tensors | None = None) -> Tensors:
         """A list equal to ``v``: in one of its own dying operands when possible,
         else in a new buffer; ``into`` forces the target (the parameters)."""
-        if isinstance(v, _S):
+        if isinstance(v, Scalar):
             return self.expand(v) if into is None else self._fill(into, v)
-        if isinstance(v, _L):
+        if isinstance(v, Tensors):
             if into is not None and v.reg != into.reg:
                 self.emit("copy_", into, v)
                 return into
@@ -410,7 +409,7 @@ class _Tracer:
             self.emit("add_", out, v.c0)
         return out
 
-    def _term_out_of_place(self, t: _T) -> _L:
+    def _term_out_of_place(self, t: _T) -> Tensors:
         if t.kind == "x":
             return self.fresh("mul", t.a, t.coef, shape=t.shape)
         fn = "mul" if t.kind == "mul" else "div"
@@ -419,7 +418,7 @@ class _Tracer:
             self.emit("mul_", out, t.coef)
         return out
 
-    def _first_in_place(self, target: _L, t: _T) -> None:
+    def _first_in_place(self, target: Tensors, t: _T) -> None:
         if t.kind == "mul":
             self.emit("mul_", target, t.b)
         elif t.kind == "div":
@@ -427,7 +426,7 @@ class _Tracer:
         if not _is_one(t.coef):
             self.emit("mul_", target, t.coef)
 
-    def _accumulate(self, out: _L, t: _T) -> _L:
+    def _accumulate(self, out: Tensors, t: _T) -> Tensors:
         """``out + t``: in place unless broadcasting grows ``out``."""
         shape = broadcast(out.shape, t.shape)
         if shape != out.shape:
@@ -442,28 +441,28 @@ class _Tracer:
             self.emit(_IN_PLACE[t.kind], out, *t.operands(), t.coef)
         return out
 
-    def _fill(self, into: _L, s: _S) -> _L:
+    def _fill(self, into: Tensors, s: Scalar) -> Tensors:
         self.emit("zero_", into)
         self.emit("add_", into, s)
         return into
 
-    def expand(self, s: _S) -> _L:
+    def expand(self, s: Scalar) -> Tensors:
         """A uniform scalar as a list (one shared tensor; never written)."""
         r = self._reg()
         self.emit("expand", s, dest=r)
-        return _L(r, r, SCALAR, view=True)
+        return Tensors(r, r, SCALAR, view=True)
 
     # ------------------------------------------------------------ ops
     def op(self, op: ops.Op, a: list, shape: Shape):
         """The traced value of ``op(*a)``."""
         name = op.name
         if op.family == "global":
-            if isinstance(a[0], _S):
+            if isinstance(a[0], Scalar):
                 return self.sop(op, a[0])
             r = self._reg()
             self.emit("global", self.materialize(a[0]), dest=r, op=op.name)
-            return _S(r, None, True)
-        if all(isinstance(x, _S) for x in a):
+            return Scalar(r, None, True)
+        if all(isinstance(x, Scalar) for x in a):
             return self.sop(op, *a)
         if op.family != "elementwise":
             return self.generic(op, a, shape)
@@ -474,22 +473,22 @@ class _Tracer:
         if name == "neg":
             return self.scale(a[0], MINUS_ONE)
         if name == "mul":
-            if isinstance(a[0], _S) or isinstance(a[1], _S):
-                s, x = (a[0], a[1]) if isinstance(a[0], _S) else (a[1], a[0])
+            if isinstance(a[0], Scalar) or isinstance(a[1], Scalar):
+                s, x = (a[0], a[1]) if isinstance(a[0], Scalar) else (a[1], a[0])
                 return self.scale(x, s)
             return self.product("mul", a[0], a[1], shape)
         if name == "square":
             return self.product("mul", a[0], a[0], shape)
         if name == "div":
-            if isinstance(a[1], _S):
+            if isinstance(a[1], Scalar):
                 return self.scale(a[0], self.sop(ops.REGISTRY["reciprocal"], a[1]))
-            if isinstance(a[0], _S):
+            if isinstance(a[0], Scalar):
                 return self.scale(self.unary(ops.REGISTRY["reciprocal"], a[1], shape), a[0])
             return self.product("div", a[0], a[1], shape)
-        if name == "interp" and isinstance(a[2], _S):
+        if name == "interp" and isinstance(a[2], Scalar):
             x, y, t = a
             one_minus_t = self.sop(ops.REGISTRY["sub"], ONE, t)
-            if isinstance(x, _L) and isinstance(y, _L):
+            if isinstance(x, Tensors) and isinstance(y, Tensors):
                 terms = (_T(one_minus_t, "x", x), _T(t, "x", y))
                 if x.reg != y.reg:
                     return _Lin(terms, None, shape, (x, y, t))
@@ -500,7 +499,7 @@ class _Tracer:
             return self.binary(op, a, shape)
         return self.generic(op, a, shape)
 
-    def unary(self, op: ops.Op, arg, shape: Shape) -> _L:
+    def unary(self, op: ops.Op, arg, shape: Shape) -> Tensors:
         out_fn, in_fn = _FOREACH_UNARY[op.name]
         x = self.materialize(arg)
         if in_fn is not None and self.writable(x, arg):
@@ -513,17 +512,17 @@ class _Tracer:
     def binary(self, op: ops.Op, a: list, shape: Shape):
         """maximum / minimum / pow / clip, in place on a dying first operand."""
         name = op.name
-        if name in ("maximum", "minimum") and isinstance(a[0], _S):
+        if name in ("maximum", "minimum") and isinstance(a[0], Scalar):
             a = [a[1], a[0]]
-        if isinstance(a[0], _S):
+        if isinstance(a[0], Scalar):
             return self.generic(op, a, shape)
         x = self.materialize(a[0])
         self.hold.append(x)
-        y = a[1] if isinstance(a[1], _S) else self.materialize(a[1])
+        y = a[1] if isinstance(a[1], Scalar) else self.materialize(a[1])
         self.hold.pop()
         if x.shape != shape or not self.writable(x, a[0]) or x.buf in _refs(y):
             return self.generic(op, [x, y], shape)
-        if isinstance(y, _S) and not y.tensor:
+        if isinstance(y, Scalar) and not y.tensor:
             if name == "pow":
                 c = y.const
                 if c is None or c != c or abs(c) == float("inf"):
@@ -536,28 +535,28 @@ class _Tracer:
                 fn = "clamp_min_" if name == "maximum" else "clamp_max_"
                 self.emit(fn, x, y)
             return x
-        if name in ("maximum", "minimum") and isinstance(y, _L):
+        if name in ("maximum", "minimum") and isinstance(y, Tensors):
             fn = "maximum_" if name == "maximum" else "minimum_"
             self.emit(fn, x, y)
             return x
         return self.generic(op, [x, y], shape)
 
-    def generic(self, op: ops.Op, args: list, shape: Shape) -> _L:
+    def generic(self, op: ops.Op, args: list, shape: Shape) -> Tensors:
         """Any op: its multi-tensor form if it has one, else one call per tensor."""
         vals = []
         for a in args:
-            vals.append(a if isinstance(a, _S) else self.materialize(a))
+            vals.append(a if isinstance(a, Scalar) else self.materialize(a))
             self.hold.append(vals[-1])
         del self.hold[len(self.hold) - len(vals):]
         if op.name == "transpose":  # a view: shares its operand's buffer
             x = vals[0]
             r = self._reg()
             self.emit("transpose", x, dest=r)
-            return _L(r, x.buf, shape, view=True)
+            return Tensors(r, x.buf, shape, view=True)
         r = self._reg()
         self.emit("each", *vals, dest=r, op=op.name)
         self.owned.add(r)
-        return _L(r, r, shape)
+        return Tensors(r, r, shape)
 
     # ------------------------------------------------------------ the program
     def build(self) -> Trace:
@@ -570,7 +569,8 @@ class _Tracer:
             if isinstance(v, _Lin) and plan.uses[ins.dest] > 1 and self.single(v) is None:
                 v = self.materialize(v)  # read more than once: compute it once
             self.env[ins.dest] = v
-            if isinstance(v, _S | _L) and v.reg is not None and ins.dest in plan.stmt_value:
+            if (isinstance(v, Scalar | Tensors) and v.reg is not None
+                    and ins.dest in plan.stmt_value):
                 self.named.setdefault(v.reg, plan.instr_stmt[i])
         self.at, self.stmt = len(plan.instrs), len(plan.program.body)
         vals = [self.env[r] for r in plan.outputs]
@@ -593,7 +593,7 @@ class _Outputs:
         self.vals = vals
         tracer.hold = vals  # every output is live until the end
         plan = tracer.plan
-        self.own = [_L(r, r, plan.shape[r]) if r in tracer.owned else None
+        self.own = [Tensors(r, r, plan.shape[r]) if r in tracer.owned else None
                     for r in plan.slot_regs]
         self.where: dict[int, int | None] = {}
         self.claimed: set[int] = set()
@@ -641,10 +641,10 @@ class _Outputs:
 
     def in_own(self, i: int) -> bool:
         v, mine = self.vals[1 + i], self.own[i]
-        return isinstance(v, _L) and mine is not None and v.reg == mine.reg
+        return isinstance(v, Tensors) and mine is not None and v.reg == mine.reg
 
     def register(self, v) -> int:
-        if isinstance(v, _L) or v.const is None:
+        if isinstance(v, Tensors) or v.const is None:
             return v.reg
         r, c = self.t._reg(), v.const
         self.t.emit("const", c, dest=r)
@@ -653,7 +653,7 @@ class _Outputs:
     def secure(self, i: int, force: bool) -> bool:
         """Settle where slot ``i``'s new value lives (see class docstring)."""
         t, v, mine = self.t, self.vals[1 + i], self.own[i]
-        if isinstance(v, _L) and not v.view and v.buf in t.owned and v.buf not in self.claimed:
+        if isinstance(v, Tensors) and not v.view and v.buf in t.owned and v.buf not in self.claimed:
             self.claimed.add(v.buf)
             self.where[i] = None if self.in_own(i) else v.reg
             return True
@@ -666,7 +666,7 @@ class _Outputs:
             return True
         if not force:
             return False
-        if isinstance(v, _S):
+        if isinstance(v, Scalar):
             self.where[i] = self.register(v)
             return True
         c = t.fresh("clone", v, shape=v.shape)
@@ -678,7 +678,7 @@ class _Outputs:
     def apply_update(self) -> None:
         """``w <- w - update`` in place, as one combination."""
         t, u, w = self.t, self.vals[0], self.t.w
-        if isinstance(u, _S):
+        if isinstance(u, Scalar):
             t.emit("add_", w, t.sop(ops.REGISTRY["neg"], u))
             return
         target = t.combine(w, t.scale(u, MINUS_ONE))

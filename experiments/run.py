@@ -14,8 +14,9 @@ directory; run the command again to resume a killed search or bench):
    program on the costliest funnel tier any candidate reached) is written to
    ``found.py`` with its tuning space: the learning rate from a tenth of the
    smallest to ten times the largest rate the search found best for it on any
-   task and tier, other hyperparameters by the default rule (the held-out
-   tasks' best rates are unknown to it).
+   task and tier (the held-out tasks' best rates are unknown to it); the
+   hyperparameters the baseline tunes too over the baseline's ranges; the rest by
+   the default rule (``found_space``).
 3. ``optforge bench`` re-tunes it and the baseline with equal budgets on
    held-out tasks the search never trained on, runs ``--seeds`` final seeds
    and reports Welch's t-test on the final metric.
@@ -40,6 +41,7 @@ import numpy as np
 import torch
 
 from optforge.bench import BenchConfig, create_run, resume_bench
+from optforge.bench.candidates import resolve
 from optforge.lang.ir import Program
 from optforge.lang.symbolic import formula
 from optforge.store.db import FILE, RunStore
@@ -63,7 +65,7 @@ class Experiment:
 EXPERIMENTS = {e.name: e for e in (Experiment("rediscovery", "momentum", queue=0),
                                    Experiment("discovery", "adamw"),
                                    Experiment("discovery2", "adamw"),
-                                   Experiment("transfer", "adamw", TEST_SUITE, trials=8,
+                                   Experiment("transfer", "adamw", TEST_SUITE, trials=16,
                                               scaling=(0.5, 1.0)))}
 
 
@@ -131,8 +133,22 @@ def pick(result: dict, run_dir: Path) -> tuple[Program, str, float, tuple[float,
     return program, how, float(fitness), (min(lrs), max(lrs))
 
 
-def write_found(program: Program, lrs: tuple[float, float], path: Path) -> None:
-    path.write_text(f"# space: lr = [\"log\", {lrs[0] / 10:.3g}, {lrs[1] * 10:.3g}]\n{program}")
+def found_space(program: Program, lrs: tuple[float, float], baseline: str) -> list[str]:
+    """The found program's ``# space:`` lines: ``lr`` from a tenth of the smallest to ten
+    times the largest rate the search found best for it; every other hyperparameter that the
+    baseline tunes too (the same name: ``wd``, ``beta1``, ``beta2``) over the baseline's own
+    range, so both sides tune the same knobs over the same ranges (a weight decay that a warm
+    start had switched off, ``wd = 0``, is tuned like the baseline's); the rest by the bench's
+    default rule (docs/BENCH.md)."""
+    shared = resolve(baseline).space
+    lines = [f'# space: lr = ["log", {lrs[0] / 10:.3g}, {lrs[1] * 10:.3g}]']
+    lines += [f'# space: {name} = ["{d.kind}", {d.low!r}, {d.high!r}]'
+              for name, d in shared.items() if name != "lr" and name in program.hyperparameters]
+    return lines
+
+
+def write_found(program: Program, lrs: tuple[float, float], path: Path, baseline: str) -> None:
+    path.write_text("\n".join(found_space(program, lrs, baseline)) + f"\n{program}")
 
 
 def efficiency(run_dir: Path, workers: int) -> dict:
@@ -245,7 +261,7 @@ def main(argv: list[str] | None = None) -> None:
                       program.doc)
     found = run_dir / "found.py"
     if not found.exists():  # the bench run keeps its own copy; never rewrite under it
-        write_found(program, lrs, found)
+        write_found(program, lrs, found, exp.baseline)
     trials = args.trials or exp.trials
     start = time.perf_counter()
     bench_dir = run_dir / "bench"

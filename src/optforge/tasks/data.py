@@ -119,10 +119,11 @@ def synthetic_classes() -> tuple[torch.Tensor, torch.Tensor]:
     ``make_classification(random_state=0)``: each class is 2 Gaussian clusters on
     the vertices of a 6-D hypercube of side ``2 * class_sep`` (``class_sep`` 1.5:
     the clusters overlap: logistic regression on 300 rows scores about 0.72
-    accuracy, a weight-decayed MLP on 1700 rows about 0.84), plus 4 redundant features (random
-    linear combinations of the 6 informative ones) and 10 pure-noise features
-    to overfit on; ``flip_y`` 0.1 replaces 10% of the labels by random ones, so a
-    model that memorises a few hundred training labels fits noise.
+    accuracy, a weight-decayed MLP on 1700 rows about 0.84), plus 4 redundant
+    features (random linear combinations of the 6 informative ones) and 10
+    pure-noise features to overfit on; ``flip_y`` 0.1 replaces 10% of the labels
+    by random ones, so a model that memorises a few hundred training labels fits
+    noise.
     """
     with _global_rngs_kept():
         from sklearn.datasets import make_classification

@@ -12,12 +12,12 @@ from .digits_cnn import DigitsCNN
 from .mnist1d_cnn import MNIST1DCNN
 from .modadd import ModAdd
 from .quadratic import NoisyQuadratic
-from .tabular import RegressionMLP, TabularMLP
+from .tabular import RegressionMLP, SynthMLP, TabularMLP
 
 _TASKS: dict[str, Task] = {
     t.name: t for t in (NoisyQuadratic(), DigitsLogReg(), DigitsMLP(), DigitsAE(), MNIST1DCNN(),
                 ModAdd(), CharLM(), AddingRNN(), DigitsCNN(), TabularMLP(), RegressionMLP(),
-                CharGRU())
+                CharGRU(), SynthMLP())
 }
 
 

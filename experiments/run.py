@@ -130,6 +130,11 @@ def pick(result: dict, run_dir: Path) -> tuple[Program, str, float, tuple[float,
     with RunStore.open(run_dir, readonly=True) as store:  # never the test suite's rates
         lrs = [lr for _, _, h, stage, *_, ev, _ in store.evaluations()
                if h in hashes and stage != "heldout" for lr in ev.best_lr.values()]
+    # a program answered by the behavioural cache has no evaluation of its own on that
+    # stage in the store: its recorded (twin's) evaluation in result.json holds the rates
+    recorded = [*pool.values(), *(w["candidate"] for w in result["winners"])]
+    lrs += [lr for c in recorded if c["hash"] in hashes
+            for lr in (c.get("evaluation") or {}).get("best_lr", {}).values()]
     return program, how, float(fitness), (min(lrs), max(lrs))
 
 

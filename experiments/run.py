@@ -65,7 +65,7 @@ class Experiment:
 EXPERIMENTS = {e.name: e for e in (Experiment("rediscovery", "momentum", queue=0),
                                    Experiment("discovery", "adamw"),
                                    Experiment("discovery2", "adamw"),
-                                   Experiment("transfer", "adamw", TEST_SUITE, trials=16,
+                                   Experiment("transfer", "adamw", TEST_SUITE, trials=64,
                                               scaling=(0.5, 1.0)))}
 
 

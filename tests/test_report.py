@@ -17,6 +17,7 @@ from searchrun import GUARDED, result_json, tiny_search
 from optforge.lang.ir import Program
 from optforge.lang.symbolic import formula
 from optforge.report import load_run, make_report
+from optforge.search.filters import FILTERS
 from optforge.store import RunStore
 from optforge.store.db import StoreError
 
@@ -111,10 +112,28 @@ def test_cache_statistics_and_funnel(run, page):
     for key in ("generated", "invalid", "structural", "behavioural", "evaluated"):
         assert f'<td class="num">{c[key]}</td>' in text
     assert f"{c['skip_rate']:.1%}" in text
+    assert sum(c["filtered_by"].values()) == c["filtered"] > 0
+    for name, n in c["filtered_by"].items():
+        assert f'<td>filter {name}</td><td class="num">{n}</td>' in text
     promoted = sorted({r["id"] for r in res["funnel"] if r["stage"] == "tier1"})
     assert promoted and c["promotions"] == len(promoted)
     for ident in promoted:
         assert f"<td>#{ident}</td>" in text
+
+
+def test_runs_show_lists_the_rejections_per_filter(run, monkeypatch):
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from optforge.cli import runs as cli
+
+    monkeypatch.setattr(cli, "console", Console(width=300))
+    shown = CliRunner().invoke(cli.runs_app, ["show", str(run)])
+    assert shown.exit_code == 0, shown.output
+    c = result_json(run)["counters"]
+    assert f"filtered {c['filtered']}," in shown.output
+    split = ", ".join(f"{f} {c['filtered_by'][f]}" for f in FILTERS if f in c["filtered_by"])
+    assert split and f"filtered_by ({split})" in shown.output
 
 
 def test_heldout_curves_are_recorded(run, page):

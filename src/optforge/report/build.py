@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..lang.ir import Program
+from ..search.filters import rejections
 from ..search.results import Candidate
 from . import figures
 from . import html as h
@@ -166,10 +167,17 @@ def _cache(run: RunData, fig) -> str:
     for key, label in figures.CACHE_PARTS:
         n = c.get(key, 0)
         rows.append((label, n, frac(n, gen), {
-            "invalid": "rejected by inference, the limits or an unchanged hash",
+            "invalid": "rejected by inference, the limits, an unchanged hash or the filters",
             "structural": "same canonical hash as a program seen before: skipped",
             "behavioural": "same fingerprint as an evaluated program: its fitness reused",
             "evaluated": "trained on the first tier"}[key]))
+    filtered = c.get("filtered", 0)
+    if filtered:
+        rows.append(("filtered", filtered, frac(filtered, gen),
+                     "of the invalid: rejected by the invariance filters before training"))
+        # by filter (absent in a run stored before the split)
+        rows += [(f"filter {name}", n, frac(n, filtered), f"of the filtered: rejected by {name}")
+                 for name, n in rejections(c.get("filtered_by", {}))]
     rows.append(("skip rate", c.get("structural", 0) + c.get("behavioural", 0),
                  frac(c.get("structural", 0) + c.get("behavioural", 0), valid),
                  "of the valid children, the share that cost no training"))

@@ -17,6 +17,7 @@ from searchrun import GUARDED, result_json, tiny_search
 from optforge.lang.ir import Program
 from optforge.lang.symbolic import formula
 from optforge.report import load_run, make_report
+from optforge.report.build import funnel_rows
 from optforge.search.filters import FILTERS
 from optforge.store import RunStore
 from optforge.store.db import StoreError
@@ -95,6 +96,26 @@ def test_hall_of_fame_and_pareto_with_formulas(run, page):
         assert html.escape(formula(Program.parse(c["source"]))) in text
     for w in res["winners"]:
         assert html.escape(w["formula"]) in text and html.escape(w["latex"]) in text
+
+
+def test_a_selection_suite_orders_the_hall_of_fame_and_ends_the_funnel(tmp_path):
+    """With a selection suite the search ranks its hall of fame by it (result.json) and the
+    funnel climbs to it: the report (and export's --rank) follow the search's order."""
+    selection = "tiny:regression_mlp@40"  # at this seed it reorders the first tier's ranking
+    run = tiny_search(tmp_path, selection=selection)
+    res = result_json(run)
+    data = load_run(run)
+    first_tier = sorted(res["hall_of_fame"], key=lambda c: (-c["fitness"], c["id"]))
+    assert [c["id"] for c in res["hall_of_fame"]] != [c["id"] for c in first_tier]
+    assert [c.id for c in data.hall_of_fame] == [c["id"] for c in res["hall_of_fame"]]
+    db = sqlite3.connect(run / "run.sqlite")
+    scored = db.execute("SELECT COUNT(*) FROM evaluations WHERE stage='selection' AND key>=0")
+    rows = {r["stage"]: r for r in funnel_rows(data)}
+    assert list(rows) == ["tier0", "tier1", "selection"]
+    assert rows["selection"]["spec"] == selection
+    assert rows["selection"]["evaluated"] == scored.fetchone()[0] > 0
+    text = make_report(run, tmp_path / "report").html.read_text()
+    assert f"<td>selection suite</td><td>{selection}</td>" in text
 
 
 def test_program_text_is_escaped(page):

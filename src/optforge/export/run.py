@@ -1,13 +1,13 @@
 """A program from a search run directory: rank N of its hall of fame, with its origin.
 
 The run is read back by :func:`optforge.report.data.load_run` (the hall of fame
-rebuilt from the store by the search's own ranking), so ``optforge export RUN_DIR
---rank N`` and rank N of ``optforge report`` are the same program (with a selection suite, in its
-order, as the search ranks it). The recommended learning rate is the smallest, over
-the tasks of the costliest tier the program reached and of the selection suite when it
-was scored there (never the held-out test suite), of its best rate on the search's
-grid (a rate above a task's best is the one that risks divergence); every stage's best
-rates go into the docstring.
+rebuilt from the store by the search's own ranking, with a selection suite in its
+order), so ``optforge export RUN_DIR --rank N``, rank N of ``optforge report`` and of
+the search's ``result.json`` are the same program. The recommended learning rate is
+the smallest, over the tasks of the costliest tier the program reached and of the
+selection suite when it was scored there (never the held-out test suite), of its best
+rate on the search's grid (a rate above a task's best is the one that risks
+divergence); every stage's best rates go into the docstring.
 """
 
 from __future__ import annotations

@@ -126,7 +126,7 @@ class Counters:
     restarts: int = 0
     promotions: int = 0
     filtered: int = 0  # children rejected by the invariance filters (counted in invalid too)
-    filtered_by: dict[str, int] = field(default_factory=dict)  # filter name -> its share
+    filtered_by: dict[str, int] = field(default_factory=dict)  # filter name -> children it rejected
     migrations: int = 0
     island_resets: int = 0
 

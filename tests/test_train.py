@@ -7,7 +7,6 @@ import json
 import math
 import os
 import platform
-import resource
 import subprocess
 import sys
 from pathlib import Path
@@ -285,6 +284,8 @@ def test_keep_heap_spares_the_page_faults_of_large_tensors():
     """Freed 64 MiB tensors' pages are reused, not unmapped and faulted in again: without
     keep_heap each of eight rounds faults in all 16384 pages of its tensor; with it, the
     heap grows for a few rounds (small objects fragment it) and then serves from memory."""
+    import resource  # POSIX only
+
     assert keep_heap()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
     for _ in range(8):

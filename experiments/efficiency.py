@@ -3,8 +3,9 @@
     python experiments/efficiency.py RUN_DIR [--workers 2]
 
 Evaluations per hour during evolution, the share of valid children skipped by
-each cache, and the share of worker time spent in fitness evaluations
-(training): sum of evaluation seconds / (workers x wall) during evolution.
+each cache, the invalid draws each invariance filter rejected, and the share
+of worker time spent in fitness evaluations (training): sum of evaluation
+seconds / (workers x wall) during evolution.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from run import efficiency
+from run import efficiency, filtered
 
 
 def main() -> None:
@@ -27,8 +28,8 @@ def main() -> None:
     print(f"{e['evolution_evaluations']} evaluations in {e['evolution_wall'] / 60:.1f} min: "
           f"{e['evaluations_per_hour']:.0f}/hour; skipped: structural "
           f"{100 * e['structural_skips']:.1f}%, behavioural {100 * e['behavioural_skips']:.1f}% "
-          f"of {e['valid_children']} valid children ({c['invalid']} invalid draws); training "
-          f"share {100 * e['training_share']:.1f}%")
+          f"of {e['valid_children']} valid children; {c['invalid']} invalid draws{filtered(c)}; "
+          f"training share {100 * e['training_share']:.1f}%")
 
 
 if __name__ == "__main__":

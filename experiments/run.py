@@ -44,6 +44,7 @@ from optforge.bench import BenchConfig, create_run, resume_bench
 from optforge.bench.candidates import resolve
 from optforge.lang.ir import Program
 from optforge.lang.symbolic import formula
+from optforge.search.filters import rejections_text
 from optforge.store.db import FILE, RunStore
 
 HERE = Path(__file__).resolve().parent
@@ -182,6 +183,13 @@ def efficiency(run_dir: Path, workers: int) -> dict:
     }
 
 
+def filtered(counters: dict) -> str:
+    """The invalid draws the invariance filters rejected, per filter ('' for none, or a
+    run stored before the per-filter counts)."""
+    split = rejections_text(counters.get("filtered_by", {}))
+    return f" ({counters['filtered']} by the invariance filters: {split})" if split else ""
+
+
 def bench_table(bench, baseline: str, found: str) -> tuple[list[str], int, int]:
     rows = ["| task | metric | " + baseline + " (mean ± 95% CI) | found (mean ± 95% CI) | "
             "Welch p | better |", "|---|---|---:|---:|---:|---|"]
@@ -288,9 +296,10 @@ def main(argv: list[str] | None = None) -> None:
         f"({eff['workers']} workers); evolution {eff['evolution_evaluations']} evaluations in "
         f"{eff['evolution_wall'] / 60:.1f} min = **{eff['evaluations_per_hour']:.0f} "
         f"evaluations/hour**. Children: {c['generated']} generated, {c['invalid']} invalid "
-        f"draws, {eff['valid_children']} valid: **{100 * eff['structural_skips']:.1f}% skipped "
-        f"by the structural cache, {100 * eff['behavioural_skips']:.1f}% by the behavioural "
-        f"cache**; {c['hurdle_stopped']} stopped by hurdles, {c['diverged']} diverged. "
+        f"draws{filtered(c)}, {eff['valid_children']} valid: "
+        f"**{100 * eff['structural_skips']:.1f}% skipped by the structural cache, "
+        f"{100 * eff['behavioural_skips']:.1f}% by the behavioural cache**; "
+        f"{c['hurdle_stopped']} stopped by hurdles, {c['diverged']} diverged. "
         f"Worker time spent training: **{100 * eff['training_share']:.1f}%** of "
         f"workers x wall during evolution ({100 * eff['training_share_all']:.1f}% over the "
         "whole search).", "",

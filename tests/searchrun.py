@@ -35,13 +35,14 @@ class Stop(KeyboardInterrupt):
     """Raised from the progress hook: the search stops as under Ctrl-C."""
 
 
-def tiny_search(folder: Path, stop_after: int | None = None) -> Path:
-    """Search into ``folder/run`` (inline evaluator); with ``stop_after`` the search is
-    interrupted after that many results, leaving an unfinished run. Returns the run dir."""
+def tiny_search(folder: Path, stop_after: int | None = None, **changes) -> Path:
+    """Search into ``folder/run`` (inline evaluator; ``changes`` to :func:`config`); with
+    ``stop_after`` the search is interrupted after that many results, leaving an unfinished
+    run. Returns the run dir."""
     # module-scoped fixtures run before conftest's per-test one-thread setting
     torch.set_num_threads(1)
     folder.mkdir(parents=True, exist_ok=True)
-    cfg = config(folder)
+    cfg = config(folder, **changes)
     run = folder / "run"
 
     def hook(progress) -> None:

@@ -15,14 +15,23 @@ from searchrun import result_json, tiny_search
 from optforge.export import ExportError, export, resolve
 from optforge.lang.ir import Program
 from optforge.optim import ProgramOptimizer
+from optforge.report.data import recommended_lr
 from optforge.store.db import evaluation_from
 
 TOLERANCE = 1e-12  # as tests/test_export.py: float64, rounding only
+# a selection suite (disjoint from the tiers and the held-out task) that, at this seed,
+# ranks the hall of fame otherwise than the first tier does
+SELECTION = "tiny:regression_mlp@40"
 
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory):
     return tiny_search(tmp_path_factory.mktemp("search"))
+
+
+@pytest.fixture(scope="module")
+def selection_run(tmp_path_factory):
+    return tiny_search(tmp_path_factory.mktemp("selection"), selection=SELECTION)
 
 
 def load(path, name):
@@ -45,15 +54,18 @@ def best_lrs(run, entry):
     return out
 
 
+@pytest.mark.parametrize("suites", ["tiers", "selection"])
 @pytest.mark.parametrize("rank", [1, 2])
-def test_exported_rank_steps_like_program_optimizer(run, tmp_path, rank):
+def test_exported_rank_steps_like_program_optimizer(request, tmp_path, rank, suites):
+    run = request.getfixturevalue("run" if suites == "tiers" else "selection_run")
     entry = result_json(run)["hall_of_fame"][rank - 1]  # the search's own ranking
     out = export(str(run), tmp_path / f"rank{rank}.py", "Found", rank=rank)
     cls = load(out, "Found")
     rates = best_lrs(run, entry)
-    tiers = sorted(s for s in rates if s.startswith("tier"))
-    assert cls([torch.nn.Parameter(torch.ones(2))]).defaults["lr"] == min(
-        rates[tiers[-1]].values())
+    tiers = sorted((s for s in rates if s.startswith("tier")), key=lambda s: int(s[4:]))
+    # the costliest tier reached and the selection suite (validation), never the test suite
+    safe = [*rates[tiers[-1]].values(), *rates.get("selection", {}).values()]
+    assert cls([torch.nn.Parameter(torch.ones(2))]).defaults["lr"] == min(safe)
     program = Program.parse(entry["source"])
     gen = torch.Generator().manual_seed(rank)
     shapes = [(4, 3), (5,), (2, 3, 2)]
@@ -74,6 +86,33 @@ def test_exported_rank_steps_like_program_optimizer(run, tmp_path, rank):
     doc = " ".join(ast.get_docstring(ast.parse(out.read_text())).split())
     assert f"run {run}, rank {rank} in its hall of fame, fitness {entry['fitness']:.6g}" in doc
     assert "Best learning rates on the search's grid" in doc
+    # every stage's rates with its suite, in funnel order: tiers, selection, held out
+    specs = {**{f"tier{i}": t for i, t in enumerate(result_json(run)["config"]["tiers"])},
+             "selection": SELECTION, "heldout": result_json(run)["config"]["heldout"]}
+    listed = [doc.index(f"{s} ({specs[s]}): ") for s in ("tier0", "tier1", "selection",
+                                                          "heldout") if s in rates]
+    assert len(listed) == len(rates) and listed == sorted(listed)
+    assert (suites == "selection" and "selection" in rates) == ("on tier1 and selection" in doc)
+
+
+# (stage, best rates) in funnel order -> the recommended lr: the smallest over the costliest
+# tier reached and the selection suite, never tier0 once a later tier ran nor the test suite
+RATES = [
+    ([("tier0", {"quadratic": 4.64}), ("tier1", {"digits_logreg": 0.1}),
+      ("selection", {"charlm": 0.5, "quadratic": 1.0}), ("heldout", {"digits_mlp": 0.001})], 0.1),
+    ([("tier0", {"quadratic": 4.64}), ("tier1", {"digits_logreg": 0.1}),
+      ("selection", {"charlm": 0.01, "quadratic": 1.0})], 0.01),
+    ([("tier0", {"quadratic": 4.64, "digits_mlp": 0.2}), ("tier2", {"digits_mlp": 0.3}),
+      ("heldout", {"digits_ae": 0.01})], 0.3),
+    ([("tier0", {"quadratic": 4.64}), ("heldout", {"digits_ae": 0.01})], 4.64),
+    ([("heldout", {"digits_ae": 0.01})], None),
+    ([], None),
+]
+
+
+@pytest.mark.parametrize("rates,lr", RATES)
+def test_recommended_lr_rule(rates, lr):
+    assert recommended_lr(rates) == lr
 
 
 def test_errors(run, tmp_path):

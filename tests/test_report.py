@@ -17,6 +17,8 @@ from searchrun import GUARDED, result_json, tiny_search
 from optforge.lang.ir import Program
 from optforge.lang.symbolic import formula
 from optforge.report import load_run, make_report
+from optforge.report.build import funnel_rows
+from optforge.search.filters import FILTERS
 from optforge.store import RunStore
 from optforge.store.db import StoreError
 
@@ -96,6 +98,26 @@ def test_hall_of_fame_and_pareto_with_formulas(run, page):
         assert html.escape(w["formula"]) in text and html.escape(w["latex"]) in text
 
 
+def test_a_selection_suite_orders_the_hall_of_fame_and_ends_the_funnel(tmp_path):
+    """With a selection suite the search ranks its hall of fame by it (result.json) and the
+    funnel climbs to it: the report (and export's --rank) follow the search's order."""
+    selection = "tiny:regression_mlp@40"  # at this seed it reorders the first tier's ranking
+    run = tiny_search(tmp_path, selection=selection)
+    res = result_json(run)
+    data = load_run(run)
+    first_tier = sorted(res["hall_of_fame"], key=lambda c: (-c["fitness"], c["id"]))
+    assert [c["id"] for c in res["hall_of_fame"]] != [c["id"] for c in first_tier]
+    assert [c.id for c in data.hall_of_fame] == [c["id"] for c in res["hall_of_fame"]]
+    db = sqlite3.connect(run / "run.sqlite")
+    scored = db.execute("SELECT COUNT(*) FROM evaluations WHERE stage='selection' AND key>=0")
+    rows = {r["stage"]: r for r in funnel_rows(data)}
+    assert list(rows) == ["tier0", "tier1", "selection"]
+    assert rows["selection"]["spec"] == selection
+    assert rows["selection"]["evaluated"] == scored.fetchone()[0] > 0
+    text = make_report(run, tmp_path / "report").html.read_text()
+    assert f"<td>selection suite</td><td>{selection}</td>" in text
+
+
 def test_program_text_is_escaped(page):
     _, text = page
     line = GUARDED.splitlines()[2].strip()  # "update = lr * m * (abs(g) < 1) + ..."
@@ -111,10 +133,28 @@ def test_cache_statistics_and_funnel(run, page):
     for key in ("generated", "invalid", "structural", "behavioural", "evaluated"):
         assert f'<td class="num">{c[key]}</td>' in text
     assert f"{c['skip_rate']:.1%}" in text
+    assert sum(c["filtered_by"].values()) == c["filtered"] > 0
+    for name, n in c["filtered_by"].items():
+        assert f'<td>filter {name}</td><td class="num">{n}</td>' in text
     promoted = sorted({r["id"] for r in res["funnel"] if r["stage"] == "tier1"})
     assert promoted and c["promotions"] == len(promoted)
     for ident in promoted:
         assert f"<td>#{ident}</td>" in text
+
+
+def test_runs_show_lists_the_rejections_per_filter(run, monkeypatch):
+    from rich.console import Console
+    from typer.testing import CliRunner
+
+    from optforge.cli import runs as cli
+
+    monkeypatch.setattr(cli, "console", Console(width=300))
+    shown = CliRunner().invoke(cli.runs_app, ["show", str(run)])
+    assert shown.exit_code == 0, shown.output
+    c = result_json(run)["counters"]
+    assert f"filtered {c['filtered']}," in shown.output
+    split = ", ".join(f"{f} {c['filtered_by'][f]}" for f in FILTERS if f in c["filtered_by"])
+    assert split and f"filtered_by ({split})" in shown.output
 
 
 def test_heldout_curves_are_recorded(run, page):

@@ -14,6 +14,7 @@ import pytest
 from optforge import zoo
 from optforge.runtime import InlineBackend
 from optforge.search import Search, SearchConfig
+from optforge.search.filters import FILTERS
 from optforge.search.fitness import TargetFitness
 from optforge.store import ReplayError, RunStore
 
@@ -125,6 +126,34 @@ def test_killed_at_random_points_and_resumed_equals_uninterrupted(tmp_path, refe
     with RunStore.open(path, readonly=True) as s:
         resumes = next(s.rows("SELECT COUNT(*) FROM events WHERE kind='resume'"))[0]
     assert mid_run <= resumes <= kills
+
+
+def test_rejections_per_filter_add_up_and_survive_a_resume(tmp_path, reference):
+    """``filtered_by`` splits ``filtered`` by filter, in every snapshot and at the end, and a
+    run interrupted mid-evolution resumes to the uninterrupted run's split."""
+    want = _result(reference)["counters"]
+    assert set(want["filtered_by"]) == set(FILTERS)  # this run meets every filter
+    assert sum(want["filtered_by"].values()) == want["filtered"] > 0
+
+    class Stop(KeyboardInterrupt):
+        pass
+
+    def stop(progress) -> None:
+        if progress.counters.evaluated >= 40:
+            raise Stop
+
+    path, cfg = tmp_path / "run", SearchConfig(**CONFIG)
+    with RunStore.create(path, "search", cfg.as_dict()) as store, pytest.raises(Stop):
+        Search(cfg, fitness=Slow(0), store=store, on_progress=stop,
+               make_evaluator=lambda f: InlineBackend(f, IN_FLIGHT)).run()
+    snapshots = [json.loads(row[3]) for row in tables(path)["snapshots"]]
+    assert len(snapshots) == 40 and snapshots[-1]["filtered"] > 0
+    assert all(sum(c["filtered_by"].values()) == c["filtered"] for c in snapshots)
+    result, _ = run(path, delay=0)
+    assert _result(path)["counters"] == want
+    split = ", ".join(f"{f} {want['filtered_by'][f]}" for f in FILTERS)
+    assert f"({want['filtered']} by the filters: {split})" in result.summary()
+    assert tables(path)["snapshots"] == tables(reference)["snapshots"]
 
 
 def test_resuming_a_finished_run_trains_nothing(tmp_path, reference):

@@ -4,7 +4,7 @@ import pytest
 
 from optforge import zoo
 from optforge.lang.ir import Program
-from optforge.search.filters import FILTERS, dependencies, reject
+from optforge.search.filters import FILTERS, dependencies, reject, rejecting_filter
 
 ADAMW_BODY = """    m = interp(m, g, 1 - beta1)
     v = interp(v, g * g, 1 - beta2)
@@ -47,9 +47,10 @@ def test_filter_table(name, source, rejected_by):
     program = Program.parse(source)
     reason = reject(program)
     if rejected_by is None:
-        assert reason is None
+        assert reason is None and rejecting_filter(reason) is None
     else:
-        assert reason is not None and reason.startswith(rejected_by + ":"), reason
+        assert reason is not None and reason.startswith(rejected_by + ": "), reason
+        assert rejecting_filter(reason) == rejected_by  # the search's per-filter counter
         # and it passes once that filter is switched off (the opt-out works, one at a time)
         others = [f for f in FILTERS if f != rejected_by]
         assert reject(program, others) is None

@@ -66,6 +66,8 @@ def test_search_logs_fitness_cache_stages_and_curves(tmp_path):
     counters = result["counters"]
     for key in ("evaluated", "structural", "behavioural", "skip_rate"):
         assert got[f"cache/{key}"][-1][1] == pytest.approx(counters[key], rel=1e-6)
+    assert {k.removeprefix("cache/filtered_by/"): v[-1][1] for k, v in got.items()
+            if k.startswith("cache/filtered_by/")} == counters["filtered_by"]
     assert [v for _, v in got["hall_of_fame/fitness"]] == pytest.approx(
         [c["fitness"] for c in result["hall_of_fame"]], rel=1e-6)
     assert {int(v) for _, v in got["search/phase"]} >= {0, 1}  # evolution, then the funnel

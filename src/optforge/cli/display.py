@@ -17,6 +17,7 @@ from rich.progress_bar import ProgressBar
 from rich.table import Table
 
 from ..search.evolution import Progress
+from ..search.filters import rejections_text
 from .output import ProgressLines, duration
 
 
@@ -35,6 +36,8 @@ def render(p: Progress) -> Table:
     table.add_row("cache skip rate", f"{c.skip_rate:.0%} ({c.structural} structural, "
                                      f"{c.behavioural} behavioural of {c.generated} generated, "
                                      f"{c.invalid} invalid)")
+    if c.filtered:
+        table.add_row("filtered", f"{c.filtered} ({rejections_text(c.filtered_by)})")
     table.add_row("hurdles / diverged", f"{c.hurdle_stopped} / {c.diverged}")
     table.add_row("promotions", str(c.promotions))
     table.add_row("elapsed / ETA", f"{duration(p.elapsed)} / {duration(p.eta)}")

@@ -119,8 +119,12 @@ def show(r: RunSummary) -> None:
     console.print(f"time: {r.seconds:.1f} s evaluating (all workers), {r.wall:.1f} s wall"
                   f"{overhead}")
     if r.counters:
-        console.print("counters: " + ", ".join(f"{k} {v:.3g}" if isinstance(v, float)
-                                                else f"{k} {v}" for k, v in r.counters.items()))
+        from ..search.filters import rejections_text
+
+        console.print("counters: " + ", ".join(
+            f"{k} {v:.3g}" if isinstance(v, float) else
+            f"{k} ({rejections_text(v) or 'none'})" if isinstance(v, dict) else f"{k} {v}"
+            for k, v in r.counters.items()))
     for i, b in enumerate(r.best, 1):
         console.print(f"[bold]best {i}[/bold]: fitness {b['fitness']:+.4f} on {b['stage']}")
         console.print(Syntax(b["source"], "python", theme="ansi_dark"))

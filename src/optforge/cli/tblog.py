@@ -9,7 +9,8 @@ Search (x axis: evaluations done, unless said otherwise):
 * ``search/best_fitness``; ``search/elapsed_s``; ``search/progress`` (evaluated / budget)
   and ``search/phase`` (0 evolution, 1 funnel, 2 simplification, 3 held-out: stage progress);
 * ``cache/*``: the counters (``structural`` and ``behavioural`` cache hits, ``skip_rate``,
-  ``evaluated``, ``hurdle_stopped``, ``diverged``, ``errors``, ...);
+  ``evaluated``, ``hurdle_stopped``, ``diverged``, ``errors``, ``filtered``, ...) and
+  ``cache/filtered_by/<filter>`` (the children each invariance filter rejected);
 * at the end: ``funnel/<stage>`` (fitness of each candidate that reached the stage, x: rank),
   ``winners/<i>/<stage>``, ``winners/<i>/heldout``, ``hall_of_fame/fitness`` (x: rank) and
   ``curves/<task>/best`` beside ``curves/<task>/baseline`` (x: training step): the validation
@@ -72,7 +73,10 @@ class SearchLog:
         self.w.add_scalar("search/progress", n / max(p.budget, 1), n)
         if p.phase in PHASES:
             self.w.add_scalar("search/phase", PHASES.index(p.phase), n)
-        for key, value in p.counters.as_dict().items():
+        counters = p.counters.as_dict()
+        for name, count in counters.pop("filtered_by").items():
+            self.w.add_scalar(f"cache/filtered_by/{name}", count, n)
+        for key, value in counters.items():
             if _finite(value):
                 self.w.add_scalar(f"cache/{key}", value, n)
 

@@ -1,11 +1,13 @@
 """A program from a search run directory: rank N of its hall of fame, with its origin.
 
 The run is read back by :func:`optforge.report.data.load_run` (the hall of fame
-rebuilt from the store by the search's own ranking), so ``optforge export RUN_DIR
---rank N`` and rank N of ``optforge report`` are the same program. The recommended
-learning rate is the smallest, over the tasks of the costliest tier the program
-was evaluated on, of its best rate on the search's grid (a rate above a task's best
-is the one that risks divergence); every stage's best rates go into the docstring.
+rebuilt from the store by the search's own ranking, with a selection suite in its
+order), so ``optforge export RUN_DIR --rank N``, rank N of ``optforge report`` and of
+the search's ``result.json`` are the same program. The recommended learning rate is
+the smallest, over the tasks of the costliest tier the program reached and of the
+selection suite when it was scored there (never the held-out test suite), of its best
+rate on the search's grid (a rate above a task's best is the one that risks
+divergence); every stage's best rates go into the docstring.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from ..lang.ir import Program
 from .lower import ExportError
 from .render import Origin
 
+RULE = ("the costliest tier it reached, and the selection suite when it was scored there; "
+        "never the held-out test suite")
+
 
 def program_name(rank: int) -> str:
     return "discovered" if rank == 1 else f"discovered_rank{rank}"
@@ -24,7 +29,7 @@ def program_name(rank: int) -> str:
 
 def resolve_run(path: str | Path, rank: int = 1) -> tuple[Program, Origin]:
     """Rank ``rank`` (1 = the fittest) of the hall of fame of the run in ``path``."""
-    from ..report.data import best_learning_rates, load_run, recommended_lr
+    from ..report.data import best_learning_rates, load_run, recommended_lr, recommended_stages
     from ..store.db import StoreError
 
     path = Path(path)
@@ -56,7 +61,7 @@ def resolve_run(path: str | Path, rank: int = 1) -> tuple[Program, Origin]:
                      + "; ".join(f"{s} ({run.stage_spec(s)}): {x}"
                                  for (s, _), x in zip(rates, parts, strict=True))
                      + (f". The recommended lr is the smallest of the best rates on "
-                        f"{rates_stage(rates)}, the costliest tier it was evaluated on."
+                        f"{' and '.join(recommended_stages(rates))} ({RULE})."
                         if lr is not None else "."))
     init = ", ".join(map(str, run.config.get("init", []))) or "?"
     origin = Origin(source=f"an optforge search from {init}", run=str(path), rank=rank,
@@ -64,7 +69,3 @@ def resolve_run(path: str | Path, rank: int = 1) -> tuple[Program, Origin]:
                     notes=" ".join(notes), lr=lr)
     return program, origin
 
-
-def rates_stage(rates: list[tuple[str, dict[str, float]]]) -> str:
-    """The stage :func:`~optforge.report.data.recommended_lr` takes its rates from."""
-    return [s for s, r in rates if s != "heldout" and r][-1]

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..lang.ir import Program
+from ..search.filters import rejections
 from ..search.results import Candidate
 from . import figures
 from . import html as h
@@ -124,6 +125,7 @@ def _header(run: RunData) -> str:
             ("population / tournament", f"{cfg.get('population', '?')} / "
                                         f"{cfg.get('tournament', '?')}"),
             ("tiers", "; ".join(f"{s}: {run.stage_spec(s)}" for s in run.tiers)),
+            ("selection suite", cfg.get("selection") or "(none)"),
             ("held-out stage", cfg.get("heldout") or "(none)"),
             ("baseline", f"{cfg.get('baseline', '?')}, tuned over "
                          f"{len(cfg.get('baseline_lr_grid', []))} learning rates"),
@@ -166,10 +168,17 @@ def _cache(run: RunData, fig) -> str:
     for key, label in figures.CACHE_PARTS:
         n = c.get(key, 0)
         rows.append((label, n, frac(n, gen), {
-            "invalid": "rejected by inference, the limits or an unchanged hash",
+            "invalid": "rejected by inference, the limits, an unchanged hash or the filters",
             "structural": "same canonical hash as a program seen before: skipped",
             "behavioural": "same fingerprint as an evaluated program: its fitness reused",
             "evaluated": "trained on the first tier"}[key]))
+    filtered = c.get("filtered", 0)
+    if filtered:
+        rows.append(("filtered", filtered, frac(filtered, gen),
+                     "of the invalid: rejected by the invariance filters before training"))
+        # by filter (absent in a run stored before the split)
+        rows += [(f"filter {name}", n, frac(n, filtered), f"of the filtered: rejected by {name}")
+                 for name, n in rejections(c.get("filtered_by", {}))]
     rows.append(("skip rate", c.get("structural", 0) + c.get("behavioural", 0),
                  frac(c.get("structural", 0) + c.get("behavioural", 0), valid),
                  "of the valid children, the share that cost no training"))
@@ -186,7 +195,8 @@ def _cache(run: RunData, fig) -> str:
 
 
 def funnel_rows(run: RunData) -> list[dict]:
-    """Per tier: candidates evaluated there and those that beat the baseline."""
+    """Per funnel stage (the tiers, then the selection suite): candidates evaluated there
+    and those that beat the baseline."""
     threshold = float(run.config.get("promote_threshold", 0.0))
     fame = run.hall_of_fame
 
@@ -195,7 +205,7 @@ def funnel_rows(run: RunData) -> list[dict]:
 
     rows = [{"stage": "tier0", "spec": run.stage_spec("tier0"), "evaluated": len(fame),
              "passed": sum(beats(c.fitness, c.evaluation.complete) for c in fame)}]
-    for stage in run.tiers[1:]:
+    for stage in run.funnel[1:]:
         evs = {e.key: e for e in run.evaluations if e.stage == stage and e.key >= 0}
         rows.append({"stage": stage, "spec": run.stage_spec(stage), "evaluated": len(evs),
                      "passed": sum(beats(e.fitness, e.complete) for e in evs.values())})
@@ -205,25 +215,27 @@ def funnel_rows(run: RunData) -> list[dict]:
 def _funnel(run: RunData, fig) -> str:
     rows = funnel_rows(run)
     threshold = float(run.config.get("promote_threshold", 0.0))
+    sel = " and then the selection suite" if "selection" in run.funnel else ""
     out = ["<h2>Funnel</h2>",
-           f"<p>The hall of fame (evaluated on tier0) climbs the tiers: a candidate whose "
+           f"<p>The hall of fame (evaluated on tier0) climbs the tiers{sel}: a candidate whose "
            f"complete fitness exceeds the promotion threshold {threshold:g} (0: the tuned "
            "baseline's) is promoted, at "
-           f"most {h.esc(run.config.get('promote_max', '?'))} per tier; those that beat it on "
-           "the last tier survive and are simplified.</p>"]
+           f"most {h.esc(run.config.get('promote_max', '?'))} per stage; those that beat it on "
+           "the last stage survive and are simplified.</p>"]
     out.append(fig("funnel", figures.funnel(rows), "candidates per funnel tier",
                    "Candidates evaluated and beating the baseline per tier"))
     out.append(h.table(["tier", "stage", "candidates", "passed", "promoted on"],
                        [(h.esc(r["stage"]), h.esc(r["spec"]), str(r["evaluated"]),
                          str(r["passed"]), str(rows[i + 1]["evaluated"]) if i + 1 < len(rows)
                          else "(survivors)") for i, r in enumerate(rows)], (2, 3, 4)))
-    promoted = sorted({e.key for e in run.evaluations if e.stage in run.tiers[1:] and e.key >= 0})
+    stages = run.funnel
+    promoted = sorted({e.key for e in run.evaluations if e.stage in stages[1:] and e.key >= 0})
     if promoted:
         fit = {(e.key, e.stage): e.fitness for e in run.evaluations if e.key >= 0}
-        out.append(h.table(["program", *run.tiers],
+        out.append(h.table(["program", *stages],
                            [(f"#{k}", *(h.num(fit.get((k, s))) if (k, s) in fit else "-"
-                                        for s in run.tiers)) for k in promoted],
-                           range(1, len(run.tiers) + 1)))
+                                        for s in stages)) for k in promoted],
+                           range(1, len(stages) + 1)))
     elif len(rows) > 1 and run.finished_ok:
         out.append("<p>No candidate beat the baseline on tier0, so none was promoted.</p>")
     return "\n".join(out)
@@ -313,8 +325,10 @@ def _hall_of_fame(run: RunData) -> str:
     if not run.hall_of_fame:
         out.append("<p>No complete evaluation yet.</p>")
         return "\n".join(out)
+    order = (" With a selection suite, those it scored come first, fittest there first."
+             if "selection" in run.funnel else "")
     out.append("<p>The fittest complete evaluations on tier0, one per behaviour (the shortest "
-               "program of each). Export one with <code>optforge export "
+               f"program of each).{order} Export one with <code>optforge export "
                f"{h.esc(run.path)} --rank N</code>.</p>")
     out.append(h.table(["rank", "program", "fitness", "length", "slots", "last mutation",
                         "update rule"], _candidate_rows(run.hall_of_fame), (0, 2, 3, 4)))

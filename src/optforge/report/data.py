@@ -9,10 +9,13 @@ written, or one that was killed, is fine) and rebuilds:
   of the evaluated individual with its fingerprint, as the search gave it);
 * the hall of fame and the Pareto front, by the search's own functions
   (:func:`optforge.search.results.hall_of_fame` and ``pareto_front``) over them;
+  with a selection suite the hall of fame in its order, as the search gives it
+  (``by_selection`` over the ``selection`` evaluations of the funnel);
 * the evolution's evaluations in the order the search consumed them, and the
   population after each (``snapshots``);
-* the funnel (evaluations on the later tiers), the held-out evaluations, and the
-  winners (from ``result.json``, written when a run finishes).
+* the funnel (evaluations on the later tiers and the selection suite), the
+  held-out evaluations, and the winners (from ``result.json``, written when a
+  run finishes).
 
 Nothing is written. A directory that is not a search run raises
 :class:`~optforge.store.db.StoreError`.
@@ -28,7 +31,7 @@ from ..evaluation import WORST, Evaluation
 from ..lang.errors import ProgramError
 from ..lang.ir import Program
 from ..search.evolution import Individual
-from ..search.results import Candidate, hall_of_fame, pareto_front
+from ..search.results import Candidate, by_selection, hall_of_fame, pareto_front
 from ..store.db import RunStore, StoreError
 
 
@@ -77,10 +80,17 @@ class RunData:
         """Stage names of the funnel tiers, cheapest first: ``tier0``, ``tier1``, ..."""
         return [f"tier{i}" for i in range(len(self.config.get("tiers", [])))]
 
+    @property
+    def funnel(self) -> list[str]:
+        """The funnel's stages in the order a candidate climbs them: the tiers, then the
+        selection suite (``selection``) when the run has one."""
+        return [*self.tiers, *(["selection"] if self.config.get("selection", "").strip()
+                               else [])]
+
     def stage_spec(self, stage: str) -> str:
         """The stage's ``SIZE:TASK,...[@STEPS]`` text from the configuration."""
-        if stage == "heldout":
-            return self.config.get("heldout", "")
+        if stage in ("selection", "heldout"):
+            return self.config.get(stage, "")
         if stage.startswith("tier") and stage[4:].isdigit():
             tiers = self.config.get("tiers", [])
             i = int(stage[4:])
@@ -136,6 +146,9 @@ def load_run(path: str | Path) -> RunData:
 
     individuals = _individuals(rows, sources, fingerprints, evaluations)
     fame = hall_of_fame(individuals.values(), int(config.get("hall_of_fame", 20)))
+    if config.get("selection", "").strip():  # as the search orders it: by the selection suite
+        fame = by_selection(fame, [{"id": e.key, "stage": e.stage, "fitness": e.fitness}
+                                   for e in evaluations if e.stage == "selection" and e.key >= 0])
     everyone = hall_of_fame(individuals.values(), len(individuals))
     return RunData(path, status, config, created, finished, counters, sources, individuals,
                    evaluations, [(n, pop) for n, pop, _ in snapshots], fame,
@@ -166,10 +179,11 @@ def _individuals(rows, sources: dict[str, str], fingerprints: dict[str, str | No
 
 def best_learning_rates(run: RunData, cand: Candidate) -> list[tuple[str, dict[str, float]]]:
     """``(stage, {task: best learning rate})`` for each complete evaluation of a candidate,
-    cheapest tier first (the search's learning-rate grid, one run per rate): its first-tier
-    evaluation (its own, or the equivalent program's whose fitness it reused), then the
-    jobs of its id (funnel tiers) or its program (e.g. held out)."""
-    order = {s: i for i, s in enumerate([*run.tiers, "heldout"])}
+    in funnel order (the tiers cheapest first, the selection suite, the held-out stage; the
+    search's learning-rate grid, one run per rate): its first-tier evaluation (its own, or
+    the equivalent program's whose fitness it reused), then the jobs of its id (funnel) or
+    its program (e.g. held out)."""
+    order = {s: i for i, s in enumerate([*run.funnel, "heldout"])}
     seen: dict[str, dict[str, float]] = {}
     if cand.evaluation.complete and cand.evaluation.best_lr:
         seen["tier0"] = dict(cand.evaluation.best_lr)
@@ -180,11 +194,18 @@ def best_learning_rates(run: RunData, cand: Candidate) -> list[tuple[str, dict[s
     return sorted(seen.items(), key=lambda kv: order.get(kv[0], len(order)))
 
 
+def recommended_stages(rates: list[tuple[str, dict[str, float]]]) -> list[str]:
+    """The stages :func:`recommended_lr` takes its rates from: the costliest tier the
+    program reached and, when it was scored there, the selection suite (the search's
+    validation: it ranks the hall of fame). Never the held-out stage, the test suite."""
+    reached = [s for s, r in rates if r]
+    tiers = [s for s in reached if s.startswith("tier") and s[4:].isdigit()]
+    return [*tiers[-1:], *(["selection"] if "selection" in reached else [])]
+
+
 def recommended_lr(rates: list[tuple[str, dict[str, float]]]) -> float | None:
-    """The smallest of the best rates over the tasks of the costliest tier evaluated (the
-    last funnel tier the program reached; the held-out stage is not used to choose): the
+    """The smallest of the best rates over the tasks of :func:`recommended_stages`: the
     safe choice, since a rate above a task's best is the one that risks divergence."""
-    tiers = [(s, r) for s, r in rates if s != "heldout" and r]
-    if not tiers:
-        return None
-    return float(min(tiers[-1][1].values()))
+    by_stage = dict(rates)
+    best = [lr for s in recommended_stages(rates) for lr in by_stage[s].values()]
+    return float(min(best)) if best else None

@@ -27,7 +27,9 @@ population is rebuilt from the initial programs or from the best so far
 Invariance filters (:mod:`optforge.search.filters`, the ``accept`` hook): a
 child that would be trained must pass them first; one that fails is counted
 ``filtered`` (and ``invalid``) and dropped, and so is any later child with its
-fingerprint. Initial programs are not filtered.
+fingerprint. ``filtered_by`` splits ``filtered`` by the filter that rejected
+the fingerprint (the name before the first ``:`` of the hook's reason).
+Initial programs are not filtered.
 
 Islands (``islands`` > 1): that many populations of ``population`` each
 (AutoML-Zero, FunSearch, PySR). Parents are drawn from the islands in turn,
@@ -66,6 +68,7 @@ from ..evaluation import WORST, Evaluation, Evaluator, Job
 from ..lang.errors import ProgramError
 from ..lang.infer import check
 from ..lang.ir import Call, Program, walk
+from .filters import rejecting_filter
 from .hurdles import Hurdles
 from .mutate import MutationError, Mutator
 
@@ -123,6 +126,7 @@ class Counters:
     restarts: int = 0
     promotions: int = 0
     filtered: int = 0  # children rejected by the invariance filters (counted in invalid too)
+    filtered_by: dict[str, int] = field(default_factory=dict)  # filter name -> children it rejected
     migrations: int = 0
     island_resets: int = 0
 
@@ -224,7 +228,7 @@ class Evolution:
         self.islands: list[deque[Individual]] = [deque() for _ in range(config.islands)]
         self.archive: dict[tuple[int, bool, bool], Individual] = {}
         self.accept = accept
-        self._rejected: set[str] = set()  # fingerprints the filters rejected
+        self._rejected: dict[str, str] = {}  # fingerprint -> the filter that rejected it
         self._turn = 0  # the island the next parent comes from
         self.history: list[tuple[int, float]] = []
         self._pending: dict[int, tuple[Program, str, str, int | None, str, int | None]] = {}
@@ -276,12 +280,15 @@ class Evolution:
             self._pending_hash.add(h)
             self._waiting[fp].append((program, h, parent, mutation, island))
             return
-        if mutation != "init" and self.accept is not None and (
-                fp in self._rejected or self.accept(program) is not None):
-            self.counters.invalid += 1
-            self.counters.filtered += 1
-            self._rejected.add(fp)
-            return
+        if mutation != "init" and self.accept is not None:
+            name = self._rejected.get(fp) or rejecting_filter(self.accept(program))
+            if name is not None:
+                c = self.counters
+                c.invalid += 1
+                c.filtered += 1
+                c.filtered_by[name] = c.filtered_by.get(name, 0) + 1
+                self._rejected[fp] = name
+                return
         key = self._new_id()
         self._pending[key] = (program, h, fp, parent, mutation, island)
         self._pending_hash.add(h)

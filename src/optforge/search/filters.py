@@ -34,7 +34,8 @@ update of the last step when every gradient is multiplied by ``c``.
     (relative tolerance 1e-9). Leave ``lr`` out of the filters to allow
     other uses (the explicit opt-in).
 
-:func:`reject` returns the first filter's reason, or ``None`` for a program
+:func:`reject` returns the first failed filter's reason, ``NAME: why``
+(:func:`rejecting_filter` reads the name back), or ``None`` for a program
 that passes them all. A program that cannot run on these inputs is left to
 the search's other checks (``None``).
 """
@@ -146,7 +147,7 @@ def _scale(program: Program, plan: Plan, ref: Callable[[], Trajectory],
     for c in (10.0, 0.1):
         uc = trajectory(program, c, plan=plan)[0][-1]
         if not _finite([uc]) or _cos(uc - base, u1 - base) < 1 - tolerance:
-            return f"scale: the update direction changes when gradients are scaled by {c:g}"
+            return f"the update direction changes when gradients are scaled by {c:g}"
     return None
 
 
@@ -162,7 +163,7 @@ def _state(program: Program, ref: Callable[[], Trajectory]) -> str | None:
         # s and every slot it reads (all input-free) start at 0 and are 0 after a step: a
         # deterministic map at its fixed point, so s is 0 forever
         if {s} | (closure[s] & set(closure)) <= zero:
-            return f"state: slot {s!r} is provably constant (reads no input, stays 0)"
+            return f"slot {s!r} is provably constant (reads no input, stays 0)"
     return None
 
 
@@ -172,14 +173,14 @@ def _cancel(program: Program) -> str | None:
     used = set().union(*(e.free_symbols for e in to_sympy(program, simplified=False).values()))
     for k, _ in program.hyper:
         if hyper_symbol(k) not in used:
-            return f"cancel: hyperparameter {k!r} cancels out of every output"
+            return f"hyperparameter {k!r} cancels out of every output"
     return None
 
 
 def _lr(program: Program, plan: Plan, ref: Callable[[], Trajectory]) -> str | None:
     for s, d in _closure(program).items():
         if "lr" in d:
-            return f"lr: slot {s!r} depends on lr (lr must only scale the step)"
+            return f"slot {s!r} depends on lr (lr must only scale the step)"
     updates, _ = ref()
     if not _finite(updates):
         return None
@@ -187,7 +188,7 @@ def _lr(program: Program, plan: Plan, ref: Callable[[], Trajectory]) -> str | No
         alt, _ = trajectory(program, lr=LR * c, plan=plan)
         if not all(torch.allclose(a, b * c, rtol=1e-9, atol=1e-300)
                    for a, b in zip(alt, updates, strict=True)):
-            return f"lr: the update is not proportional to lr (lr x {c:g})"
+            return f"the update is not proportional to lr (lr x {c:g})"
     return None
 
 
@@ -216,8 +217,26 @@ def reject(program: Program, filters: Sequence[str] = FILTERS,
             except Exception:  # noqa: BLE001 - a program that cannot run is judged elsewhere
                 return None
             if reason is not None:
-                return reason
+                return f"{name}: {reason}"
     return None
 
 
-__all__ = ["FILTERS", "dependencies", "reject", "trajectory"]
+def rejecting_filter(reason: str | None) -> str | None:
+    """The filter named in a reason from :func:`reject` (``NAME: why``), or None."""
+    return None if reason is None else reason.partition(":")[0]
+
+
+def rejections(filtered_by: dict[str, int]) -> list[tuple[str, int]]:
+    """The search's rejections per filter (its ``filtered_by`` counter) in :data:`FILTERS`
+    order, zeros left out."""
+    order = [*FILTERS, *sorted(set(filtered_by) - set(FILTERS))]
+    return [(f, filtered_by[f]) for f in order if filtered_by.get(f)]
+
+
+def rejections_text(filtered_by: dict[str, int]) -> str:
+    """:func:`rejections` as text: ``scale 6, state 2, cancel 46, lr 23`` ('' for none)."""
+    return ", ".join(f"{f} {n}" for f, n in rejections(filtered_by))
+
+
+__all__ = ["FILTERS", "dependencies", "reject", "rejecting_filter", "rejections",
+           "rejections_text", "trajectory"]

@@ -25,6 +25,7 @@ from ..evaluation import Evaluation
 from ..lang.canon import eliminate_dead_code
 from ..lang.ir import Program
 from .evolution import Individual
+from .filters import rejections_text
 from .mutate import length as program_length
 
 
@@ -205,8 +206,10 @@ class SearchResult:
 
     def summary(self, sources: bool = True) -> str:
         c = self.counters
+        split = rejections_text(c.get("filtered_by", {}))
+        filtered = f" ({c['filtered']} by the filters: {split})" if split else ""
         lines = [f"{c['evaluated']} evaluations, {c['generated']} children generated "
-                 f"({c['invalid']} invalid, {c['structural']} structural and "
+                 f"({c['invalid']} invalid{filtered}, {c['structural']} structural and "
                  f"{c['behavioural']} behavioural duplicates; skip rate {c['skip_rate']:.0%}), "
                  f"{c['promotions']} promotions, {self.seconds:.1f} s"]
         if self.best is not None:

@@ -92,7 +92,12 @@ def main(argv: list[str] | None = None) -> None:
         return child(args.child)
     if not args.before:
         ap.error("--before is required")
-    folder = Path(tempfile.mkdtemp(prefix="bench_evaluation_"))
+    with tempfile.TemporaryDirectory(prefix="bench_evaluation_") as tmp:
+        compare(Path(tmp), args)
+
+
+def compare(folder: Path, args: argparse.Namespace) -> None:
+    """Both versions side by side: ``args.before`` unpacked into ``folder``, this checkout."""
     archive = folder / "before.tar"
     with archive.open("wb") as f:
         subprocess.run(["git", "archive", args.before, "src/optforge"], cwd=ROOT, stdout=f,
@@ -137,6 +142,7 @@ def ratio(xs: list[float]) -> str:
     """Median [25th, 75th percentile]."""
     q = statistics.quantiles(xs, n=4) if len(xs) > 1 else xs * 3
     return f"{statistics.median(xs):.3f} [{q[0]:.3f}, {q[2]:.3f}]"
+
 
 if __name__ == "__main__":
     main()

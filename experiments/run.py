@@ -44,7 +44,7 @@ from optforge.bench import BenchConfig, create_run, resume_bench
 from optforge.bench.candidates import resolve
 from optforge.lang.ir import Program
 from optforge.lang.symbolic import formula
-from optforge.search.filters import rejections_text
+from optforge.search.filters import rejections_note
 from optforge.store.db import FILE, RunStore
 
 HERE = Path(__file__).resolve().parent
@@ -144,8 +144,9 @@ def found_space(program: Program, lrs: tuple[float, float], baseline: str) -> li
     times the largest rate the search found best for it; every other hyperparameter that the
     baseline tunes too (the same name: ``wd``, ``beta1``, ``beta2``) over the baseline's own
     range, so both sides tune the same knobs over the same ranges (a weight decay that a warm
-    start had switched off, ``wd = 0``, is tuned like the baseline's); the rest by the bench's
-    default rule (docs/BENCH.md)."""
+    start had switched off, ``wd = 0``, is tuned like the baseline's; a range that leaves out
+    the program's own value is widened by the bench's edge rule if the best lies at its edge);
+    the rest by the bench's default rule (docs/BENCH.md)."""
     shared = resolve(baseline).space
     lines = [f'# space: lr = ["log", {lrs[0] / 10:.3g}, {lrs[1] * 10:.3g}]']
     lines += [f'# space: {name} = ["{d.kind}", {d.low!r}, {d.high!r}]'
@@ -184,10 +185,9 @@ def efficiency(run_dir: Path, workers: int) -> dict:
 
 
 def filtered(counters: dict) -> str:
-    """The invalid draws the invariance filters rejected, per filter ('' for none, or a
-    run stored before the per-filter counts)."""
-    split = rejections_text(counters.get("filtered_by", {}))
-    return f" ({counters['filtered']} by the invariance filters: {split})" if split else ""
+    """`` (N by the invariance filters: per filter)`` for a summary line ('' for none)."""
+    note = rejections_note(counters)
+    return f" ({note})" if note else ""
 
 
 def bench_table(bench, baseline: str, found: str) -> tuple[list[str], int, int]:

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 import torch
-from searchrun import result_json, tiny_search
+from searchrun import SELECTION, result_json, tiny_search
 
 from optforge.export import ExportError, export, resolve
 from optforge.lang.ir import Program
@@ -19,9 +19,6 @@ from optforge.report.data import recommended_lr
 from optforge.store.db import evaluation_from
 
 TOLERANCE = 1e-12  # as tests/test_export.py: float64, rounding only
-# a selection suite (disjoint from the tiers and the held-out task) that, at this seed,
-# ranks the hall of fame otherwise than the first tier does
-SELECTION = "tiny:regression_mlp@40"
 
 
 @pytest.fixture(scope="module")

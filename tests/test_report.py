@@ -12,7 +12,7 @@ import sqlite3
 from dataclasses import replace
 
 import pytest
-from searchrun import GUARDED, result_json, tiny_search
+from searchrun import GUARDED, SELECTION, result_json, tiny_search
 
 from optforge.lang.ir import Program
 from optforge.lang.symbolic import formula
@@ -101,7 +101,7 @@ def test_hall_of_fame_and_pareto_with_formulas(run, page):
 def test_a_selection_suite_orders_the_hall_of_fame_and_ends_the_funnel(tmp_path):
     """With a selection suite the search ranks its hall of fame by it (result.json) and the
     funnel climbs to it: the report (and export's --rank) follow the search's order."""
-    selection = "tiny:regression_mlp@40"  # at this seed it reorders the first tier's ranking
+    selection = SELECTION
     run = tiny_search(tmp_path, selection=selection)
     res = result_json(run)
     data = load_run(run)
@@ -109,6 +109,12 @@ def test_a_selection_suite_orders_the_hall_of_fame_and_ends_the_funnel(tmp_path)
     assert [c["id"] for c in res["hall_of_fame"]] != [c["id"] for c in first_tier]
     assert [c.id for c in data.hall_of_fame] == [c["id"] for c in res["hall_of_fame"]]
     db = sqlite3.connect(run / "run.sqlite")
+    # the store's selection scores, highest first, lead the hall of fame
+    hof = {c.id for c in data.hall_of_fame}
+    selected = sorted((-f, k) for k, f in db.execute(
+        "SELECT key, fitness FROM evaluations WHERE stage='selection' AND key>=0") if k in hof)
+    assert selected and [c.id for c in data.hall_of_fame][:len(selected)] == [
+        k for _, k in selected]
     scored = db.execute("SELECT COUNT(*) FROM evaluations WHERE stage='selection' AND key>=0")
     rows = {r["stage"]: r for r in funnel_rows(data)}
     assert list(rows) == ["tier0", "tier1", "selection"]

@@ -152,7 +152,7 @@ def test_rejections_per_filter_add_up_and_survive_a_resume(tmp_path, reference):
     result, _ = run(path, delay=0)
     assert _result(path)["counters"] == want
     split = ", ".join(f"{f} {want['filtered_by'][f]}" for f in FILTERS)
-    assert f"({want['filtered']} by the filters: {split})" in result.summary()
+    assert f"({want['filtered']} by the invariance filters: {split})" in result.summary()
     assert tables(path)["snapshots"] == tables(reference)["snapshots"]
 
 

@@ -212,8 +212,9 @@ class Evolution:
                  mutator: Mutator, rng: random.Random, hurdles: Hurdles | None = None,
                  on_progress: Callable[[Progress], None] | None = None,
                  accept: Callable[[Program], str | None] | None = None):
-        """``accept(program)`` returns why a child is rejected before training, or None
-        (the invariance filters)."""
+        """``accept(program)`` returns why a child is rejected before training, ``NAME:
+        why`` (the rejection is counted under ``NAME`` in ``filtered_by``), or None (the
+        invariance filters, :func:`optforge.search.filters.reject`)."""
         self.config = config
         self.stage = stage
         self.evaluator = evaluator

@@ -42,7 +42,7 @@ the search's other checks (``None``).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from functools import cache
 
 import torch
@@ -238,5 +238,12 @@ def rejections_text(filtered_by: dict[str, int]) -> str:
     return ", ".join(f"{f} {n}" for f, n in rejections(filtered_by))
 
 
+def rejections_note(counters: Mapping[str, object]) -> str:
+    """A run's stored counters as ``77 by the invariance filters: cancel 46, lr 23, ...``
+    ('' for none, or for a run stored before the per-filter counts)."""
+    split = rejections_text(counters.get("filtered_by", {}))
+    return f"{counters['filtered']} by the invariance filters: {split}" if split else ""
+
+
 __all__ = ["FILTERS", "dependencies", "reject", "rejecting_filter", "rejections",
-           "rejections_text", "trajectory"]
+           "rejections_note", "rejections_text", "trajectory"]

@@ -25,7 +25,7 @@ from ..evaluation import Evaluation
 from ..lang.canon import eliminate_dead_code
 from ..lang.ir import Program
 from .evolution import Individual
-from .filters import rejections_text
+from .filters import rejections_note
 from .mutate import length as program_length
 
 
@@ -206,8 +206,8 @@ class SearchResult:
 
     def summary(self, sources: bool = True) -> str:
         c = self.counters
-        split = rejections_text(c.get("filtered_by", {}))
-        filtered = f" ({c['filtered']} by the filters: {split})" if split else ""
+        note = rejections_note(c)
+        filtered = f" ({note})" if note else ""
         lines = [f"{c['evaluated']} evaluations, {c['generated']} children generated "
                  f"({c['invalid']} invalid{filtered}, {c['structural']} structural and "
                  f"{c['behavioural']} behavioural duplicates; skip rate {c['skip_rate']:.0%}), "

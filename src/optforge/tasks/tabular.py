@@ -62,13 +62,7 @@ class TabularMLP(Task):
 
     def build(self, spec, seeds, device, dtype):
         x, y = data.breast_cancer()
-        x, y = x.to(device=device, dtype=dtype), y.to(device)
-        tr, va = split(len(y), 169)
-        h = spec.size["width"]
-        init = Init(seeds, device, dtype)
-        forward = _mlp(init, [30, h, h, 2], torch.relu, 2**0.5)
-        return Supervised(init.params, forward, cross_entropy, ("accuracy", accuracy),
-                          (x[tr], y[tr]), (x[va], y[va]), spec.batch, seeds)
+        return _classifier(x, y, 169, 2, spec, seeds, device, dtype)
 
 
 class RegressionMLP(Task):
@@ -116,10 +110,16 @@ class SynthMLP(Task):
 
     def build(self, spec, seeds, device, dtype):
         x, y = data.synthetic_classes()
-        x, y = x.to(device=device, dtype=dtype), y.to(device)
-        tr, va = split(len(y), len(y) - 300)
-        h = spec.size["width"]
-        init = Init(seeds, device, dtype)
-        forward = _mlp(init, [x.shape[1], h, h, 3], torch.relu, 2**0.5)
-        return Supervised(init.params, forward, cross_entropy, ("accuracy", accuracy),
-                          (x[tr], y[tr]), (x[va], y[va]), spec.batch, seeds)
+        return _classifier(x, y, len(y) - 300, 3, spec, seeds, device, dtype)
+
+
+def _classifier(x, y, n_val: int, classes: int, spec, seeds, device, dtype) -> Supervised:
+    """A features-width-width-classes ReLU MLP on a table, ``n_val`` rows held out for
+    validation by the fixed :func:`split`; cross-entropy, accuracy."""
+    x, y = x.to(device=device, dtype=dtype), y.to(device)
+    tr, va = split(len(y), n_val)
+    h = spec.size["width"]
+    init = Init(seeds, device, dtype)
+    forward = _mlp(init, [x.shape[1], h, h, classes], torch.relu, 2**0.5)
+    return Supervised(init.params, forward, cross_entropy, ("accuracy", accuracy),
+                      (x[tr], y[tr]), (x[va], y[va]), spec.batch, seeds)

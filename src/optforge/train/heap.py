@@ -40,6 +40,6 @@ def keep_heap() -> bool:
         except (OSError, AttributeError, TypeError):
             return False
         mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-        _applied = mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE) == 1 and \
-            mallopt(M_TRIM_THRESHOLD, TRIM_ABOVE) == 1
+        took = [mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE), mallopt(M_TRIM_THRESHOLD, TRIM_ABOVE)]
+        _applied = took == [1, 1]  # both are set even where one is refused
     return _applied

@@ -187,6 +187,7 @@ def test_a_run_stored_before_fingerprint_steps_keeps_the_three_step_probe(tmp_pa
     del old["fingerprint_steps"]
     path = tmp_path / "old"
     RunStore.create(path, "search", old).close()
+    stored = []
     for _ in range(2):  # run, then resume the finished run: nothing trained, nothing changed
         config, store = open_run(path)
         assert config.fingerprint_steps == list(PROBE_STEPS_V1)
@@ -199,7 +200,8 @@ def test_a_run_stored_before_fingerprint_steps_keeps_the_three_step_probe(tmp_pa
         prints = [(Program.parse(src), fp) for src, fp in programs.values() if fp is not None]
         assert len(prints) > 12
         assert all(fp == fingerprint(p, PROBE_STEPS_V1) != fingerprint(p) for p, fp in prints)
-    assert fitness.calls == 0
+        stored.append(tables(path))
+    assert fitness.calls == 0 and stored[0] == stored[1]
 
 
 def test_cache_from_another_run_reuses_its_evaluations(tmp_path, reference):

@@ -11,10 +11,11 @@ different fingerprints prove the programs differ.
 The probe steps (:data:`PROBE_STEPS`) are the ``step`` input of the calls:
 ``1, 2, 3`` (early steps, where bias corrections and slot warm-up differ), then
 ``30, 300, 3000`` (a decade apart, up to the longest training runs), where
-step schedules such as ``0.83 ** (step * c)`` and ``0.23 ** (step * c)``, or
-``1 - prod(mu)`` and ``1 - sum(mu)``, part although they agree on three steps.
-The search stores its probe (``fingerprint_steps``); :data:`PROBE_STEPS_V1`
-is the three-step probe of runs stored before it.
+step schedules part that agree to six digits on three steps (a decay after
+step 100; NAdam variants whose ``mu_prod`` products differ in slow factors).
+The jump costs one equivalence: a counter slot ``n = n + 1`` is ``step`` only
+on consecutive steps. The search stores its probe (``fingerprint_steps``);
+:data:`PROBE_STEPS_V1` is the three-step probe of runs stored before it.
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from optforge.lang import (
     UnknownOpError,
 )
 from optforge.lang.canon import eliminate_dead_code, live_inputs, live_slots
+from optforge.lang.fingerprint import PROBE_STEPS_V1
 from optforge.lang.infer import infer
 from optforge.lang.ir import Call, Const, Var, walk
 from optforge.lang.symbolic import formula, latex, to_sympy
@@ -508,9 +509,6 @@ EQUIVALENT = [
      "def f(w, g, lr):\n    return lr * (gt(g, 0) - lt(g, 0))\n"),
     ("def f(w, g, lr):\n    return lr * g / norm(g)\n",
      "def f(w, g, lr):\n    return lr * g / sqrt(sum(g * g))\n"),
-    # a step counter kept in state is the step input
-    ("def f(w, g, n, lr):\n    n = n + 1\n    return lr * g * n, n\n",
-     "def f(w, g, lr, step):\n    return lr * g * step\n"),
     # a C x C matrix moment, two spellings
     ("def f(w, g, s, lr):\n    s = interp(s, matmul(transpose(g), g), 0.1)\n"
      "    return lr * matmul(g, s), s\n",
@@ -554,7 +552,70 @@ def test_fingerprint_is_deterministic_and_sees_later_steps():
     a = P("def f(w, g, m, lr):\n    m = interp(m, g, 0.5)\n    return lr * m, m\n")
     b = P("def f(w, g, m, lr):\n    m = interp(m, g, 0.5)\n    return lr * g * 0.5, m\n")
     assert a.fingerprint() == a.fingerprint()
-    assert a.fingerprint(steps=1) == b.fingerprint(steps=1)  # the first step is the same
+    assert a.fingerprint(steps=(1,)) == b.fingerprint(steps=(1,))  # the first step is the same
+    assert a.fingerprint() != b.fingerprint()
+
+
+def _nadam(mu="beta1 * (1 - 0.5 * 0.96 ** (step * momentum_decay))", extra="",
+           late_mu=False) -> str:
+    """The zoo's NAdam with ``mu`` spelled otherwise, an ``extra`` statement, or its
+    schedule written after the moments (``late_mu``)."""
+    schedule = (f"    mu = {mu}\n"
+                "    mu_next = beta1 * (1 - 0.5 * 0.96 ** ((step + 1) * momentum_decay))\n"
+                "    mu_prod = where(step - 1, mu_prod, 1) * mu\n")
+    moments = "    m = interp(m, g, 1 - beta1)\n    v = beta2 * v + (1 - beta2) * g * g\n"
+    return ("def nadam(w, g, m, v, mu_prod, lr, step, beta1=0.9, beta2=0.999, eps=1e-8, "
+            "momentum_decay=0.004):\n"
+            + (moments + schedule if late_mu else schedule + moments) + extra
+            + "    denom = sqrt(v / (1 - beta2 ** step)) + eps\n"
+            "    update = (lr * (1 - mu) / (1 - mu_prod) * g / denom\n"
+            "              + lr * mu_next / (1 - mu_prod * mu_next) * m / denom)\n"
+            "    return update, m, v, mu_prod\n")
+
+
+# Two NAdam variants of the transfer-cut search (eps 1e-8): one behaviour for three steps
+_CUT = ("def nadam(w, g, m, v, mu_prod, lr, step, s1, beta1=0.9, beta2=0.999, eps=1e-08, "
+        "wd=0, momentum_decay=0.004):\n"
+        "    mu = beta1 * (0.6878 - 0.5 * 0.8261 ** (step * momentum_decay))\n{}"
+        "    mu_prod = where(mu - 0.4102, mu_prod, 1) * mu\n"
+        "    m = interp(m, g, 1 - beta1)\n"
+        "    v = beta2 * v + (1 - beta2) * g * g\n"
+        "    denom = sqrt(v / (1 - beta2 ** step)) + eps\n"
+        "    update = lr * (0.6698 - mu) / (1 - mu_prod) * g / denom"
+        " + lr * beta1 / (1 - mu_prod * beta1) * m / denom\n"
+        "    return update, m, v, mu_prod, s1\n")
+
+# (a, b, same behaviour): every pair is one behaviour under the three-step probe
+PROBE_PAIRS = [
+    (_nadam(), _nadam(late_mu=True), True),  # statements reordered
+    (_nadam(), _nadam(mu="(1 - 0.5 * 0.96 ** (momentum_decay * step)) * beta1"), True),  # a*b
+    (_nadam(), _nadam(extra="    junk = sqrt(step * momentum_decay)\n"), True),  # dead code
+    # a step decay after 100 steps
+    ("def f(w, g, lr, step):\n    return lr * g\n",
+     "def f(w, g, lr, step):\n    return lr * g * where(lt(step, 100), 1, 0.1)\n", False),
+    # mu_prod scaled by mu once more each step (interp(0, p, mu) = mu * p)
+    (_CUT.format(""), _CUT.format("    mu_prod = interp(wd, mu_prod, mu)\n"), False),
+]
+
+
+@pytest.mark.parametrize("a, b, same", PROBE_PAIRS)
+def test_fingerprint_probes_late_steps(a, b, same):
+    """Equal fingerprints for equal behaviour; schedules that part only after three
+    steps part under the default probe, though not under the three-step one of runs
+    stored before it (``PROBE_STEPS_V1``)."""
+    pa, pb = P(a), P(b)
+    assert pa.fingerprint(PROBE_STEPS_V1) == pb.fingerprint(PROBE_STEPS_V1)
+    assert (pa.fingerprint() == pb.fingerprint()) is same
+
+
+def test_a_step_counter_in_state_is_the_step_input_only_on_consecutive_steps():
+    """Training calls a program at steps 1, 2, 3, ...: there a counter slot is ``step``.
+    The default probe jumps to step 30 after three calls, where the counter reads 4: the
+    two part (a duplicate training, never a reused fitness; docs/SEARCH.md)."""
+    a = P("def f(w, g, n, lr):\n    n = n + 1\n    return lr * g * n, n\n")
+    b = P("def f(w, g, lr, step):\n    return lr * g * step\n")
+    assert a.fingerprint(range(1, 7)) == b.fingerprint(range(1, 7))
+    assert a.fingerprint(PROBE_STEPS_V1) == b.fingerprint(PROBE_STEPS_V1)
     assert a.fingerprint() != b.fingerprint()
 
 

@@ -12,10 +12,13 @@ from pathlib import Path
 import pytest
 
 from optforge import zoo
+from optforge.lang import Program
+from optforge.lang.fingerprint import PROBE_STEPS_V1, fingerprint
 from optforge.runtime import InlineBackend
 from optforge.search import Search, SearchConfig
 from optforge.search.filters import FILTERS
 from optforge.search.fitness import TargetFitness
+from optforge.search.stored import open_run
 from optforge.store import ReplayError, RunStore
 
 CONFIG = dict(seed=3, evaluations=100, population=10, tournament=4, init=["sgd"],
@@ -175,6 +178,30 @@ def test_resume_with_another_configuration_is_refused(tmp_path):
         Search(cfg, fitness=Slow(0), store=store,
                make_evaluator=lambda f: InlineBackend(f, IN_FLIGHT)).run()
     assert tables(path)["evaluations"] == before["evaluations"]
+
+
+def test_a_run_stored_before_fingerprint_steps_keeps_the_three_step_probe(tmp_path):
+    """A run whose stored config lacks ``fingerprint_steps`` (made before the setting)
+    runs and resumes with the three-step probe its cache decisions were made with."""
+    old = SearchConfig(**{**CONFIG, "evaluations": 12}).as_dict()
+    del old["fingerprint_steps"]
+    path = tmp_path / "old"
+    RunStore.create(path, "search", old).close()
+    stored = []
+    for _ in range(2):  # run, then resume the finished run: nothing trained, nothing changed
+        config, store = open_run(path)
+        assert config.fingerprint_steps == list(PROBE_STEPS_V1)
+        fitness = Slow(0)
+        with store:
+            Search(config, fitness=fitness, store=store,
+                   make_evaluator=lambda f: InlineBackend(f, IN_FLIGHT)).run()
+        with RunStore.open(path, readonly=True) as s:
+            programs = s.programs()
+        prints = [(Program.parse(src), fp) for src, fp in programs.values() if fp is not None]
+        assert len(prints) > 12
+        assert all(fp == fingerprint(p, PROBE_STEPS_V1) != fingerprint(p) for p, fp in prints)
+        stored.append(tables(path))
+    assert fitness.calls == 0 and stored[0] == stored[1]
 
 
 def test_cache_from_another_run_reuses_its_evaluations(tmp_path, reference):

@@ -224,10 +224,7 @@ def test_tables_keep_every_column_off_a_terminal():
 
 def test_the_compile_setting(tmp_path):
     """TOML's true/false or 'auto' (the default); a run stored before the setting existed
-    resumes eagerly, as it ran."""
-    from optforge.search.stored import open_run
-    from optforge.store import RunStore
-
+    resumes eagerly, as it ran (below)."""
     cfg = tmp_path / "s.toml"
     for text, want in (("compile = true", "true"), ("compile = false", "false"),
                        ('compile = "auto"', "auto"), ("", "auto")):
@@ -236,12 +233,28 @@ def test_the_compile_setting(tmp_path):
     cfg.write_text('compile = "sometimes"\n')
     with pytest.raises(ValueError, match="compile must be"):
         SearchConfig.from_toml(cfg)
+
+
+@pytest.mark.parametrize("name, stored_before", [("compile", "false"),
+                                                  ("fingerprint_steps", [1, 2, 3])])
+def test_a_run_stored_before_a_setting_resumes_as_it_ran(tmp_path, name, stored_before):
+    """compile: eagerly; fingerprint_steps: the three-step probe (docs/SEARCH.md)."""
+    from optforge.search.stored import open_run
+    from optforge.store import RunStore
+
     old = SearchConfig().as_dict()
-    del old["compile"]
+    assert old[name] != stored_before  # new runs get the new default
+    del old[name]
     RunStore.create(tmp_path / "old", "search", old).close()
     resumed, store = open_run(tmp_path / "old")
     store.close()
-    assert resumed.compile == "false"
+    assert getattr(resumed, name) == stored_before
+
+
+@pytest.mark.parametrize("steps", [[], [0, 1], [1, -3]])
+def test_fingerprint_steps_must_be_steps(steps):
+    with pytest.raises(ValueError, match="fingerprint_steps must be"):
+        SearchConfig(fingerprint_steps=steps)
 
 
 def test_a_compiled_search_is_deterministic_and_close_to_the_eager_one():

@@ -1,16 +1,27 @@
 """Behavioural fingerprint: what a program does, not how it is written.
 
-The program runs a few steps on fixed pseudo-random inputs (two parameters of
-shapes 3 x 4 and 5, float64, hyperparameters at their defaults) with gradients
-of a fixed noisy quadratic ``g = w + noise``; the updates are rounded to six
-significant digits and hashed. Two programs with equal fingerprints behave the
-same on these inputs, which the search uses as a functional-equivalence cache
-(AutoML-Zero); different fingerprints prove the programs differ.
+The program is called once per probe step on fixed pseudo-random inputs (two
+parameters of shapes 3 x 4 and 5, float64, hyperparameters at their defaults)
+with gradients of a fixed noisy quadratic ``g = w + noise``, its slots carried
+from call to call; the updates are rounded to six significant digits and
+hashed. Two programs with equal fingerprints behave the same on these inputs,
+which the search uses as a functional-equivalence cache (AutoML-Zero);
+different fingerprints prove the programs differ.
+
+The probe steps (:data:`PROBE_STEPS`) are the ``step`` input of the calls:
+``1, 2, 3`` (early steps, where bias corrections and slot warm-up differ), then
+``30, 300, 3000`` (a decade apart, up to the longest training runs), where
+step schedules part that agree to six digits on three steps (a decay after
+step 100; NAdam variants whose ``mu_prod`` products differ in slow factors).
+The jump costs one equivalence: a counter slot ``n = n + 1`` is ``step`` only
+on consecutive steps. The search stores its probe (``fingerprint_steps``);
+:data:`PROBE_STEPS_V1` is the three-step probe of runs stored before it.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Sequence
 
 import torch
 
@@ -19,9 +30,12 @@ from .runtime import Plan, run
 
 SHAPES = ((1, 3, 4), (1, 5, 1))
 LR = 0.1
+PROBE_STEPS = (1, 2, 3, 30, 300, 3000)
+PROBE_STEPS_V1 = (1, 2, 3)
 
 
-def fingerprint(program: Program, steps: int = 3, digits: int = 6) -> str:
+def fingerprint(program: Program, steps: Sequence[int] = PROBE_STEPS, digits: int = 6) -> str:
+    """Hash of the rounded updates of one call per value of ``step`` in ``steps``."""
     plan = Plan(program)
     gen = torch.Generator().manual_seed(20240229)
 
@@ -33,7 +47,7 @@ def fingerprint(program: Program, steps: int = 3, digits: int = 6) -> str:
              for s in plan.slots]
     hyper = dict(program.hyper)
     out: list[str] = []
-    for step in range(1, steps + 1):
+    for step in steps:
         gs = [w + 0.5 * draw(w.shape) for w in ws]
         hs = [draw(w.shape).abs() + 0.1 for w in ws]
         inputs = {"w": ws, "g": gs, "h": hs, "lr": LR, "step": float(step)}

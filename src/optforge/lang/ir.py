@@ -20,6 +20,7 @@ Expressions are trees of :class:`Var`, :class:`Const` and :class:`Call`
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -132,11 +133,12 @@ class Program:
 
         return structural_hash(self)
 
-    def fingerprint(self, steps: int = 3) -> str:
-        """Behavioural hash: rounded outputs of a few steps on fixed random inputs."""
-        from .fingerprint import fingerprint
+    def fingerprint(self, steps: Sequence[int] | None = None) -> str:
+        """Behavioural hash: rounded updates at the probe ``steps`` (default
+        :data:`~optforge.lang.fingerprint.PROBE_STEPS`) on fixed random inputs."""
+        from .fingerprint import PROBE_STEPS, fingerprint
 
-        return fingerprint(self, steps=steps)
+        return fingerprint(self, steps=PROBE_STEPS if steps is None else steps)
 
     def with_hyper(self, **values: float) -> Program:
         """The same program with other hyperparameter defaults."""

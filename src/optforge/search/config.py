@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, get_type_hints
 
 from ..lang import ops
+from ..lang.fingerprint import PROBE_STEPS
 from ..lang.ir import INPUTS
 from .fitness import Stage
 
@@ -76,6 +77,9 @@ class SearchConfig:
                              "island's best (0: never; needs islands > 1)")
     archive_parent: float = _f(0.0, "probability that a parent is drawn from the MAP-Elites "
                                     "archive instead of a tournament")
+    fingerprint_steps: list[int] = _f(list(PROBE_STEPS), "values of the step input at which the "
+                                      "behavioural cache's fingerprint calls a program, slots "
+                                      "carried (docs/SEARCH.md; runs stored before: 1, 2, 3)")
     # ---- invariance filters (before any training)
     filters: list[str] = _f(["scale", "state", "cancel", "lr"],
                             "invariance filters a child must pass before training (empty: "
@@ -189,6 +193,8 @@ class SearchConfig:
             raise ValueError("islands must be >= 1, migrate_every and reset_every >= 0")
         if not 0 <= self.archive_parent <= 1:
             raise ValueError(f"archive_parent must be a probability, got {self.archive_parent}")
+        if not self.fingerprint_steps or min(self.fingerprint_steps) < 1:
+            raise ValueError(f"fingerprint_steps must be steps >= 1, got {self.fingerprint_steps}")
         from .filters import FILTERS
 
         bad = [f for f in self.filters if f not in FILTERS]

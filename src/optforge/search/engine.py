@@ -144,7 +144,7 @@ class Search:
                                   cfg.restart_after, cfg.restart_from, cfg.max_generated,
                                   0.0 if left == float("inf") else max(left, 1e-9),
                                   cfg.islands, cfg.migrate_every, cfg.reset_every,
-                                  cfg.archive_parent)
+                                  cfg.archive_parent, tuple(cfg.fingerprint_steps))
         hurdles = Hurdles(cfg.hurdle_percentile, cfg.hurdle_warmup)
         evolution = Evolution(evo_cfg, tiers[0], evaluator, mutator, rng, hurdles,
                               self._snapshots(lambda: evolution, mutator),

@@ -12,9 +12,9 @@ Every proposed child goes through two caches before it costs any training:
   invariant to names, dead code and commutative operand order) was seen
   before is *skipped*: not evaluated, not added to the population;
 * **behavioural**: a child whose fingerprint (:meth:`Program.fingerprint`:
-  rounded outputs on fixed inputs) equals an evaluated one's joins the
-  population with that evaluation, untrained (AutoML-Zero's
-  functional-equivalence cache).
+  rounded updates on fixed inputs at ``fingerprint_steps``) equals an
+  evaluated one's joins the population with that evaluation, untrained
+  (AutoML-Zero's functional-equivalence cache).
 
 Counters: ``generated`` = ``invalid`` (mutation draws rejected by inference,
 the limits or an unchanged hash, and children whose fingerprint cannot be
@@ -66,6 +66,7 @@ from dataclasses import asdict, dataclass, field
 
 from ..evaluation import WORST, Evaluation, Evaluator, Job
 from ..lang.errors import ProgramError
+from ..lang.fingerprint import PROBE_STEPS
 from ..lang.infer import check
 from ..lang.ir import Call, Program, walk
 from .filters import rejecting_filter
@@ -153,6 +154,7 @@ class EvolutionConfig:
     migrate_every: int = 0
     reset_every: int = 0
     archive_parent: float = 0.0
+    fingerprint_steps: tuple[int, ...] = PROBE_STEPS  # the behavioural cache's probe
 
     def __post_init__(self) -> None:
         if self.population < 2:
@@ -266,8 +268,8 @@ class Evolution:
             self.counters.structural += 1
             return
         try:
-            fp = program.fingerprint()
-        except Exception:  # noqa: BLE001 - a program that cannot run 3 steps is invalid
+            fp = program.fingerprint(self.config.fingerprint_steps)
+        except Exception:  # noqa: BLE001 - a program that cannot run the probe is invalid
             self.counters.invalid += 1
             return
         if fp in self.by_fingerprint:
@@ -455,7 +457,7 @@ class Evolution:
         for p in programs:
             try:
                 check(p)
-                p.fingerprint()
+                p.fingerprint(self.config.fingerprint_steps)
             except ProgramError as err:
                 raise ValueError(f"initial program {p.name!r} is invalid: {err}") from None
             except Exception as err:

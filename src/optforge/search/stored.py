@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..lang.fingerprint import PROBE_STEPS_V1
 from ..store import RunStore, StoreError
 from .config import SearchConfig
 from .results import SearchResult
@@ -42,8 +43,10 @@ def open_run(run_dir: str | Path) -> tuple[SearchConfig, RunStore]:
     if kind != KIND:
         store.close()
         raise StoreError(f"{run_dir} is a {kind} run, not a search run")
-    # a run stored before the compile option trained eagerly: resume it so
-    return SearchConfig.from_dict({"compile": "false", **store.config}), store
+    # a run stored before the compile option trained eagerly, and one stored before
+    # fingerprint_steps fingerprinted three steps: resume it so
+    old = {"compile": "false", "fingerprint_steps": list(PROBE_STEPS_V1)}
+    return SearchConfig.from_dict({**old, **store.config}), store
 
 
 def run_stored(config: SearchConfig, store: RunStore,

@@ -21,25 +21,21 @@ library has no ``mallopt`` (macOS, Windows).
 from __future__ import annotations
 
 import ctypes
+from functools import cache
 
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3  # glibc's <malloc.h>
 MMAP_ABOVE = 1 << 30  # bytes: only larger requests are mapped (and unmapped) on their own
 TRIM_ABOVE = (1 << 31) - 1  # bytes of free heap top kept: the most an int can say
 
-_applied: bool | None = None
 
-
+@cache  # once per process
 def keep_heap() -> bool:
     """Keep freed memory for reuse in this process (see the module docstring);
-    True where the C library took the settings. Only the first call acts."""
-    global _applied
-    if _applied is None:
-        _applied = False
-        try:
-            mallopt = ctypes.CDLL(None).mallopt  # the C library the process runs on
-        except (OSError, AttributeError, TypeError):
-            return False
-        mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
-        took = [mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE), mallopt(M_TRIM_THRESHOLD, TRIM_ABOVE)]
-        _applied = took == [1, 1]  # both are set even where one is refused
-    return _applied
+    True where the C library took the settings."""
+    try:
+        mallopt = ctypes.CDLL(None).mallopt  # the C library the process runs on
+    except (OSError, AttributeError, TypeError):
+        return False
+    mallopt.argtypes, mallopt.restype = (ctypes.c_int, ctypes.c_int), ctypes.c_int
+    took = [mallopt(M_MMAP_THRESHOLD, MMAP_ABOVE), mallopt(M_TRIM_THRESHOLD, TRIM_ABOVE)]
+    return took == [1, 1]  # both are set even where one is refused

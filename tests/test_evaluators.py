@@ -147,6 +147,27 @@ def test_search_decisions_depend_on_jobs_in_flight_not_on_workers(tmp_path):
     assert tables(tmp_path / "w2") == tables(tmp_path / "inline") == tables(tmp_path / "w1q1")
 
 
+@pytest.mark.parametrize("device, method", [("cpu", "forkserver"), ("cuda", "spawn"),
+                                            ("cuda:1", "spawn"), ("mps", "spawn")])
+def test_a_gpu_fitness_gets_spawned_workers(device, method):
+    """A process forked from the fork server cannot initialise CUDA (the server's preload
+    initialised the driver; every evaluation failed on an H200): GPU fitnesses spawn."""
+    from optforge.runtime.pool import start_method
+    from optforge.search import Search, SearchConfig
+
+    fitness = Search(SearchConfig(tiers=["tiny:quadratic@10"], heldout="")).build_fitness()
+    fitness.device = device
+    assert start_method(fitness) == method
+    assert start_method(BASE) == "forkserver"  # a fitness without a device: the CPU
+
+
+def test_spawned_workers_evaluate_like_the_fork_servers():
+    with ProcessBackend(BASE, workers=1, context="spawn") as pool:
+        pool.submit(Job(0, named("plain"), "s"))
+        o = pool.take_outcome()
+    assert (o.status, o.evaluation.fitness) == (OK, EXPECTED)
+
+
 def test_the_fork_server_warms_the_fitness_tasks():
     from optforge.runtime.pool import warm_tasks
     from optforge.search import Search, SearchConfig
@@ -164,14 +185,21 @@ def test_the_fork_server_warms_the_fitness_tasks():
 ])
 def test_the_warm_module_builds_the_listed_tasks_data(warm, loaded):
     """What the fork server runs: importing ``_warm`` with WARM_TASKS set fills the data-set
-    caches of exactly the listed tasks (in a fresh interpreter, like the server)."""
+    caches of exactly the listed tasks (in a fresh interpreter, like the server), and runs
+    no backward pass (counted at autograd's engine entry, which ``backward`` and
+    ``autograd.grad`` share): on a CUDA build the first one starts threads that break every
+    process forked later."""
     import subprocess
     import sys
 
     from optforge.runtime.pool import WARM_TASKS
 
-    code = ("import optforge.runtime._warm; from optforge.tasks import data; "
-            "print(data.digits.cache_info().currsize, data.mnist1d.cache_info().currsize)")
+    code = ("import torch.autograd as A; calls = []; run = A._engine_run_backward\n"
+            "def spy(*a, **k):\n    calls.append(1); return run(*a, **k)\n"
+            "A._engine_run_backward = spy\n"
+            "import optforge.runtime._warm; from optforge.tasks import data\n"
+            "print(data.digits.cache_info().currsize, data.mnist1d.cache_info().currsize, "
+            "len(calls))")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, WARM_TASKS: warm},
                          capture_output=True, text=True, timeout=300, check=True).stdout
-    assert out.split() == [str(loaded["digits"]), str(loaded["mnist1d"])]
+    assert out.split() == [str(loaded["digits"]), str(loaded["mnist1d"]), "0"]

@@ -2,13 +2,17 @@
 
 * One optimizer step: the lazy imports of the first step (``torch._dynamo`` and
   friends, seconds of work) happen once, in the server, instead of in every worker.
-* One training step of each ``TIER:TASK`` listed in the environment variable
+* One forward pass (no backward) of each ``TIER:TASK`` listed in the environment variable
   :data:`WARM_TASKS` (set by :class:`~optforge.runtime.pool.ProcessBackend` from its
   fitness's stages before the server starts): the tasks' data sets (cached per
   process; loading the digits takes a second, MNIST-1D three) are built once in the
   server and inherited by every worker, including those that replace a dead one.
 
-At one torch thread, so that the server forks no thread pool.
+At one torch thread, so that the server forks no thread pool; and never a backward pass:
+on a CUDA build of torch (even training on the CPU) the first backward starts autograd's
+device threads, and every process forked after that fails its own backward ("Unable to
+handle autograd's threading in combination with fork-based multiprocessing"; every
+evaluation failed on an H200 machine).
 """
 
 import contextlib
@@ -28,7 +32,7 @@ del _p
 
 for _spec in filter(None, os.environ.get(WARM_TASKS, "").split(",")):
     _tier, _, _task = _spec.partition(":")
-    with contextlib.suppress(Exception):  # a task that cannot warm loads in the workers
-        from ..train import train
+    with contextlib.suppress(Exception), torch.no_grad():  # else it loads in the workers
+        from ..tasks import get
 
-        train(_task, "adamw", tier=_tier, seeds=[0], steps=1, eval_every=1)
+        get(_task).instantiate(_tier, [0]).loss(0)

@@ -14,7 +14,8 @@ at a time, so the driver knows exactly which job a dead worker held:
 
 Workers start from a fork server (``forkserver`` context: a clean single-threaded
 process that imported torch once, so a worker starts in milliseconds and inherits
-no threads or locks from the driver; ``context="spawn"`` also works), set
+no threads or locks from the driver; a fitness that trains on a GPU gets
+``spawn``, :func:`start_method`), set
 ``torch.set_num_threads(1)`` and receive the fitness once, pickled; they exit
 when the driver closes the pipe or dies (EOF on the pipe). The server also
 trains one step of each of the fitness's tasks (:mod:`._warm`), so their data
@@ -61,6 +62,15 @@ def warm_tasks(fitness) -> list[str]:
             if spec not in out:
                 out.append(spec)
     return out
+
+
+def start_method(fitness) -> str:
+    """``spawn`` when the fitness trains on an accelerator (its ``device`` is not the CPU),
+    else ``forkserver``. The fork server's preload initialises the CUDA driver (torch asks it
+    for the device count), and a process forked from one that did cannot use CUDA
+    (``CUDA error: initialization error`` in every evaluation, seen on an H200); spawned
+    workers import torch and build their tasks' data themselves."""
+    return "forkserver" if str(getattr(fitness, "device", "cpu")) == "cpu" else "spawn"
 
 
 def _serve(conn, fitness: Fitness, threads: int) -> None:  # pragma: no cover - in a child
@@ -116,11 +126,15 @@ class ProcessBackend:
     frees up, so that no worker idles while the search waits for an older result.
     ``busy`` sums, over jobs, the time from dispatch to result (utilisation =
     ``busy / (wall * workers)``).
+
+    ``context`` (default :func:`start_method`): ``spawn`` for a fitness that trains on a GPU,
+    else ``forkserver``.
     """
 
     def __init__(self, fitness: Fitness, workers: int | None = None, timeout: float = 0.0,
-                 retries: int = 2, context: str = "forkserver", threads: int = 1,
+                 retries: int = 2, context: str | None = None, threads: int = 1,
                  queue: int | None = None):
+        context = context or start_method(fitness)
         self.workers = workers or os.cpu_count() or 1
         self.queue = QUEUE_PER_WORKER * self.workers if queue is None else queue
         if self.workers < 1 or self.queue < 0 or retries < 0 or timeout < 0:

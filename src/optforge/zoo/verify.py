@@ -24,6 +24,7 @@ looser one with a reason). Run it as::
 
     python -m optforge.zoo.verify                                # print the table
     python -m optforge.zoo.verify --markdown docs/VERIFICATION.md  # write the docs page
+    python -m optforge.zoo.verify --device cuda                  # both on a GPU
 """
 
 from __future__ import annotations
@@ -243,26 +244,29 @@ def _float64() -> Iterator[None]:
 
 
 def trajectory(make: Callable[[list[torch.Tensor]], torch.optim.Optimizer], steps: int = STEPS,
-               *, hessian: bool = False, kernel_as_matrix: bool = False, nudge: bool = False
-               ) -> list[dict[str, torch.Tensor]]:
-    """Parameters after each of ``steps`` optimizer steps on the verification model
-    (with ``nudge``, from initial weights moved by one part in 2^52)."""
+               *, hessian: bool = False, kernel_as_matrix: bool = False, nudge: bool = False,
+               device: str = "cpu") -> list[dict[str, torch.Tensor]]:
+    """Parameters (on the CPU) after each of ``steps`` optimizer steps on the verification
+    model, run on ``device`` (with ``nudge``, from initial weights moved by one part in
+    2^52)."""
     init = init_params()
     if nudge:
         init = {k: v * (1 + 2.0**-52) for k, v in init.items()}
     if kernel_as_matrix:
         init["conv"] = init["conv"].reshape(SHAPES["conv"][0], -1)
-    params = {k: v.clone().requires_grad_(True) for k, v in init.items()}
+    params = {k: v.to(device, copy=True).requires_grad_(True) for k, v in init.items()}
     leaves = list(params.values())
     opt = make(leaves)
-    torch.manual_seed(HESSIAN_SEED)
+    torch.manual_seed(HESSIAN_SEED)  # seeds every device's generator
     out = []
     for x, y in batches(steps):
+        x, y = x.to(device), y.to(device)
         grads = torch.autograd.grad(loss(params, x, y), leaves, create_graph=hessian)
         for p, g in zip(leaves, grads, strict=True):
             p.grad = g
         opt.step()
-        out.append({k: p.detach().reshape(SHAPES[k]).clone() for k, p in params.items()})
+        out.append({k: p.detach().reshape(SHAPES[k]).to("cpu", copy=True)
+                    for k, p in params.items()})
     for p in leaves:
         p.grad = None
     return out
@@ -294,9 +298,10 @@ class Row:
 
 
 def check(name: str, setting: dict[str, float], steps: int = STEPS,
-          program: Program | None = None) -> Row:
+          program: Program | None = None, device: str = "cpu") -> Row:
     """Run zoo optimizer ``name`` (or ``program`` in its place) and its reference at
-    ``setting``; one table row."""
+    ``setting``, both on ``device`` (the same probes ``z`` for programs that read ``h``
+    need the same generator); one table row."""
     from ..optim import ProgramOptimizer
 
     ref = REFERENCES[name]
@@ -306,11 +311,12 @@ def check(name: str, setting: dict[str, float], steps: int = STEPS,
     hessian = bool(extra)
     with _float64():
         ours = trajectory(lambda ps: ProgramOptimizer(ps, program, lr=setting["lr"], **extra,
-                                                      **hyper), steps, hessian=hessian)
+                                                      **hyper), steps, hessian=hessian,
+                          device=device)
         with ref.patch():
             theirs, nudged = (
                 trajectory(lambda ps: ref.build(ps, setting), steps, hessian=hessian,
-                           kernel_as_matrix=ref.kernel_as_matrix, nudge=nudge)
+                           kernel_as_matrix=ref.kernel_as_matrix, nudge=nudge, device=device)
                 for nudge in (False, True))
     init = init_params()
     moved = max((theirs[-1][k] - init[k]).abs().max().item() for k in init)
@@ -318,9 +324,10 @@ def check(name: str, setting: dict[str, float], steps: int = STEPS,
                ref.tolerance, moved, deviation(theirs, nudged))
 
 
-def verify(only: list[str] | None = None, steps: int = STEPS) -> list[Row]:
+def verify(only: list[str] | None = None, steps: int = STEPS, device: str = "cpu") -> list[Row]:
     """Every (optimizer, setting) pair of the catalog, or of the optimizers in ``only``."""
-    return [check(n, s, steps) for n in (only or names()) for s in entry(n).settings]
+    return [check(n, s, steps, device=device) for n in (only or names())
+            for s in entry(n).settings]
 
 
 # ------------------------------------------------------------------ reports
@@ -386,11 +393,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("names", nargs="*", help="zoo optimizers to check (default: all)")
     parser.add_argument("--steps", type=int, default=STEPS)
     parser.add_argument("--markdown", metavar="PATH", help="also write the table as Markdown")
+    parser.add_argument("--device", default="cpu", help="run both optimizers on it (cuda)")
     args = parser.parse_args(argv)
     unknown = [n for n in args.names if n not in names()]
     if unknown:
         parser.error(f"unknown zoo optimizer(s) {unknown}; known: {', '.join(names())}")
-    rows = verify(args.names or None, args.steps)
+    rows = verify(args.names or None, args.steps, args.device)
     print(text_table(rows))
     if args.markdown:
         with open(args.markdown, "w") as f:

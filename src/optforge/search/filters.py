@@ -51,7 +51,8 @@ update of the last step when every gradient is multiplied by ``c``, and
     ``norm(w)``: a rule fitted to one task's weight scale (the transfer
     experiment's NAdam, 8.8x worse than AdamW on a quadratic with weights of
     scale 1 to 100). Coupled L2, ``g + wd w`` fed to an adaptive rule (Adam,
-    AdaBound, ... with ``wd > 0``), is rejected too: how much the decay
+    AdaBound, AMSGrad, NAdam, ...), is rejected at ``wd = 0.1`` (by ``scale``
+    first) though not at 0.01 (within the tolerance): how much the decay
     weighs against the gradient there does depend on the weights' scale; the
     zoo's coupled rules default to ``wd = 0`` and pass.
 

@@ -43,10 +43,10 @@ update of the last step when every gradient is multiplied by ``c``, and
     finite (``m / sqrt(v)`` without ``eps`` at ``g = 0``), ``d(c) = u(c w, g)
     - u(c w, -g)``, twice the part odd in ``g``, takes it out instead (the
     raw ``u(c w, g)``, as ``scale`` falls back to, would reject AdamW without
-    ``eps`` at ``wd = 0.1``);
-    the cosine ignores magnitude, and taking it per tensor ignores how tensors'
-    steps compare, so layer-wise trust ratios ``||w|| / ||r||`` (LAMB, LARS,
-    vectors unscaled) and Adafactor's relative step ``rms(w)`` pass. Rejects
+    ``eps`` at ``wd = 0.1``). The cosine ignores magnitude, and taking it per
+    tensor ignores how tensors' steps compare, so layer-wise trust ratios
+    ``||w|| / ||r||`` (LAMB, LARS, vectors unscaled) and Adafactor's relative
+    step ``rms(w)`` pass. Rejects
     e.g. a momentum coefficient ``mu std(w)`` or a mixing weight read from
     ``norm(w)``: a rule fitted to one task's weight scale (the transfer
     experiment's NAdam, 8.8x worse than AdamW on a quadratic with weights of
@@ -164,8 +164,8 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(a @ b) / (na * nb)
 
 
-def _scale(program: Program, ref: Callable[[], Trajectory],
-           last: Callable[..., torch.Tensor], tolerance: float) -> str | None:
+def _scale(ref: Callable[[], Trajectory], last: Callable[..., torch.Tensor],
+           tolerance: float) -> str | None:
     u1 = ref()[0][-1]
     u0 = last(0.0)
     base = u0 if _finite([u0]) else torch.zeros_like(u1)
@@ -255,7 +255,7 @@ def reject(program: Program, filters: Sequence[str] = FILTERS,
     def last(scale: float, weight: float = 1.0) -> torch.Tensor:  # u(weight w, scale g), shared
         return trajectory(program, scale, plan=plan, weight=weight)[0][-1]
 
-    checks = {"scale": lambda: _scale(program, ref, last, tolerance),
+    checks = {"scale": lambda: _scale(ref, last, tolerance),
               "weight": lambda: _weight(ref, last, tolerance),
               "state": lambda: _state(program, ref),
               "cancel": lambda: _cancel(program), "lr": lambda: _lr(program, plan, ref)}

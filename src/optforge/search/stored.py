@@ -44,9 +44,10 @@ def open_run(run_dir: str | Path) -> tuple[SearchConfig, RunStore]:
     if kind != KIND:
         store.close()
         raise StoreError(f"{run_dir} is a {kind} run, not a search run")
-    # a run stored before the compile option trained eagerly, one stored before
-    # fingerprint_steps fingerprinted three steps, and one without a stored filter list
-    # ran the four filters before 'weight': resume it so (a stored list is kept as it is)
+    # a run stored before the compile option trained eagerly, and one stored before
+    # fingerprint_steps fingerprinted three steps: resume it so; a stored filter list is
+    # kept as it is, and a config without one keeps the four of before 'weight'
+    # (the default it resumed with until then)
     old = {"compile": "false", "fingerprint_steps": list(PROBE_STEPS_V1),
            "filters": list(FILTERS_V1)}
     return SearchConfig.from_dict({**old, **store.config}), store

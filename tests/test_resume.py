@@ -16,7 +16,7 @@ from optforge.lang import Program
 from optforge.lang.fingerprint import PROBE_STEPS_V1, fingerprint
 from optforge.runtime import InlineBackend
 from optforge.search import Search, SearchConfig
-from optforge.search.filters import FILTERS
+from optforge.search.filters import FILTERS, FILTERS_V1
 from optforge.search.fitness import TargetFitness
 from optforge.search.stored import open_run
 from optforge.store import ReplayError, RunStore
@@ -202,6 +202,22 @@ def test_a_run_stored_before_fingerprint_steps_keeps_the_three_step_probe(tmp_pa
         assert all(fp == fingerprint(p, PROBE_STEPS_V1) != fingerprint(p) for p, fp in prints)
         stored.append(tables(path))
     assert fitness.calls == 0 and stored[0] == stored[1]
+
+
+@pytest.mark.parametrize("stored", [list(FILTERS_V1), None], ids=["listed", "unlisted"])
+def test_a_run_stored_before_the_weight_filter_resumes_without_it(tmp_path, stored):
+    """A stored filter list is resumed as it is, and a stored config without one (made
+    before the setting) gets the four filters of before ``weight``; a new run gets all."""
+    old = SearchConfig(**{**CONFIG, "evaluations": 12}).as_dict()
+    assert old["filters"] == list(FILTERS)  # a new run stores the default, with weight
+    if stored is None:
+        del old["filters"]
+    else:
+        old["filters"] = stored
+    RunStore.create(tmp_path / "old", "search", old).close()
+    config, store = open_run(tmp_path / "old")
+    store.close()
+    assert config.filters == list(FILTERS_V1) and "weight" not in config.filters
 
 
 def test_cache_from_another_run_reuses_its_evaluations(tmp_path, reference):

@@ -39,6 +39,44 @@ CASES = [
      "    m = interp(m, g, 0.2)\n    return s * sign(m), m, s\n", "lr"),
     ("lr squared", "def p(g, lr):\n    return lr * lr * g\n", "lr"),
     ("lr plus a floor", "def p(g, lr):\n    return (lr + 1e-3) * g\n", "lr"),
+    # the weights' scale: the momentum coefficient times std(w) (the transfer experiment's
+    # NAdam), without eps too (u(w, 0) is 0/0), a mixing weight reading norm(w), per-element w
+    ("momentum times std(w)", "def p(w, g, m, lr, beta=0.9):\n"
+     "    m = interp(m, g, 1 - beta * std(w))\n    return lr * m, m\n", "weight"),
+    ("NAdam mixing by std(w)", "def p(w, g, m, v, lr, step, beta1=0.9, beta2=0.999, eps=1e-8):\n"
+     "    mu = beta1 * std(w)\n" + ADAMW_BODY + "    return lr * ((1 - mu) * g + mu * m)"
+     " / (sqrt(v / (1 - beta2 ** step)) + eps), m, v\n", "weight"),
+    ("std(w) momentum, no eps", "def p(w, g, m, v, lr, beta1=0.9, beta2=0.999):\n"
+     "    m = interp(m, g, 1 - beta1 * std(w))\n    v = interp(v, g * g, 1 - beta2)\n"
+     "    return lr * m / sqrt(v), m, v\n", "weight"),
+    ("mixing weight norm(w)", "def p(w, g, m, lr, beta=0.9):\n    m = interp(m, g, 1 - beta)\n"
+     "    return lr * interp(g, m, minimum(norm(w), 1)), m\n", "weight"),
+    ("gradient over |w| + 1", "def p(w, g, lr):\n    return lr * g / (abs(w) + 1)\n", "weight"),
+    # decoupled weight decay is not weight-scale dependence: u(c w, 0) is taken out (the
+    # raw updates differ: cos 0.96 for this Lion at w x 10), or, where that is 0/0, the
+    # part even in g (AdamW without eps: raw cos 0.977)
+    ("AdamW, wd 0.1", "def p(w, g, m, v, lr, beta1=0.9, beta2=0.999, eps=1e-8, wd=0.1):\n"
+     + ADAMW_BODY + "    return lr * (m / (sqrt(v) + eps) + wd * w), m, v\n", None),
+    ("AdamW without eps, wd 0.1", "def p(w, g, m, v, lr, step, beta1=0.9, beta2=0.999, wd=0.1):\n"
+     + ADAMW_BODY + "    return lr * (m / sqrt(v / (1 - beta2 ** step)) + wd * w), m, v\n", None),
+    ("Lion, wd 0.3", "def p(w, g, m, lr, beta1=0.9, beta2=0.99, wd=0.3):\n"
+     "    update = lr * (sign(interp(m, g, 1 - beta1)) + wd * w)\n"
+     "    m = interp(m, g, 1 - beta2)\n    return update, m\n", None),
+    ("momentum SGD, decoupled wd", "def p(w, g, m, lr, beta=0.9, wd=0.3):\n    m = beta * m + g\n"
+     "    return lr * (m + wd * w), m\n", None),
+    # the weights' scale may set the step size, per tensor: trust ratios, relative steps
+    ("LAMB trust ratio, wd 0.1", "def p(w, g, m, v, lr, beta1=0.9, beta2=0.999, eps=1e-6, "
+     "wd=0.1):\n" + ADAMW_BODY + "    u = m / (sqrt(v) + eps) + wd * w\n"
+     "    return lr * minimum(norm(w), 10) / norm(u) * u, m, v\n", None),
+    ("LARS ratio", "def p(w, g, m, lr, beta=0.9, eta=0.001):\n"
+     "    m = beta * m + g * (eta * norm(w) / norm(g))\n    return lr * m, m\n", None),
+    ("Adafactor relative step", "def p(w, g, v, lr, beta=0.999):\n"
+     "    v = interp(v, g * g, 1 - beta)\n"
+     "    return lr * maximum(rms(w), 1e-3) * g / sqrt(v + 1e-30), v\n", None),
+    # both tensors' norms clamped at w x 1, not at w / 10: the tensors' steps compare
+    # differently (cos 0.989 over both), each tensor's direction is kept
+    ("layer-wise step, clamped", "def p(w, g, m, lr, beta=0.9):\n    m = interp(m, g, 1 - beta)\n"
+     "    return lr * minimum(norm(w), 1) * sign(m), m\n", None),
 ]
 
 

@@ -81,10 +81,11 @@ class SearchConfig:
                                       "behavioural cache's fingerprint calls a program, slots "
                                       "carried (docs/SEARCH.md; runs stored before: 1, 2, 3)")
     # ---- invariance filters (before any training)
-    filters: list[str] = _f(["scale", "state", "cancel", "lr"],
+    filters: list[str] = _f(["scale", "state", "cancel", "lr", "weight"],
                             "invariance filters a child must pass before training (empty: "
-                            "none; leave out 'lr' to let lr be read other than as step size)")
-    filter_tolerance: float = _f(0.01, "the scale filter's tolerance on 1 - cosine")
+                            "none; leave out 'lr' to let lr be read other than as step size; "
+                            "runs stored before 'weight' keep their list)")
+    filter_tolerance: float = _f(0.01, "the scale and weight filters' tolerance on 1 - cosine")
     # ---- mutation
     weight_insert: float = _f(1.0, "weight of the insert-statement mutation")
     weight_delete: float = _f(1.0, "weight of the delete-statement mutation")

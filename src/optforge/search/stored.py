@@ -19,6 +19,7 @@ from typing import Any
 from ..lang.fingerprint import PROBE_STEPS_V1
 from ..store import RunStore, StoreError
 from .config import SearchConfig
+from .filters import FILTERS_V1
 from .results import SearchResult
 
 KIND = "search"
@@ -44,8 +45,11 @@ def open_run(run_dir: str | Path) -> tuple[SearchConfig, RunStore]:
         store.close()
         raise StoreError(f"{run_dir} is a {kind} run, not a search run")
     # a run stored before the compile option trained eagerly, and one stored before
-    # fingerprint_steps fingerprinted three steps: resume it so
-    old = {"compile": "false", "fingerprint_steps": list(PROBE_STEPS_V1)}
+    # fingerprint_steps fingerprinted three steps: resume it so; a stored filter list is
+    # kept as it is, and a config without one keeps the four of before 'weight'
+    # (the default it resumed with until then)
+    old = {"compile": "false", "fingerprint_steps": list(PROBE_STEPS_V1),
+           "filters": list(FILTERS_V1)}
     return SearchConfig.from_dict({**old, **store.config}), store
 
 

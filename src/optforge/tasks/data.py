@@ -133,3 +133,40 @@ def synthetic_classes() -> tuple[torch.Tensor, torch.Tensor]:
                                    n_clusters_per_class=2, flip_y=0.1, class_sep=1.5,
                                    random_state=0)
     return _standardise(x), torch.tensor(y, dtype=torch.int64)
+
+
+RHO = 0.5  # correlation of neighbouring features in scaled_regression
+NOISE_SHARE = 1 / 11  # the share of the target's variance that no linear model can explain
+
+
+@cache
+def scaled_regression(features: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
+    """A generated linear-regression table whose solution spans two orders of magnitude:
+    ``x (n, features)``, ``y (n,)`` float32, the true weights ``w* (features,)`` (float64)
+    and the target's variance ``var(y)``; ``n = max(1000, 20 features) + 1000`` rows.
+
+    ``z`` rows are a stationary Gaussian AR(1) process over the features (unit
+    variance, ``corr(z_i, z_j) = RHO^|i-j|``); feature ``j`` is ``x_j = s_j z_j`` with
+    scales ``s_j`` log-spaced from 10 down to 0.1, and ``y = x w* + noise`` with
+    ``w*_j = u_j / s_j``, ``u ~ N(0, I)``: every feature carries signal of the same
+    order, and ``|w*_j|`` grows from about 0.1 to about 10 as the scale shrinks (the
+    least-squares Hessian's diagonal ``s_j^2`` spans 1e4). The noise is Gaussian with
+    variance ``u^T C u / 10`` (``C`` the correlation), so ``var(y) = 1.1 u^T C u`` and the
+    best linear predictor leaves ``NOISE_SHARE = 1/11`` of it. Drawn by NumPy's
+    ``default_rng(features)``: the same table in every process.
+    """
+    rng = np.random.default_rng(features)
+    n = max(1000, 20 * features) + 1000
+    e = rng.standard_normal((n, features))
+    z = np.empty_like(e)
+    z[:, 0] = e[:, 0]
+    for j in range(1, features):
+        z[:, j] = RHO * z[:, j - 1] + np.sqrt(1 - RHO**2) * e[:, j]
+    s = np.logspace(1, -1, features)
+    u = rng.standard_normal(features)
+    lags = np.abs(np.subtract.outer(np.arange(features), np.arange(features)))
+    signal_var = float(u @ RHO**lags @ u)
+    noise = rng.standard_normal(n) * np.sqrt(signal_var * NOISE_SHARE / (1 - NOISE_SHARE))
+    y = z @ u + noise
+    return (torch.tensor(z * s, dtype=torch.float32), torch.tensor(y, dtype=torch.float32),
+            torch.tensor(u / s), signal_var / (1 - NOISE_SHARE))

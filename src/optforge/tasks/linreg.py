@@ -16,8 +16,8 @@ validation). Unlike the noisy quadratic, whose noise is synthetic and whose
 Hessian is diagonal, the Hessian here is the rows' covariance (correlated features,
 diagonal ``s_j^2`` spanning 1e4) and the noise is that of the rows sampled; unlike
 a neural network, whose weights have a spread of about 0.1, the weights must grow
-to about 10, and a rule that reads the weights' scale sees it change a hundredfold
-during training.
+from 0 to about 10, and a rule that reads the weights' spread sees it grow from 0 to
+several units during training.
 """
 
 from __future__ import annotations

@@ -7,8 +7,9 @@ from .base import TIERS, Spec, Task, TaskInstance
 from .chargru import CharGRU
 from .charlm import CharLM
 from .custom import ModelTask, TaskError, accuracy, is_reference, resolve
-from .digits import DigitsAE, DigitsLogReg, DigitsMLP
+from .digits import DigitsAE, DigitsLogReg, DigitsMLP, DigitsNoisy
 from .digits_cnn import DigitsCNN
+from .linreg import ScaledLinReg
 from .mnist1d_cnn import MNIST1DCNN
 from .modadd import ModAdd
 from .quadratic import NoisyQuadratic
@@ -17,7 +18,7 @@ from .tabular import RegressionMLP, SynthMLP, TabularMLP
 _TASKS: dict[str, Task] = {
     t.name: t for t in (NoisyQuadratic(), DigitsLogReg(), DigitsMLP(), DigitsAE(), MNIST1DCNN(),
                 ModAdd(), CharLM(), AddingRNN(), DigitsCNN(), TabularMLP(), RegressionMLP(),
-                CharGRU(), SynthMLP())
+                CharGRU(), SynthMLP(), DigitsNoisy(), ScaledLinReg())
 }
 
 

@@ -1,4 +1,4 @@
-"""Three tasks on scikit-learn's 8x8 digits (1400 train / 397 validation images).
+"""Four tasks on scikit-learn's 8x8 digits (1400 train / 397 validation images).
 
 * ``digits_logreg``: multinomial logistic regression; the size knob is the
   input resolution (8x8 images upsampled bilinearly to ``res x res``), which
@@ -8,6 +8,14 @@
 * ``digits_ae``: an autoencoder ``64 -> width -> code -> width -> 64`` (tanh
   hidden layers, sigmoid output), trained and validated on the mean squared
   reconstruction error per pixel.
+* ``digits_noisy``: a two-hidden-layer ReLU perceptron trained on only the
+  first ``N_NOISY`` (200) training images, a quarter of whose labels are
+  replaced by a wrong class (``FLIPPED``), validated on the 397 clean
+  validation images. Few rows and noisy labels: a large learning rate without
+  weight decay memorises the wrong labels, and the final validation loss
+  rewards decay and a moderate learning rate (the overfitting regime, for the
+  evolution suite; the selection suite's ``synth_mlp`` and the test suite's
+  ``tabular_mlp`` are other tables of that regime).
 """
 
 from __future__ import annotations
@@ -16,11 +24,13 @@ import torch
 import torch.nn.functional as F
 
 from . import data
-from .base import Init, Spec, Task, split
+from .base import DATA, Init, Spec, Task, generator, split
 from .nn import accuracy, cross_entropy, dense, linear
 from .supervised import Supervised
 
 N_VAL = 397
+N_NOISY = 200  # training images of digits_noisy
+FLIPPED = 0.25  # the share of them given a wrong label
 
 
 def _split(res: int, device, dtype):
@@ -64,6 +74,29 @@ class DigitsLogReg(Task):
                           train, val, spec.batch, seeds)
 
 
+def _mlp(init: Init, width: int):
+    layers = [dense(init, 64, width, gain=2**0.5), dense(init, width, width, gain=2**0.5),
+              dense(init, width, 10)]
+
+    def forward(x):
+        for w, b in layers[:-1]:
+            x = torch.relu(linear(x, w, b))
+        return linear(x, *layers[-1])
+
+    return forward
+
+
+def flip(y: torch.Tensor, share: float, seed: int = 0) -> torch.Tensor:
+    """``y`` with ``round(share * len(y))`` labels, chosen at random, replaced by one of the
+    nine other classes (uniformly): those labels are wrong."""
+    g = generator(seed, DATA)
+    n = round(share * len(y))
+    idx = torch.randperm(len(y), generator=g)[:n]
+    y = y.clone()
+    y[idx] = (y[idx] + torch.randint(1, 10, (n,), generator=g)) % 10
+    return y
+
+
 class DigitsMLP(Task):
     def __init__(self) -> None:
         super().__init__(
@@ -81,17 +114,34 @@ class DigitsMLP(Task):
         )
 
     def build(self, spec, seeds, device, dtype):
-        h = spec.size["width"]
         train, val = _split(8, device, dtype)
         init = Init(seeds, device, dtype)
-        layers = [dense(init, 64, h, gain=2**0.5), dense(init, h, h, gain=2**0.5),
-                  dense(init, h, 10)]
+        forward = _mlp(init, spec.size["width"])
+        return Supervised(init.params, forward, cross_entropy, ("accuracy", accuracy),
+                          train, val, spec.batch, seeds)
 
-        def forward(x):
-            for w, b in layers[:-1]:
-                x = torch.relu(linear(x, w, b))
-            return linear(x, *layers[-1])
 
+class DigitsNoisy(Task):
+    def __init__(self) -> None:
+        super().__init__(
+            name="digits_noisy",
+            description=f"ReLU MLP on {N_NOISY} digits, {FLIPPED:.0%} of their labels wrong",
+            metric="accuracy", higher_is_better=True,
+            specs={
+                "tiny": Spec({"width": 64}, steps=300, target=0.78, batch=32,
+                             adamw={"lr": 1e-2, "wd": 1.0}),
+                "small": Spec({"width": 128}, steps=600, target=0.78, batch=32,
+                              adamw={"lr": 3e-3, "wd": 1.0}),
+                "medium": Spec({"width": 256}, steps=1200, target=0.75, batch=32,
+                               adamw={"lr": 1e-3, "wd": 1.0}),
+            },
+        )
+
+    def build(self, spec, seeds, device, dtype):
+        (x, y), val = _split(8, device, dtype)
+        train = x[:N_NOISY], flip(y[:N_NOISY].cpu(), FLIPPED).to(device)
+        init = Init(seeds, device, dtype)
+        forward = _mlp(init, spec.size["width"])
         return Supervised(init.params, forward, cross_entropy, ("accuracy", accuracy),
                           train, val, spec.batch, seeds)
 

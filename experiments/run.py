@@ -10,8 +10,11 @@ Each experiment is three steps, all into ``experiments/runs/NAME/`` (a run
 directory; run the command again to resume a killed search or bench):
 
 1. ``optforge search --config experiments/NAME.toml --out experiments/runs/NAME``.
-2. The best program (the first funnel winner, simplified; else the fittest
-   program on the costliest funnel tier any candidate reached) is written to
+2. The best program (with a selection suite: the first evolved program that survived
+   it, simplified; when none did, there is nothing to compare: ``summary.md`` lists the
+   programs promoted to selection and their scores, and ``--fallback`` benches the best
+   on selection anyway; without one: the first funnel winner, else the fittest program
+   on the costliest funnel tier any candidate reached) is written to
    ``found.py`` with its tuning space: the learning rate from a tenth of the
    smallest to ten times the largest rate the search found best for it on any
    task and tier (the held-out tasks' best rates are unknown to it); the
@@ -89,9 +92,12 @@ def search(exp: Experiment, run_dir: Path, workers: int) -> float:
     return time.perf_counter() - start
 
 
-def pick(result: dict, run_dir: Path) -> tuple[Program, str, float, tuple[float, float]]:
+def pick(result: dict, run_dir: Path, fallback: bool = False
+         ) -> tuple[Program, str, float, tuple[float, float]] | None:
     """(program, how it was chosen, its search fitness, the smallest and largest learning
-    rate the search found best for it over all its evaluations)."""
+    rate the search found best for it over all its evaluations); None when a selection
+    suite was configured and no evolved program survived it, unless ``fallback`` (then the
+    evolved program best on the selection suite: the documented fallback)."""
     tiers = [f"tier{i}" for i in range(len(result["config"]["tiers"]))]
     pool = {c["id"]: c for c in result["hall_of_fame"] + result.get("archive", [])}
     # with a selection suite, an evolved program (never an unchanged warm start) that the
@@ -105,6 +111,8 @@ def pick(result: dict, run_dir: Path) -> tuple[Program, str, float, tuple[float,
         sf = w["stage_fitness"]  # the simplified program's own score where it changed
         fitness = sf.get("selection (simplified)", sf["selection"])
         hashes = {w["candidate"]["hash"], program.hash}
+    elif evolved and not fallback:
+        return None
     elif evolved:
         best = max(evolved, key=lambda f: f["fitness"])
         c = pool[best["id"]]
@@ -256,6 +264,59 @@ def loss_section(bench, exp: Experiment) -> list[str]:
             f"**{worse}**.", ""]
 
 
+def selection_table(result: dict, run_dir: Path) -> list[str]:
+    """Every program promoted to the selection suite, best first: how it arose, its fitness on
+    the evolution suite and on the selection suite, and its score on each selection task,
+    ``ln(baseline loss / its loss)`` (the store's selection evaluations)."""
+    pool = {c["id"]: c for c in result["hall_of_fame"] + result.get("archive", [])}
+    with RunStore.open(run_dir, readonly=True) as store:
+        scores = {h: ev.scores for _, _, h, stage, *_, ev, _ in store.evaluations()
+                  if stage == "selection"}
+    tasks = sorted({t for s in scores.values() for t in s})
+    rows = ["| id | mutation | evolution fitness | selection fitness | "
+            + " | ".join(tasks) + " |", "|---|---|---:|---:|" + "---:|" * len(tasks)]
+    for f in sorted((f for f in result["funnel"] if f["stage"] == "selection"),
+                    key=lambda f: -f["fitness"]):
+        c = pool.get(f["id"], {})
+        own = scores.get(c.get("hash"), {})
+        cells = [f"{own[t]:+.3f}" if t in own else "(twin)" for t in tasks]
+        rows.append(f"| {f['id']} | {c.get('mutation', '?')} | {c.get('fitness', math.nan):+.3f}"
+                    f" | {f['fitness']:+.3f} | " + " | ".join(cells) + " |")
+    return rows
+
+
+def no_survivor(exp: Experiment, result: dict, run_dir: Path, eff: dict) -> str:
+    """summary.md for a search in which no evolved program survived selection: nothing to
+    compare on the test suite (``--fallback`` benches the best on selection anyway)."""
+    threshold = result["config"]["promote_threshold"]
+    return "\n".join([
+        f"## {exp.name}: no evolved program survived selection", "",
+        f"Command: `python experiments/run.py {exp.name}` (config `experiments/{exp.name}.toml`).",
+        "", search_line(eff), "",
+        f"No evolved program beat tuned {exp.baseline} on the selection suite "
+        f"(`{result['config']['selection']}`) by the promotion threshold ({threshold:+g} = "
+        f"ln(baseline loss / its loss), aggregated by `{result['config']['aggregate']}`), so "
+        "there is no found program and no test-suite comparison. The programs promoted to "
+        "selection (score per selection task; `(twin)`: answered by the behavioural cache):", "",
+        *selection_table(result, run_dir), ""])
+
+
+def search_line(eff: dict) -> str:
+    c = eff["counters"]
+    return (
+        f"Search: {eff['evaluations']} evaluations in {eff['wall'] / 60:.1f} min wall "
+        f"({eff['workers']} workers); evolution {eff['evolution_evaluations']} evaluations in "
+        f"{eff['evolution_wall'] / 60:.1f} min = **{eff['evaluations_per_hour']:.0f} "
+        f"evaluations/hour**. Children: {c['generated']} generated, {c['invalid']} invalid "
+        f"draws{filtered(c)}, {eff['valid_children']} valid: "
+        f"**{100 * eff['structural_skips']:.1f}% skipped by the structural cache, "
+        f"{100 * eff['behavioural_skips']:.1f}% by the behavioural cache**; "
+        f"{c['hurdle_stopped']} stopped by hurdles, {c['diverged']} diverged. "
+        f"Worker time spent training: **{100 * eff['training_share']:.1f}%** of "
+        f"workers x wall during evolution ({100 * eff['training_share_all']:.1f}% over the "
+        "whole search).")
+
+
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("name", choices=sorted(EXPERIMENTS))
@@ -263,13 +324,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--seeds", type=int, default=5)
     ap.add_argument("--trials", type=int, default=None)
     ap.add_argument("--root", type=Path, default=HERE / "runs")
+    ap.add_argument("--fallback", action="store_true",
+                    help="with no selection survivor, bench the best on selection anyway")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)  # the bench's tiny models: one thread is faster (as the CLI's)
     exp = EXPERIMENTS[args.name]
     run_dir = args.root / exp.name
     search(exp, run_dir, args.workers)
     result = json.loads((run_dir / "result.json").read_text())
-    program, how, fitness, lrs = pick(result, run_dir)
+    picked = pick(result, run_dir, args.fallback)
+    if picked is None:
+        eff = efficiency(run_dir, args.workers)
+        text = no_survivor(exp, result, run_dir, eff)
+        (run_dir / "summary.md").write_text(text)
+        (run_dir / "efficiency.json").write_text(json.dumps(eff, indent=1))
+        print(text)
+        return
+    program, how, fitness, lrs = picked
     program = Program("found", program.params, program.hyper, program.body, program.returns,
                       program.doc)
     found = run_dir / "found.py"
@@ -287,22 +358,10 @@ def main(argv: list[str] | None = None) -> None:
     bench_seconds = time.perf_counter() - start
     eff = efficiency(run_dir, args.workers)
     rows, wins, significant = bench_table(bench, exp.baseline, "found")
-    c = eff["counters"]
     text = "\n".join([
         f"## {exp.name}: found vs tuned {exp.baseline}", "",
         f"Command: `python experiments/run.py {exp.name}` (config `experiments/{exp.name}.toml`).",
-        "",
-        f"Search: {eff['evaluations']} evaluations in {eff['wall'] / 60:.1f} min wall "
-        f"({eff['workers']} workers); evolution {eff['evolution_evaluations']} evaluations in "
-        f"{eff['evolution_wall'] / 60:.1f} min = **{eff['evaluations_per_hour']:.0f} "
-        f"evaluations/hour**. Children: {c['generated']} generated, {c['invalid']} invalid "
-        f"draws{filtered(c)}, {eff['valid_children']} valid: "
-        f"**{100 * eff['structural_skips']:.1f}% skipped by the structural cache, "
-        f"{100 * eff['behavioural_skips']:.1f}% by the behavioural cache**; "
-        f"{c['hurdle_stopped']} stopped by hurdles, {c['diverged']} diverged. "
-        f"Worker time spent training: **{100 * eff['training_share']:.1f}%** of "
-        f"workers x wall during evolution ({100 * eff['training_share_all']:.1f}% over the "
-        "whole search).", "",
+        "", search_line(eff), "",
         f"Found ({how}; search fitness {fitness:+.4f} = ln(baseline loss / its loss), "
         f"aggregated over the tier's tasks; best search learning rates {lrs[0]:.3g} to "
         f"{lrs[1]:.3g}):", "",

@@ -13,6 +13,7 @@ import pytest
 from optforge import zoo
 from optforge.bench.candidates import resolve
 from optforge.bench.space import Dim
+from optforge.store.db import StoreError
 
 RUN = Path(__file__).resolve().parents[1] / "experiments" / "run.py"
 
@@ -47,3 +48,18 @@ def test_found_space_shares_the_baselines_ranges(run_module, tmp_path, warm_star
     for name, (kind, low, high) in expected.items():
         assert (space[name].kind, space[name].low, space[name].high) == (
             kind, pytest.approx(low), pytest.approx(high)), name
+
+
+
+def test_no_program_is_picked_without_a_selection_survivor(run_module, tmp_path):
+    """Session 5's third transfer run promoted 8 evolved programs to the selection suite and
+    none survived: no found program (None; summary.md says so and nothing is benched);
+    ``fallback`` is the explicit opt-in (it reads the run's store, not committed)."""
+    import json
+
+    result = json.loads((RUN.parent / "results" / "transfer" / "result.json").read_text())
+    promoted = [f for f in result["funnel"] if f["stage"] == "selection"]
+    assert result["config"]["selection"] and len(promoted) == 8 and not result["winners"]
+    assert run_module.pick(result, tmp_path) is None
+    with pytest.raises(StoreError, match="does not exist"):  # the fallback reads the store
+        run_module.pick(result, tmp_path / "run", fallback=True)

@@ -235,15 +235,18 @@ def test_the_compile_setting(tmp_path):
         SearchConfig.from_toml(cfg)
 
 
-@pytest.mark.parametrize("name, stored_before", [("compile", "false"),
-                                                  ("fingerprint_steps", [1, 2, 3])])
-def test_a_run_stored_before_a_setting_resumes_as_it_ran(tmp_path, name, stored_before):
-    """compile: eagerly; fingerprint_steps: the three-step probe (docs/SEARCH.md)."""
+@pytest.mark.parametrize("name, stored_before, new_default", [
+    ("compile", "false", "auto"), ("fingerprint_steps", [1, 2, 3], [1, 2, 3, 30, 300, 3000]),
+    ("lr_grid_relative", False, False)])
+def test_a_run_stored_before_a_setting_resumes_as_it_ran(tmp_path, name, stored_before,
+                                                         new_default):
+    """compile: eagerly; fingerprint_steps: the three-step probe; lr_grid_relative: absolute
+    rates (docs/SEARCH.md)."""
     from optforge.search.stored import open_run
     from optforge.store import RunStore
 
     old = SearchConfig().as_dict()
-    assert old[name] != stored_before  # new runs get the new default
+    assert old[name] == new_default  # what a new run gets
     del old[name]
     RunStore.create(tmp_path / "old", "search", old).close()
     resumed, store = open_run(tmp_path / "old")

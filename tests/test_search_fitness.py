@@ -208,3 +208,41 @@ def test_the_compiled_stage_scores_as_the_eager_one_up_to_rounding():
         warnings.simplefilter("error")  # no "runs eagerly" warning per candidate
         a, b = (f.evaluate(zoo.load("adafactor"), "s") for f in (eager, comp))
     assert a.error is None and a.losses and b.losses == a.losses
+
+
+# the tiny tier's AdamW recipe rates (src/optforge/tasks/quadratic.py, digits.py)
+RECIPE = {"quadratic": 1.0, "digits_mlp": 1e-2}
+RELATIVE = (0.1, 1.0, 10.0)
+BY_HAND = {"quadratic": (0.1, 1.0, 10.0), "digits_mlp": (1e-3, 1e-2, 1e-1)}  # RECIPE x RELATIVE
+
+
+@pytest.fixture(scope="module")
+def relative():
+    """One evaluation of SGD with a relative grid on two tasks whose recipes differ by two
+    decades, and the same tasks evaluated one by one on the hand-scaled absolute grids."""
+    def fitness(grid, tasks, rel):
+        stage = {"s": Stage.parse("s", f"tiny:{','.join(tasks)}@30")}
+        return TrainerFitness(stage, grid, zoo.load("adamw"), grid, relative=rel)
+
+    rel = fitness(RELATIVE, list(RECIPE), True)
+    absolute = {t: fitness(BY_HAND[t], [t], False) for t in RECIPE}
+    return rel, rel.evaluate(SGD, "s"), absolute, {t: f.evaluate(SGD, "s")
+                                                   for t, f in absolute.items()}
+
+
+@pytest.mark.parametrize("task", list(RECIPE))
+def test_a_relative_grid_trains_on_recipe_times_grid(relative, task):
+    """lr_grid_relative: a task's rates are its recipe rate x the grid; recorded rates are
+    absolute (best_lr, the baseline's lr), scores and widths those of the hand-scaled grid."""
+    from optforge import tasks
+
+    rel, e, absolute, by_hand = relative
+    assert tasks.get(task).spec("tiny").adamw["lr"] == RECIPE[task]
+    assert rel.rates(rel.stages["s"], task, RELATIVE) == pytest.approx(BY_HAND[task], rel=1e-15)
+    assert e.complete and by_hand[task].complete
+    assert e.best_lr[task] == pytest.approx(by_hand[task].best_lr[task], rel=1e-15)
+    assert e.losses[task] == pytest.approx(by_hand[task].losses[task], rel=1e-9)
+    assert e.scores[task] == pytest.approx(by_hand[task].scores[task], abs=1e-9)
+    assert e.lr_width[task] == pytest.approx(by_hand[task].lr_width[task], abs=1e-12)
+    assert rel.baseline("s", task).lr == pytest.approx(absolute[task].baseline("s", task).lr,
+                                                       rel=1e-15)

@@ -128,7 +128,9 @@ def _header(run: RunData) -> str:
             ("selection suite", cfg.get("selection") or "(none)"),
             ("held-out stage", cfg.get("heldout") or "(none)"),
             ("baseline", f"{cfg.get('baseline', '?')}, tuned over "
-                         f"{len(cfg.get('baseline_lr_grid', []))} learning rates"),
+                         f"{len(cfg.get('baseline_lr_grid') or cfg.get('lr_grid', []))} "
+                         "learning rates" + (" (multiples of each task's AdamW recipe rate)"
+                                             if cfg.get("lr_grid_relative") else "")),
             ("seed", cfg.get("seed", "?"))]
     out.append(h.table(["setting", "value"], [(h.esc(k), h.esc(v)) for k, v in rows]))
     if run.hall_of_fame:

@@ -114,6 +114,9 @@ class SearchConfig:
     baseline: str = _f("adamw", "baseline program (zoo name or file), tuned on baseline_lr_grid")
     baseline_lr_grid: list[float] = _f([], "baseline learning rates (empty: lr_grid, the "
                                            "candidates' own grid)")
+    lr_grid_relative: bool = _f(False, "lr_grid and baseline_lr_grid are multipliers of each "
+                                       "task's AdamW recipe rate at the stage's tier (runs "
+                                       "stored before: false, absolute rates)")
     aggregate: str = _f("min", "how task scores combine: 'min' (the worst task) or 'mean'")
     divergence: float = _f(1e3, "loss growth factor that counts as divergence")
     # ---- hurdles
@@ -187,7 +190,8 @@ class SearchConfig:
             grid = getattr(self, name)
             if (not grid and name == "lr_grid") or any(not (x > 0 and math.isfinite(x))
                                                        for x in grid):
-                raise ValueError(f"{name} must be positive learning rates, got {grid}")
+                raise ValueError(f"{name} must be positive (learning rates, or multipliers "
+                                 f"with lr_grid_relative), got {grid}")
         if self.seeds_per_task < 1:
             raise ValueError(f"seeds_per_task must be >= 1, got {self.seeds_per_task}")
         if self.islands < 1 or self.migrate_every < 0 or self.reset_every < 0:

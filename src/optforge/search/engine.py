@@ -77,7 +77,7 @@ class Search:
                               cfg.hurdle_checkpoints if cfg.hurdle_percentile > 0 else (),
                               cfg.aggregate, cfg.divergence, cfg.task_seed, cfg.device,
                               getattr(torch, cfg.dtype), task_seeds=cfg.task_seeds,
-                              compile=cfg.compile)
+                              compile=cfg.compile, relative=cfg.lr_grid_relative)
 
     def accept(self, program: Program) -> str | None:
         """Why the invariance filters reject ``program`` (None: it passes, or no filters)."""

@@ -22,6 +22,13 @@ so a task with large losses weighs no more than one with small losses.
 width in decades of the contiguous run of grid rates around the best whose
 loss is within 10% of the best (``L_{t,k} <= 1.1 L_t``; 0: only the best rate).
 
+Relative grids (``relative=True``): the grids are multipliers of each task's
+recipe rate ``r_t`` (``task.spec(tier).adamw["lr"]``, the Spec's default 1e-3
+where a task sets none), and the candidate and the baseline train on
+``r_t x lr_k`` (tasks' natural rates differ by decades; one absolute grid
+clips some of them). Recorded rates (``best_lr``, ``Baseline.lr``) are
+absolute; ``lr_width`` is a ratio and unchanged.
+
 Training is :func:`optforge.train.train` with its defaults (cosine schedule
 with 5% warmup), the same for candidate and baseline. Higher is better. A
 replica *diverges* as the trainer defines it (a non-finite loss, or one beyond
@@ -268,6 +275,8 @@ class TrainerFitness:
             where it amortises its build (:mod:`optforge.train.amortise`: the stage's
             training steps per evaluation), True, or False; for candidates and baseline
             alike. Programs it cannot express run eagerly, silently.
+        relative: the grids are multipliers of each task's AdamW recipe rate at the
+            stage's tier (:meth:`rates`), not learning rates.
     """
 
     def __init__(self, stages: Mapping[str, Stage], lr_grid: Sequence[float], baseline: Program,
@@ -275,12 +284,12 @@ class TrainerFitness:
                  aggregate: str = "mean", divergence: float = 1e3, task_seed: int = 0,
                  device: str = "cpu", dtype: torch.dtype = torch.float32,
                  train_options: Mapping | None = None, task_seeds: Sequence[int] = (),
-                 compile: str | bool = False):
+                 compile: str | bool = False, relative: bool = False):
         from ..train import amortise
 
         for name, grid in (("lr_grid", lr_grid), ("baseline_lr_grid", baseline_lr_grid)):
             if not grid or any(not (x > 0 and math.isfinite(x)) for x in grid):
-                raise ValueError(f"{name} must be positive learning rates, got {list(grid)}")
+                raise ValueError(f"{name} must be positive, got {list(grid)}")
         if not divergence > 1:
             raise ValueError(f"divergence must be > 1, got {divergence}")
         if aggregate not in ("mean", "min"):
@@ -289,6 +298,7 @@ class TrainerFitness:
         self.lr_grid = tuple(sorted(float(x) for x in lr_grid))  # increasing: lr_width
         self.baseline_program = baseline
         self.baseline_lr_grid = tuple(sorted(float(x) for x in baseline_lr_grid))
+        self.relative = bool(relative)
         self.checkpoints = hurdles_mod.fractions(checkpoints)
         self.aggregate = aggregate
         self.divergence = divergence
@@ -319,6 +329,18 @@ class TrainerFitness:
         from .. import tasks
 
         return stage.steps or tasks.get(task).spec(stage.size).steps
+
+    def rates(self, stage: Stage, task: str, grid: Sequence[float]) -> tuple[float, ...]:
+        """The learning rates ``grid`` stands for on ``task``: the grid itself, or with
+        ``relative`` each point times the task's recipe rate at ``stage``'s tier,
+        ``r_t x lr_k`` (``r_t = spec.adamw["lr"]``, the Spec's default where unset)."""
+        if not self.relative:
+            return tuple(grid)
+        from .. import tasks
+        from ..tasks.base import DEFAULT_LR
+
+        recipe = tasks.get(task).spec(stage.size).adamw.get("lr", DEFAULT_LR)
+        return tuple(float(recipe) * x for x in grid)
 
     def compiles(self, stage: Stage) -> bool:
         """Whether ``stage`` trains with the compiled step (see ``compile``)."""
@@ -362,7 +384,8 @@ class TrainerFitness:
         n = self._steps(st, task)
         cache_key = (task, st.size, n)
         if cache_key not in self.baselines:
-            result = self._train(task, st, self.baseline_program, self.baseline_lr_grid, n)
+            lrs = self.rates(st, task, self.baseline_lr_grid)
+            result = self._train(task, st, self.baseline_program, lrs, n)
             s = len(self.task_seeds)
             i, final = _best(per_rate(result.final_loss, s))
             if i < 0:
@@ -372,7 +395,7 @@ class TrainerFitness:
             rate = [per_rate(r[i * s:(i + 1) * s], s)[0] for r in result.eval_loss]
             at = {f: rate[row[p]] for p, f in self.points(n).items() if p in row}
             curve = tuple((int(p), x) for p, x in zip(result.eval_steps, rate, strict=True))
-            self.baselines[cache_key] = Baseline(self.baseline_lr_grid[i], final, at, curve)
+            self.baselines[cache_key] = Baseline(lrs[i], final, at, curve)
         return self.baselines[cache_key]
 
     # ---- the fitness
@@ -415,7 +438,8 @@ class TrainerFitness:
                     return True
                 return False
 
-            result = self._train(task, st, program, self.lr_grid, n, on_eval=watch)
+            lrs = self.rates(st, task, self.lr_grid)
+            result = self._train(task, st, program, lrs, n, on_eval=watch)
             curve = _curve(result, base, n_seeds)
             if curve is not None:
                 curves[task] = curve
@@ -435,7 +459,7 @@ class TrainerFitness:
             if i < 0:
                 scores[task] = WORST
                 return done(WORST, diverged=True)
-            best_lr[task] = self.lr_grid[i]
-            widths[task] = lr_width(rates, self.lr_grid)
+            best_lr[task] = lrs[i]
+            widths[task] = lr_width(rates, lrs)
             scores[task] = score(base.final, loss)
         return done(aggregate(list(scores.values()), self.aggregate))

@@ -30,6 +30,10 @@ TIERS = ("tiny", "small", "medium")
 INIT, DATA, NOISE = 1, 2, 3
 
 
+DEFAULT_LR = 1e-3
+"""AdamW's learning rate in a Spec that names none."""
+
+
 @dataclass(frozen=True)
 class Spec:
     """Facts of one task at one tier.
@@ -45,7 +49,7 @@ class Spec:
     steps: int
     target: float
     batch: int = 64
-    adamw: dict[str, float] = field(default_factory=lambda: {"lr": 1e-3})
+    adamw: dict[str, float] = field(default_factory=lambda: {"lr": DEFAULT_LR})
 
 
 class TaskInstance(ABC):

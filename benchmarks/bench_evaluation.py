@@ -3,7 +3,7 @@
 One evaluation is what a search worker computes for one candidate: the
 ``TrainerFitness`` of a configuration's first evolution tier (by default the
 transfer configuration's, ``experiments/transfer.toml``: seven tiny tasks at 150
-steps, 7 learning rates x 2 task seeds = 14 replicas per task), complete (no
+steps, 8 learning rates x 2 task seeds = 16 replicas per task), complete (no
 hurdle stops), one torch thread, as workers run. Each version runs in its own
 long-lived process (a change to process-wide settings, such as the heap's,
 must not leak into the other): ``before`` imports the revision's ``src/optforge``

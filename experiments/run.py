@@ -15,9 +15,10 @@ directory; run the command again to resume a killed search or bench):
    programs promoted to selection and their scores, and ``--fallback`` benches the best
    on selection anyway; without one: the first funnel winner, else the fittest program
    on the costliest funnel tier any candidate reached) is written to
-   ``found.py`` with its tuning space: the learning rate from a tenth of the
-   smallest to ten times the largest rate the search found best for it on any
-   task and tier (the held-out tasks' best rates are unknown to it); the
+   ``found.py`` with its tuning space: the learning rate over the baseline's own
+   bench range times the ratio of its best rates to the baseline's on the first
+   tier's tasks (``lr_ratio``: the same width; since session 6, before it: a tenth
+   of its smallest to ten times its largest search rate); the
    hyperparameters the baseline tunes too over the baseline's ranges; the rest by
    the default rule (``found_space``).
 3. ``optforge bench`` re-tunes it and the baseline with equal budgets on
@@ -92,16 +93,23 @@ def search(exp: Experiment, run_dir: Path, workers: int) -> float:
     return time.perf_counter() - start
 
 
+def candidates(result: dict) -> dict[int, dict]:
+    """The search's hall of fame and MAP-Elites archive by candidate id."""
+    return {c["id"]: c for c in result["hall_of_fame"] + result.get("archive", [])}
+
+
 def pick(result: dict, run_dir: Path, fallback: bool = False
-         ) -> tuple[Program, str, float, tuple[float, float]] | None:
-    """(program, how it was chosen, its search fitness, the smallest and largest learning
-    rate the search found best for it over all its evaluations); None when a selection
-    suite was configured and no evolved program survived it, unless ``fallback`` (then the
-    evolved program best on the selection suite: the documented fallback)."""
+         ) -> tuple[Program, str, float, list[tuple[str, dict[str, float]]]] | None:
+    """(program, how it was chosen, its search fitness, the best learning rates the search
+    found for it: ``(stage, {task: rate})`` per evaluation, never the test suite's); None
+    when a selection suite was configured and no evolved program survived it, unless
+    ``fallback`` (then the evolved program best on the selection suite)."""
     tiers = [f"tier{i}" for i in range(len(result["config"]["tiers"]))]
-    pool = {c["id"]: c for c in result["hall_of_fame"] + result.get("archive", [])}
+    pool = candidates(result)
+    selection = bool(result["config"].get("selection"))
     # with a selection suite, an evolved program (never an unchanged warm start) that the
-    # selection suite ranks best: the first such winner, else the best such selection score
+    # selection suite ranks best: the first such winner, else (fallback) the best such
+    # selection score
     evolved = [f for f in result["funnel"] if f["stage"] == "selection"
                and pool.get(f["id"], {}).get("mutation") != "init"]
     winners = [w for w in result["winners"] if w["candidate"]["mutation"] != "init"]
@@ -111,14 +119,14 @@ def pick(result: dict, run_dir: Path, fallback: bool = False
         sf = w["stage_fitness"]  # the simplified program's own score where it changed
         fitness = sf.get("selection (simplified)", sf["selection"])
         hashes = {w["candidate"]["hash"], program.hash}
-    elif evolved and not fallback:
+    elif selection and not fallback:
         return None
     elif evolved:
         best = max(evolved, key=lambda f: f["fitness"])
         c = pool[best["id"]]
         program, fitness, hashes = Program.parse(c["source"]), best["fitness"], {c["hash"]}
         how = "no evolved selection survivor: the evolved program best on the selection suite"
-    elif result["winners"]:
+    elif result["winners"] and not selection:
         w = result["winners"][0]
         program, how = Program.parse(w["source"]), "funnel winner 1, simplified"
         fitness, hashes = w["simplified_fitness"], {w["candidate"]["hash"], Program.parse(
@@ -137,33 +145,56 @@ def pick(result: dict, run_dir: Path, fallback: bool = False
             f"hall of fame rank {rank}" if rank else "a MAP-Elites elite")
         hashes = {c["hash"]}
     with RunStore.open(run_dir, readonly=True) as store:  # never the test suite's rates
-        lrs = [lr for _, _, h, stage, *_, ev, _ in store.evaluations()
-               if h in hashes and stage != "heldout" for lr in ev.best_lr.values()]
+        rates = [(stage, ev.best_lr) for _, _, h, stage, *_, ev, _ in store.evaluations()
+                 if h in hashes and stage != "heldout"]
     # a program answered by the behavioural cache has no evaluation of its own on that
-    # stage in the store: its recorded (twin's) evaluation in result.json holds the rates
+    # stage in the store: its recorded (twin's) evolution evaluation in result.json holds them
     recorded = [*pool.values(), *(w["candidate"] for w in result["winners"])]
-    lrs += [lr for c in recorded if c["hash"] in hashes
-            for lr in (c.get("evaluation") or {}).get("best_lr", {}).values()]
-    return program, how, float(fitness), (min(lrs), max(lrs))
+    rates += [("tier0", (c.get("evaluation") or {}).get("best_lr", {})) for c in recorded
+              if c["hash"] in hashes]
+    return program, how, float(fitness), rates
 
 
-def found_space(program: Program, lrs: tuple[float, float], baseline: str) -> list[str]:
-    """The found program's ``# space:`` lines: ``lr`` from a tenth of the smallest to ten
-    times the largest rate the search found best for it; every other hyperparameter that the
+def lr_ratio(result: dict, rates: list[tuple[str, dict[str, float]]]) -> float:
+    """Where the search put the found program's rates against the tuned baseline's: the
+    geometric mean, over the first tier's tasks, of its best rate (geometric mean over its
+    evaluations there) over the baseline's best rate on the same task (``result.json``'s
+    ``baselines``, the first tier's, keyed ``task/tier/steps``)."""
+    size = result["config"]["tiers"][0].partition(":")[0]
+    base: dict[str, list[float]] = {}
+    for key, b in result["baselines"].items():
+        task, tier, _ = key.split("/")
+        if tier == size:
+            base.setdefault(task, []).append(b["lr"])
+    logs: dict[str, list[float]] = {}
+    for stage, best in rates:
+        for task, lr in best.items():
+            if stage == "tier0" and len(base.get(task, ())) == 1:
+                logs.setdefault(task, []).append(math.log(lr / base[task][0]))
+    if not logs:
+        raise ValueError("no first-tier rates to compare with the baseline's")
+    return math.exp(float(np.mean([np.mean(v) for v in logs.values()])))
+
+
+def found_space(program: Program, ratio: float, baseline: str) -> list[str]:
+    """The found program's ``# space:`` lines: ``lr`` over the baseline's own bench range
+    times ``ratio`` (:func:`lr_ratio`: as wide as the baseline's, moved to where the search
+    found the program's rates relative to the baseline's); every other hyperparameter that the
     baseline tunes too (the same name: ``wd``, ``beta1``, ``beta2``) over the baseline's own
     range, so both sides tune the same knobs over the same ranges (a weight decay that a warm
     start had switched off, ``wd = 0``, is tuned like the baseline's; a range that leaves out
     the program's own value is widened by the bench's edge rule if the best lies at its edge);
     the rest by the bench's default rule (docs/BENCH.md)."""
     shared = resolve(baseline).space
-    lines = [f'# space: lr = ["log", {lrs[0] / 10:.3g}, {lrs[1] * 10:.3g}]']
+    lr = shared["lr"]
+    lines = [f'# space: lr = ["{lr.kind}", {lr.low * ratio:.3g}, {lr.high * ratio:.3g}]']
     lines += [f'# space: {name} = ["{d.kind}", {d.low!r}, {d.high!r}]'
               for name, d in shared.items() if name != "lr" and name in program.hyperparameters]
     return lines
 
 
-def write_found(program: Program, lrs: tuple[float, float], path: Path, baseline: str) -> None:
-    path.write_text("\n".join(found_space(program, lrs, baseline)) + f"\n{program}")
+def write_found(program: Program, ratio: float, path: Path, baseline: str) -> None:
+    path.write_text("\n".join(found_space(program, ratio, baseline)) + f"\n{program}")
 
 
 def efficiency(run_dir: Path, workers: int) -> dict:
@@ -268,7 +299,7 @@ def selection_table(result: dict, run_dir: Path) -> list[str]:
     """Every program promoted to the selection suite, best first: how it arose, its fitness on
     the evolution suite and on the selection suite, and its score on each selection task,
     ``ln(baseline loss / its loss)`` (the store's selection evaluations)."""
-    pool = {c["id"]: c for c in result["hall_of_fame"] + result.get("archive", [])}
+    pool = candidates(result)
     with RunStore.open(run_dir, readonly=True) as store:
         scores = {h: ev.scores for _, _, h, stage, *_, ev, _ in store.evaluations()
                   if stage == "selection"}
@@ -340,12 +371,14 @@ def main(argv: list[str] | None = None) -> None:
         (run_dir / "efficiency.json").write_text(json.dumps(eff, indent=1))
         print(text)
         return
-    program, how, fitness, lrs = picked
+    program, how, fitness, rates = picked
+    ratio = lr_ratio(result, rates)
+    lrs = [lr for _, best in rates for lr in best.values()]
     program = Program("found", program.params, program.hyper, program.body, program.returns,
                       program.doc)
     found = run_dir / "found.py"
     if not found.exists():  # the bench run keeps its own copy; never rewrite under it
-        write_found(program, lrs, found, exp.baseline)
+        write_found(program, ratio, found, exp.baseline)
     trials = args.trials or exp.trials
     start = time.perf_counter()
     bench_dir = run_dir / "bench"
@@ -363,8 +396,8 @@ def main(argv: list[str] | None = None) -> None:
         f"Command: `python experiments/run.py {exp.name}` (config `experiments/{exp.name}.toml`).",
         "", search_line(eff), "",
         f"Found ({how}; search fitness {fitness:+.4f} = ln(baseline loss / its loss), "
-        f"aggregated over the tier's tasks; best search learning rates {lrs[0]:.3g} to "
-        f"{lrs[1]:.3g}):", "",
+        f"aggregated over the tier's tasks; best search learning rates {min(lrs):.3g} to "
+        f"{max(lrs):.3g}, {ratio:.3g}x the baseline's on the first tier's tasks):", "",
         "```python", str(program).rstrip(), "```", "",
         f"Update: `{formula(program)}`", "",
         f"Held-out comparison (`optforge bench`, {trials} Optuna trials each, {args.seeds} "

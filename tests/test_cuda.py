@@ -7,9 +7,10 @@ so these run where one is lent: docs/GPU.md).
 * Every task trains on the GPU as on the CPU: 20 AdamW steps in float64 from the same seeds
   give the same validation losses (rtol 1e-6), so data, initialisation and noise are drawn
   device-independently and the replicated layers compute the same functions there.
-* ``compile=True`` on the GPU equals the eager step (CUDA buckets run eagerly).
-* ``optforge search --device cuda --backend process``: workers forked from the fork server
-  initialise CUDA themselves and finish every evaluation.
+* ``compile=True`` on the GPU runs (CUDA buckets fall back to the eager step) and gives the
+  eager result.
+* ``optforge search --device cuda --backend process``: spawned workers (``start_method``)
+  finish every evaluation.
 """
 
 from __future__ import annotations

@@ -147,8 +147,9 @@ def test_search_decisions_depend_on_jobs_in_flight_not_on_workers(tmp_path):
     assert tables(tmp_path / "w2") == tables(tmp_path / "inline") == tables(tmp_path / "w1q1")
 
 
-@pytest.mark.parametrize("device, method", [("cpu", "forkserver"), ("cuda", "spawn"),
-                                            ("cuda:1", "spawn"), ("mps", "spawn")])
+@pytest.mark.parametrize("device, method", [("cpu", "forkserver"), ("cpu:0", "forkserver"),
+                                            ("cuda", "spawn"), ("cuda:1", "spawn"),
+                                            ("mps", "spawn")])
 def test_a_gpu_fitness_gets_spawned_workers(device, method):
     """A process forked from the fork server cannot initialise CUDA (the server's preload
     initialised the driver; every evaluation failed on an H200): GPU fitnesses spawn."""

@@ -12,7 +12,6 @@ import pytest
 
 from optforge import zoo
 from optforge.bench.candidates import resolve
-from optforge.bench.space import Dim
 from optforge.store.db import StoreError
 
 RUN = Path(__file__).resolve().parents[1] / "experiments" / "run.py"
@@ -41,9 +40,11 @@ def test_found_space_shares_the_baselines_ranges(run_module, tmp_path, warm_star
                                                  expected):
     program = zoo.resolve(warm_start).program
     path = tmp_path / "found.py"
-    run_module.write_found(program, (1e-3, 3e-2), path, baseline)
+    run_module.write_found(program, 3.0, path, baseline)
     space = resolve(str(path)).space
-    assert space.pop("lr") == Dim("log", 1e-4, 0.3)
+    lr = space.pop("lr")  # the baseline's range (AdamW's: log 1e-4..10, the zoo catalog's)
+    assert (lr.kind, lr.low, lr.high) == ("log", pytest.approx(3e-4), pytest.approx(30))  # x 3
+    assert zoo.entry(baseline).space["lr"] == ["log", 1e-4, 10.0]
     assert set(space) == set(expected)
     for name, (kind, low, high) in expected.items():
         assert (space[name].kind, space[name].low, space[name].high) == (
@@ -63,3 +64,17 @@ def test_no_program_is_picked_without_a_selection_survivor(run_module, tmp_path)
     assert run_module.pick(result, tmp_path) is None
     with pytest.raises(StoreError, match="does not exist"):  # the fallback reads the store
         run_module.pick(result, tmp_path / "run", fallback=True)
+
+
+def test_lr_ratio_is_the_geometric_mean_over_first_tier_tasks(run_module):
+    """Known answer: rates 2x and 8x the baseline's on two first-tier tasks (4x), one task
+    evaluated twice (2x and 8x there: 4x), other stages and tiers ignored."""
+    result = {"config": {"tiers": ["tiny:a,b@150"]},
+              "baselines": {"a/tiny/150": {"lr": 0.01}, "b/tiny/150": {"lr": 0.1},
+                            "a/small/600": {"lr": 1.0}}}
+    rates = [("tier0", {"a": 0.02, "b": 0.8}), ("selection", {"c": 5.0}),
+             ("tier0", {"b": 0.2}), ("tier1", {"a": 9.0})]
+    # a: 2x; b: geometric mean of 8x and 2x = 4x; together sqrt(2 x 4)
+    assert run_module.lr_ratio(result, rates) == pytest.approx(8 ** 0.5)
+    with pytest.raises(ValueError, match="no first-tier rates"):
+        run_module.lr_ratio(result, [("selection", {"c": 5.0})])

@@ -204,10 +204,13 @@ def test_a_run_stored_before_fingerprint_steps_keeps_the_three_step_probe(tmp_pa
     assert fitness.calls == 0 and stored[0] == stored[1]
 
 
-@pytest.mark.parametrize("stored", [list(FILTERS_V1), None], ids=["listed", "unlisted"])
-def test_a_run_stored_before_the_weight_filter_resumes_without_it(tmp_path, stored):
-    """A stored filter list is resumed as it is, and a stored config without one (made
-    before the setting) gets the four filters of before ``weight``; a new run gets all."""
+@pytest.mark.parametrize("stored, resumed", [
+    (["scale", "lr"], ["scale", "lr"]), ([], []), (None, list(FILTERS_V1))],
+    ids=["listed", "none", "unlisted"])
+def test_a_run_stored_before_the_weight_filter_resumes_without_it(tmp_path, stored, resumed):
+    """A stored filter list (even an empty one) is resumed as it is, and a stored config
+    without one (made before the setting) gets the four filters of before ``weight``; a new
+    run gets all."""
     old = SearchConfig(**{**CONFIG, "evaluations": 12}).as_dict()
     assert old["filters"] == list(FILTERS)  # a new run stores the default, with weight
     if stored is None:
@@ -217,7 +220,7 @@ def test_a_run_stored_before_the_weight_filter_resumes_without_it(tmp_path, stor
     RunStore.create(tmp_path / "old", "search", old).close()
     config, store = open_run(tmp_path / "old")
     store.close()
-    assert config.filters == list(FILTERS_V1) and "weight" not in config.filters
+    assert config.filters == resumed and "weight" not in config.filters
 
 
 def test_cache_from_another_run_reuses_its_evaluations(tmp_path, reference):

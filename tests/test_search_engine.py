@@ -236,12 +236,11 @@ def test_the_compile_setting(tmp_path):
 
 
 @pytest.mark.parametrize("name, stored_before, new_default", [
-    ("compile", "false", "auto"), ("fingerprint_steps", [1, 2, 3], [1, 2, 3, 30, 300, 3000]),
-    ("lr_grid_relative", False, False)])
+    ("compile", "false", "auto"), ("fingerprint_steps", [1, 2, 3], [1, 2, 3, 30, 300, 3000])])
 def test_a_run_stored_before_a_setting_resumes_as_it_ran(tmp_path, name, stored_before,
                                                          new_default):
-    """compile: eagerly; fingerprint_steps: the three-step probe; lr_grid_relative: absolute
-    rates (docs/SEARCH.md)."""
+    """compile: eagerly; fingerprint_steps: the three-step probe (docs/SEARCH.md); (a run
+    stored before lr_grid_relative gets its default, False: absolute rates, as it ran)."""
     from optforge.search.stored import open_run
     from optforge.store import RunStore
 

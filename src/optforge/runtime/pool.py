@@ -70,7 +70,10 @@ def start_method(fitness) -> str:
     for the device count), and a process forked from one that did cannot use CUDA
     (``CUDA error: initialization error`` in every evaluation, seen on an H200); spawned
     workers import torch and build their tasks' data themselves."""
-    return "forkserver" if str(getattr(fitness, "device", "cpu")) == "cpu" else "spawn"
+    import torch
+
+    cpu = torch.device(getattr(fitness, "device", "cpu")).type == "cpu"
+    return "forkserver" if cpu else "spawn"
 
 
 def _serve(conn, fitness: Fitness, threads: int) -> None:  # pragma: no cover - in a child

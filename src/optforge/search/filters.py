@@ -40,8 +40,9 @@ update of the last step when every gradient is multiplied by ``c``, and
     ``cos(d(c), d(1)) >= 1 - tolerance`` for ``c`` in 10 and 0.1, per parameter
     tensor (the gradients stay as they are). Subtracting ``u(c w, 0)`` takes
     out decoupled weight decay ``lr wd w`` (AdamW, Lion); where it is not
-    finite (``m / sqrt(v)`` without ``eps`` at ``g = 0``), ``d(c) = u(c w, g)
-    - u(c w, -g)``, twice the part odd in ``g``, takes it out instead (the
+    finite for some ``c`` (``m / sqrt(v)`` without ``eps`` at ``g = 0``), then
+    for every ``c``, ``d(c) = u(c w, g) - u(c w, -g)``, twice the part odd in
+    ``g``, takes it out instead (the
     raw ``u(c w, g)``, as ``scale`` falls back to, would reject AdamW without
     ``eps`` at ``wd = 0.1``). The cosine ignores magnitude, and taking it per
     tensor ignores how tensors' steps compare, so layer-wise trust ratios
@@ -167,12 +168,12 @@ def _cos(a: torch.Tensor, b: torch.Tensor) -> float:
 def _scale(ref: Callable[[], Trajectory], last: Callable[..., torch.Tensor],
            tolerance: float) -> str | None:
     u1 = ref()[0][-1]
-    u0 = last(0.0)
+    u0 = last(0.0, 1.0)
     base = u0 if _finite([u0]) else torch.zeros_like(u1)
     if not _finite([u1]):
         return None
     for c in (10.0, 0.1):
-        uc = last(c)
+        uc = last(c, 1.0)
         if not _finite([uc]) or _cos(uc - base, u1 - base) < 1 - tolerance:
             return f"the update direction changes when gradients are scaled by {c:g}"
     return None
@@ -180,9 +181,14 @@ def _scale(ref: Callable[[], Trajectory], last: Callable[..., torch.Tensor],
 
 def _weight(ref: Callable[[], Trajectory], last: Callable[..., torch.Tensor],
             tolerance: float) -> str | None:
-    def driven(c: float) -> torch.Tensor:  # u(c w, g) - u(c w, 0), or - u(c w, -g)
-        uc, u0 = (ref()[0][-1] if c == 1.0 else last(1.0, c)), last(0.0, c)
-        return uc - (u0 if _finite([u0]) else last(-1.0, c))
+    scales = (1.0, 10.0, 0.1)
+    # one reading for every c: u(c w, g) - u(c w, 0), or, where any u(c w, 0) is not finite,
+    # u(c w, g) - u(c w, -g)
+    odd = not _finite([last(0.0, c) for c in scales])
+
+    def driven(c: float) -> torch.Tensor:
+        uc = ref()[0][-1] if c == 1.0 else last(1.0, c)
+        return uc - (last(-1.0, c) if odd else last(0.0, c))
 
     d1 = driven(1.0)
     if not _finite([d1]):
@@ -252,7 +258,7 @@ def reject(program: Program, filters: Sequence[str] = FILTERS,
         return trajectory(program, plan=plan)
 
     @cache
-    def last(scale: float, weight: float = 1.0) -> torch.Tensor:  # u(weight w, scale g), shared
+    def last(scale: float, weight: float) -> torch.Tensor:  # u(weight w, scale g), shared
         return trajectory(program, scale, plan=plan, weight=weight)[0][-1]
 
     checks = {"scale": lambda: _scale(ref, last, tolerance),

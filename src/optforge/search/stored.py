@@ -48,9 +48,9 @@ def open_run(run_dir: str | Path) -> tuple[SearchConfig, RunStore]:
     # fingerprint_steps fingerprinted three steps: resume it so; a stored filter list is
     # kept as it is, and a config without one keeps the four of before 'weight'
     # (the default it resumed with until then); one stored before lr_grid_relative
-    # trained on absolute rates
+    # trained on absolute rates, the option's default
     old = {"compile": "false", "fingerprint_steps": list(PROBE_STEPS_V1),
-           "filters": list(FILTERS_V1), "lr_grid_relative": False}
+           "filters": list(FILTERS_V1)}
     return SearchConfig.from_dict({**old, **store.config}), store
 
 

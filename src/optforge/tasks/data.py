@@ -145,7 +145,8 @@ NOISE_SHARE = 1 / 11  # the share of the target's variance that no linear model 
 def scaled_regression(features: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, float]:
     """A generated linear-regression table whose solution spans two orders of magnitude:
     ``x (n, features)``, ``y (n,)`` float32, the true weights ``w* (features,)`` (float64)
-    and the target's variance ``var(y)``; ``n = max(1000, 20 features) + 1000`` rows.
+    and the target's variance under the generating model, ``1.1 u^T C u`` (``var(y)`` up to
+    sampling); ``n = max(1000, 20 features) + 1000`` rows.
 
     ``z`` rows are a stationary Gaussian AR(1) process over the features (unit
     variance, ``corr(z_i, z_j) = RHO^|i-j|``); feature ``j`` is ``x_j = s_j z_j`` with

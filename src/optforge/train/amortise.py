@@ -14,7 +14,7 @@ per step for AdamW with 14 replicas on the tiny evolution tasks (0.5 ms taken; l
 tiers save more, so the rule errs towards eager there). ``MARGIN`` = 2 leaves room
 for hurdle-stopped evaluations, which train a fraction of ``n``. So ``MIN_STEPS`` =
 1600: the short transfer configuration's evolution tier (7 tasks x 150 steps) runs
-eagerly, the overnight one (8 x 400) and every ``small`` tier compiled.
+eagerly, the overnight one (7 x 400) and every ``small`` tier compiled.
 
 The decision is a pure function of the configuration (never of timings or of what
 the cache holds), so a search stays deterministic and a resumed run trains exactly

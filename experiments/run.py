@@ -202,18 +202,21 @@ def efficiency(run_dir: Path, workers: int) -> dict:
     with RunStore.open(run_dir, readonly=True) as store:
         counters = store.meta("counters", {}) or {}
         events = store.events()
-        timed = [(row[7], row[9]) for row in store.evaluations()]  # (seconds, finished)
+        # (seconds, finished, replica-steps trained)
+        timed = [(row[7], row[9], row[8].cost) for row in store.evaluations()]
     t0 = min(t for t, kind, _ in events if kind == "start")
     funnel = min((t for t, kind, _ in events if kind == "phase"), default=None)
     t1 = max(t for t, _, _ in events)
-    evo = [s for s, finished in timed if finished <= (funnel or t1)]
-    n_evo, s_evo = len(evo), sum(evo)
-    n_all, s_all = len(timed), sum(s for s, _ in timed)
+    evo = [(s, cost) for s, finished, cost in timed if finished <= (funnel or t1)]
+    n_evo, s_evo = len(evo), sum(s for s, _ in evo)
+    n_all, s_all = len(timed), sum(s for s, _, _ in timed)
     evo_wall = (funnel or t1) - t0
     children = counters["generated"] - counters["invalid"]
     return {
         "evaluations": n_all, "wall": t1 - t0, "evolution_evaluations": n_evo,
         "evolution_wall": evo_wall, "evaluations_per_hour": 3600 * n_evo / evo_wall,
+        # the configuration-free rate: replica-steps trained per hour (an evaluation's cost)
+        "replica_steps_per_hour": 3600 * sum(c for _, c in evo) / evo_wall,
         "valid_children": children,
         "structural_skips": counters["structural"] / children,
         "behavioural_skips": counters["behavioural"] / children,

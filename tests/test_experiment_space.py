@@ -58,7 +58,7 @@ def test_no_program_is_picked_without_a_selection_survivor(run_module, tmp_path)
     ``fallback`` is the explicit opt-in (it reads the run's store, not committed)."""
     import json
 
-    result = json.loads((RUN.parent / "results" / "transfer" / "result.json").read_text())
+    result = json.loads((RUN.parent / "results" / "transfer-s5" / "result.json").read_text())
     promoted = [f for f in result["funnel"] if f["stage"] == "selection"]
     assert result["config"]["selection"] and len(promoted) == 8 and not result["winners"]
     assert run_module.pick(result, tmp_path) is None

@@ -1,15 +1,14 @@
-# space: lr = ["log", 0.0001, 1]
+# space: lr = ["log", 0.000373, 37.3]
 # space: beta1 = ["linear", 0.8, 0.95]
 # space: beta2 = ["log1m", 0.9, 0.999]
 # space: wd = ["log", 0.0001, 0.1]
-def found(w, g, m, v, lr, step, beta1=0.9, beta2=0.999, eps=8.754e-09, wd=0, momentum_decay=0.001336):
-    t1 = std(w)
+def found(w, g, m, v, mu_prod, lr, step, s1, beta1=0.9, beta2=0.999, eps=5.406e-09, wd=0, momentum_decay=0.004):
     d = g + wd * w
-    mu = beta1 * (1 - 0.5 * 4.324 ** (step * momentum_decay))
-    mu_next = beta1 * beta2
-    mu_prod = where(step - 1.174, t1, 1.615) * mu
+    mu = beta1 * (1 - momentum_decay)
+    mu_prod = where(step - 2.46, mu_prod, 0.782) * mu
     m = interp(m, d, 1 - beta1)
-    v = beta2 * v + (1 - beta2) * d * d
+    v = beta2 * v + (1.287 - beta2) * d * d
+    s1 = sigmoid(s1)
     denom = sqrt(v / (1 - beta2 ** step)) + eps
-    update = lr * (1 - mu) / (1 - mu_prod) * d / denom + lr * mu_next / (1 - mu_prod * mu_next) * m / denom
-    return update, m, v
+    update = lr / (1 - mu_prod) * d / denom + lr * beta1 / (1 - s1 * beta1) * m / denom
+    return update, m, v, mu_prod, s1

@@ -18,7 +18,7 @@ no threads or locks from the driver; a fitness that trains on a GPU gets
 ``spawn``, :func:`start_method`), set
 ``torch.set_num_threads(1)`` and receive the fitness once, pickled; they exit
 when the driver closes the pipe or dies (EOF on the pipe). The server also
-trains one step of each of the fitness's tasks (:mod:`._warm`), so their data
+runs a forward pass of each of the fitness's tasks (:mod:`._warm`), so their data
 sets are built once there, not in every worker.
 
 Jobs in flight: ``capacity = workers + queue`` (``queue`` default
@@ -66,10 +66,11 @@ def warm_tasks(fitness) -> list[str]:
 
 def start_method(fitness) -> str:
     """``spawn`` when the fitness trains on an accelerator (its ``device`` is not the CPU),
-    else ``forkserver``. The fork server's preload initialises the CUDA driver (torch asks it
-    for the device count), and a process forked from one that did cannot use CUDA
-    (``CUDA error: initialization error`` in every evaluation, seen on an H200); spawned
-    workers import torch and build their tasks' data themselves."""
+    else ``forkserver``. Workers forked from the fork server failed every CUDA evaluation with
+    ``CUDA error: initialization error`` (seen on an H200, while the warm-up still ran a
+    backward pass, which starts autograd's CUDA device threads); CUDA's own rule is that a
+    process forked from one that initialised it cannot use it, so GPU workers are spawned:
+    each imports torch and builds its tasks' data itself."""
     import torch
 
     cpu = torch.device(getattr(fitness, "device", "cpu")).type == "cpu"

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from . import data
 from .base import DATA, Init, Spec, Task, generator, split
-from .nn import accuracy, cross_entropy, dense, linear
+from .nn import accuracy, cross_entropy, dense, linear, mlp
 from .supervised import Supervised
 
 N_VAL = 397
@@ -74,18 +74,6 @@ class DigitsLogReg(Task):
                           train, val, spec.batch, seeds)
 
 
-def _mlp(init: Init, width: int):
-    layers = [dense(init, 64, width, gain=2**0.5), dense(init, width, width, gain=2**0.5),
-              dense(init, width, 10)]
-
-    def forward(x):
-        for w, b in layers[:-1]:
-            x = torch.relu(linear(x, w, b))
-        return linear(x, *layers[-1])
-
-    return forward
-
-
 def flip(y: torch.Tensor, share: float, seed: int = 0) -> torch.Tensor:
     """``y`` with ``round(share * len(y))`` labels, chosen at random, replaced by one of the
     nine other classes (uniformly): those labels are wrong."""
@@ -116,7 +104,8 @@ class DigitsMLP(Task):
     def build(self, spec, seeds, device, dtype):
         train, val = _split(8, device, dtype)
         init = Init(seeds, device, dtype)
-        forward = _mlp(init, spec.size["width"])
+        h = spec.size["width"]
+        forward = mlp(init, [64, h, h, 10], torch.relu, 2**0.5)
         return Supervised(init.params, forward, cross_entropy, ("accuracy", accuracy),
                           train, val, spec.batch, seeds)
 
@@ -141,7 +130,8 @@ class DigitsNoisy(Task):
         (x, y), val = _split(8, device, dtype)
         train = x[:N_NOISY], flip(y[:N_NOISY].cpu(), FLIPPED).to(device)
         init = Init(seeds, device, dtype)
-        forward = _mlp(init, spec.size["width"])
+        h = spec.size["width"]
+        forward = mlp(init, [64, h, h, 10], torch.relu, 2**0.5)
         return Supervised(init.params, forward, cross_entropy, ("accuracy", accuracy),
                           train, val, spec.batch, seeds)
 

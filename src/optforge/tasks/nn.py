@@ -37,6 +37,21 @@ def linear(x: torch.Tensor, w: torch.Tensor, b: torch.Tensor | None = None) -> t
     return y.view(k, *lead, n_out)
 
 
+def mlp(init: Init, sizes: list[int], act, gain: float):
+    """A perceptron ``sizes[0] -> ... -> sizes[-1]`` per replica: hidden layers
+    ``act(linear)`` initialised with ``gain``, a linear output layer with gain 1; the
+    layers drawn in order. Returns ``forward(x)``."""
+    layers = [dense(init, a, b, gain=gain) for a, b in zip(sizes[:-2], sizes[1:-1], strict=True)]
+    layers.append(dense(init, sizes[-2], sizes[-1]))
+
+    def forward(x):
+        for w, b in layers[:-1]:
+            x = act(linear(x, w, b))
+        return linear(x, *layers[-1])
+
+    return forward
+
+
 def per_replica(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """``v (K, d)`` shaped to broadcast against ``like (K, ..., d)``."""
     return v.view(v.shape[0], *([1] * (like.dim() - 2)), v.shape[-1])

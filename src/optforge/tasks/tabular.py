@@ -23,20 +23,8 @@ import torch
 
 from . import data
 from .base import Init, Spec, Task, split
-from .nn import accuracy, cross_entropy, dense, linear
+from .nn import accuracy, cross_entropy, mlp
 from .supervised import Supervised
-
-
-def _mlp(init: Init, sizes: list[int], act, gain: float):
-    layers = [dense(init, a, b, gain=gain) for a, b in zip(sizes[:-2], sizes[1:-1], strict=True)]
-    layers.append(dense(init, sizes[-2], sizes[-1]))
-
-    def forward(x):
-        for w, b in layers[:-1]:
-            x = act(linear(x, w, b))
-        return linear(x, *layers[-1])
-
-    return forward
 
 
 def _mse(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -87,7 +75,7 @@ class RegressionMLP(Task):
         tr, va = split(len(y), 100)
         h = spec.size["width"]
         init = Init(seeds, device, dtype)
-        forward = _mlp(init, [10, h, h, 1], torch.tanh, 1.0)
+        forward = mlp(init, [10, h, h, 1], torch.tanh, 1.0)
         return Supervised(init.params, forward, _mse, ("mse", _mse),
                           (x[tr], y[tr]), (x[va], y[va]), spec.batch, seeds)
 
@@ -120,6 +108,6 @@ def _classifier(x, y, n_val: int, classes: int, spec, seeds, device, dtype) -> S
     tr, va = split(len(y), n_val)
     h = spec.size["width"]
     init = Init(seeds, device, dtype)
-    forward = _mlp(init, [x.shape[1], h, h, classes], torch.relu, 2**0.5)
+    forward = mlp(init, [x.shape[1], h, h, classes], torch.relu, 2**0.5)
     return Supervised(init.params, forward, cross_entropy, ("accuracy", accuracy),
                       (x[tr], y[tr]), (x[va], y[va]), spec.batch, seeds)

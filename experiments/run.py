@@ -133,7 +133,7 @@ def pick(result: dict, run_dir: Path, fallback: bool = False
             w["source"]).hash}
     else:  # no survivor: the fittest on the costliest tier any candidate reached
         on_tiers = [f for f in result["funnel"] if f["stage"] in tiers and (
-            not result["config"].get("selection") or
+            not selection or
             pool.get(f["id"], {}).get("mutation") != "init")]
         last = max(on_tiers, key=lambda f: tiers.index(f["stage"]))["stage"]
         best = max((f for f in on_tiers if f["stage"] == last), key=lambda f: f["fitness"])
